@@ -1,0 +1,1 @@
+"""The micro-benchmark harness behind `python -m vidops.bench`."""

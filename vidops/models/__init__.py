@@ -1,0 +1,1 @@
+"""Reference models built from vidops layers (spec section 7)."""

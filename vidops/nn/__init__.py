@@ -1,0 +1,4 @@
+"""Drop-in modules; state_dict keys follow the authors' code so their checkpoints load unchanged."""
+from .motion_band_pass import MotionBandPass  # noqa: F401
+from .busy_quiet import BusyQuietSplit  # noqa: F401
+from .band_pass_lateral import BandPassLateral  # noqa: F401

@@ -1,0 +1,4 @@
+"""The fused ops: one file per op, each a torch.library custom op with backends."""
+from .log_kernel import log_kernel, temporal_band_pass_init  # noqa: F401
+from .motion_band_pass import motion_band_pass  # noqa: F401
+from .busy_quiet import busy_quiet  # noqa: F401

@@ -1,0 +1,7 @@
+"""Pure-PyTorch references: the test oracles (run them in float64) and the no-extension fallback.
+
+Each function is written as the authors' public code runs the operator (see the docstrings), so
+that benchmarks compare against what users actually ran.
+"""
+from .motion_band_pass import motion_band_pass, motion_band_pass_temporal_first  # noqa: F401
+from .busy_quiet import busy_quiet  # noqa: F401

@@ -1,0 +1,32 @@
+"""Reference Busy/Quiet split of a BQN input clip (spec 1.3), as busy-quiet-net runs it."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .motion_band_pass import motion_band_pass
+
+
+def quiet_output_size(H: int, W: int, quiet_scale):
+    if quiet_scale is None:
+        return H, W
+    return int(H * quiet_scale), int(W * quiet_scale)
+
+
+def busy_quiet(clip, spatial_weight, temporal_weight, quiet="first", quiet_scale=None):
+    """busy = motion_band_pass(clip, stride 3, "valid" in time, "reflect" in space);
+    quiet = clip[:, :, 3s] ("first") or mean(clip[:, :, 3s:3s+3]) - busy ("mean_minus_busy"),
+    then bilinear resize by quiet_scale (align_corners=False, no antialias, floor(H * scale),
+    source coordinates from the scale factor as nn.Upsample(scale_factor=...) does)."""
+    N, C, T, H, W = clip.shape
+    S = T // 3
+    busy = motion_band_pass(clip, spatial_weight, temporal_weight, 3, "reflect", "valid")
+    if quiet == "first":
+        q = clip[:, :, 0: 3 * S: 3]
+    else:
+        q = clip[:, :, : 3 * S].reshape(N, C, S, 3, H, W).mean(3) - busy
+    if quiet_scale is not None:
+        q4 = q.transpose(1, 2).reshape(N * S, C, H, W)
+        q4 = F.interpolate(q4, scale_factor=quiet_scale, mode="bilinear", align_corners=False)
+        q = q4.reshape(N, S, C, q4.shape[-2], q4.shape[-1]).transpose(1, 2)
+    return busy, q.contiguous()
