@@ -76,10 +76,10 @@ def policy_for(device: torch.device, args) -> timing.Policy:
     if args.smoke:
         return timing.Policy(reps=args.reps or 2)
     if device.type == "cuda":
-        return (timing.Policy(args.reps, budget_s=0.3, min_reps=10, max_reps=200) if args.quick
-                else timing.Policy(args.reps, budget_s=1.0, min_reps=30, max_reps=500))
-    return (timing.Policy(args.reps, budget_s=1.0, min_reps=3, max_reps=50) if args.quick
-            else timing.Policy(args.reps, budget_s=3.0, min_reps=5, max_reps=100))
+        return (timing.Policy(args.reps, budget_s=0.3, min_reps=10, max_reps=200, max_s=10) if args.quick
+                else timing.Policy(args.reps, budget_s=1.0, min_reps=30, max_reps=500, max_s=30))
+    return (timing.Policy(args.reps, budget_s=1.0, min_reps=3, max_reps=50, max_s=8) if args.quick
+            else timing.Policy(args.reps, budget_s=3.0, min_reps=5, max_reps=100, max_s=30))
 
 
 def main(argv=None) -> dict:

@@ -81,6 +81,11 @@ def table(result: dict) -> str:
                 extra += f", {r['flops'] / 1e9:.2f} GFLOP"
             lines.append("")
             lines.append(f"{r['op']} | {r['case']} | {r['mode']} | {r['dtype']}   ({extra})")
+            by_pattern = {}
+            for t in r.get("case_targets") or []:
+                by_pattern.setdefault(t["providers"], []).append(t["describe"])
+            for pattern, descs in by_pattern.items():
+                lines.append(f"  targets for {pattern}: {'; '.join(descs)}")
             lines.append("  " + " ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cols, widths))))
         if r.get("error"):
             lines.append(f"  {r['provider']:<20} ERROR {r['error']}")

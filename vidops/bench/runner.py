@@ -122,7 +122,9 @@ def run_case(case: Case, cfg: RunConfig, copy_gbps: Optional[float], log=None) -
     except Exception:  # torch without dynamo: nothing to reset
         pass
     base = {"op": case.op, "case": case.name, "mode": case.mode, "dtype": case.dtype,
-            "shape": dict(case.shape), "bytes": case.bytes, "flops": case.flops, "note": case.note}
+            "shape": dict(case.shape), "bytes": case.bytes, "flops": case.flops, "note": case.note,
+            "case_targets": [{"describe": t.describe(), "providers": t.providers, "source": t.source}
+                             for t in case.targets]}
     names = select_providers(case, cfg)
     records = []
     try:
@@ -152,7 +154,9 @@ def run_case(case: Case, cfg: RunConfig, copy_gbps: Optional[float], log=None) -
                 rec["rel_err"] = rel_err(result, oracle)
                 rec["check"] = "ok" if rec["rel_err"] <= TOLERANCE.get(case.dtype, 1e-3) else "MISMATCH"
             del out, result
-            t = timing.time_fn(step, step.reset, device, cfg.policy)
+            # a slow first call of an eager provider is its warm-up (compiled ones compiled in it)
+            est = None if "compiled" in name else rec["first_call_ms"] * 1e-3
+            t = timing.time_fn(step, step.reset, device, cfg.policy, est)
             rec.update(median_ms=t.median, p20_ms=t.p20, p80_ms=t.p80, reps=t.reps)
             if case.bytes:
                 rec["gbps"] = case.bytes / (t.median * 1e-3) / 1e9

@@ -5,7 +5,8 @@ CUDA: a pair of CUDA events around each repetition, the L2 cache flushed before 
 zeroing a 256 MiB buffer (outside the events), as `triton.testing.do_bench` does; one
 synchronisation at the end. In both, `reset()` (e.g. clearing .grad) runs between repetitions,
 outside the timed region. The number of repetitions is `reps` when given, else what fits in
-`budget_s` (clamped to [min_reps, max_reps]) judging by one timed warm-up call.
+`budget_s` (clamped to [min_reps, max_reps], and to what fits in max_s) judging by one timed
+warm-up call (on CPU, a call slower than SLOW_CALL_S that the caller just made stands in for it).
 
 Peak memory of one call (`peak_memory`), beyond what was allocated before it:
   CUDA: `torch.cuda.reset_peak_memory_stats()` and `max_memory_allocated()` minus the baseline
@@ -59,17 +60,24 @@ class Timing:
 
 @dataclass
 class Policy:
-    """How many repetitions: `reps` exactly, else as many as fit in budget_s within [min_reps, max_reps]."""
+    """How many repetitions: `reps` exactly, else as many as fit in budget_s within
+    [min_reps, max_reps], but never more than fit in max_s (at least one): a call that takes
+    longer than max_s / min_reps is timed fewer than min_reps times rather than stall the run."""
     reps: Optional[int] = None
     budget_s: float = 1.0
     min_reps: int = 3
     max_reps: int = 100
+    max_s: float = 30.0
 
     def count(self, estimate_s: float) -> int:
         if self.reps is not None:
             return max(1, self.reps)
-        n = int(self.budget_s / max(estimate_s, 1e-7))
-        return max(self.min_reps, min(self.max_reps, n))
+        est = max(estimate_s, 1e-7)
+        n = max(self.min_reps, min(self.max_reps, int(self.budget_s / est)))
+        return max(1, min(n, int(self.max_s / est)))
+
+
+SLOW_CALL_S = 1.0  # a call this slow gains nothing from a second warm-up
 
 
 def _noop():
@@ -81,16 +89,23 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_cpu(step: Callable, reset: Optional[Callable] = None, policy: Policy = Policy()) -> Timing:
+def time_cpu(step: Callable, reset: Optional[Callable] = None, policy: Policy = Policy(),
+             estimate_s: Optional[float] = None) -> Timing:
+    """estimate_s: the wall time of a call made just before (the caller's untimed first call);
+    when it is over SLOW_CALL_S it stands for the timed warm-up call, which is then skipped."""
     reset = reset or _noop
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        reset()
-        t0 = time.perf_counter()
-        step()
-        est = time.perf_counter() - t0
-        out = Timing(warmup_ms=est * 1e3)
+        if estimate_s is not None and estimate_s >= SLOW_CALL_S:
+            est = estimate_s
+            out = Timing()
+        else:
+            reset()
+            t0 = time.perf_counter()
+            step()
+            est = time.perf_counter() - t0
+            out = Timing(warmup_ms=est * 1e3)
         for _ in range(policy.count(est)):
             reset()
             t0 = time.perf_counter()
@@ -139,10 +154,11 @@ def time_cuda(step: Callable, reset: Optional[Callable] = None, policy: Policy =
     return Timing(times_ms=[s.elapsed_time(e) for s, e in zip(starts, ends)], warmup_ms=est * 1e3)
 
 
-def time_fn(step: Callable, reset: Optional[Callable], device: torch.device, policy: Policy) -> Timing:
+def time_fn(step: Callable, reset: Optional[Callable], device: torch.device, policy: Policy,
+            estimate_s: Optional[float] = None) -> Timing:
     if device.type == "cuda":
         return time_cuda(step, reset, policy, device)
-    return time_cpu(step, reset, policy)
+    return time_cpu(step, reset, policy, estimate_s)
 
 
 # ---- copy bandwidth ----------------------------------------------------------------------------
