@@ -54,6 +54,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile providers")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     p.add_argument("--no-write", action="store_true", help="print the table only; write no files")
+    p.add_argument("--label", default="", help="free text stored in the run header (e.g. where the "
+                   "extension was built from, or what else ran on the machine)")
     p.add_argument("--list", action="store_true", help="list cases and providers, run nothing")
     return p.parse_args(argv)
 
@@ -116,6 +118,7 @@ def main(argv=None) -> dict:
         return {"cases": cases}
 
     header = environment.header(device)
+    header["label"] = args.label
     print(f"vidops.bench: {len(cases)} cases on {header['device_name']} ({device}), "
           f"{header['threads']} threads, dtypes {','.join(dtypes)}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()

@@ -25,7 +25,7 @@ RECORD_COLUMNS = [
     "target", "target_met", "target_detail", "first_call_ms", "bytes", "flops", "shape", "error", "note",
 ]
 HEADER_COLUMNS = ["device_name", "device_tag", "threads", "copy_gbps", "torch", "triton", "vidops",
-                  "git_commit", "timestamp"]
+                  "git_commit", "timestamp", "label"]
 COLUMNS = RECORD_COLUMNS + HEADER_COLUMNS
 
 
@@ -65,6 +65,8 @@ def table(result: dict) -> str:
         f"| commit {h['git_commit'][:12]} | {h['timestamp']}",
         f"vidops build: {h['vidops_build']}",
     ]
+    if h.get("label"):
+        lines.append(f"label: {h['label']}")
     if cb:
         lines.append(f"copy bandwidth (read+write): {cb['gbps']:.1f} GB/s (copy_ {cb['copy_gbps']:.1f}, "
                      f"elementwise {cb['elementwise_gbps']:.1f}; {cb['buffer_bytes'] / 2**20:.0f} MiB buffer)")
