@@ -161,8 +161,9 @@ def write_csv(result: dict, path: str) -> None:
 
 def write_chart(result: dict, path: str) -> Optional[str]:
     """Grouped bars of speedup over the reference (log scale), one group per case, one bar per
-    provider; a black tick marks each speedup target over the reference. Returns None, or why no
-    chart was drawn."""
+    provider; a solid black tick marks each speedup target over the reference, a dotted one each
+    target over another provider (at that provider's speedup times the factor). Returns None, or
+    why no chart was drawn."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -196,8 +197,16 @@ def write_chart(result: dict, path: str) -> Optional[str]:
             xs.append(x)
             ys.append(r["speedup"])
             for t in r.get("targets") or []:
-                if t["kind"] == "speedup" and t["baseline"] == "reference":
+                if t["kind"] != "speedup":
+                    continue
+                if t["baseline"] == "reference":
                     ax.plot([x - width / 2, x + width / 2], [t["value"]] * 2, color="black", lw=2)
+                    continue
+                b = next((b for b in records if (b["op"], b["case"], b["mode"], b["dtype"]) == g
+                          and b["provider"] == t["baseline"]), None)
+                if b is not None:  # e.g. 1.5x temporal_first, drawn in units of the reference
+                    ax.plot([x - width / 2, x + width / 2], [t["value"] * b["speedup"]] * 2,
+                            color="black", lw=1.5, ls=":")
         bars = ax.bar(xs, ys, width, label=p, color=cmap(j % 10))
         for b, y in zip(bars, ys):
             ax.annotate(f"{y:.3g}", (b.get_x() + b.get_width() / 2, y), ha="center", va="bottom", fontsize=7)
@@ -210,7 +219,8 @@ def write_chart(result: dict, path: str) -> Optional[str]:
     h = result["header"]
     ax.set_title(f"vidops.bench: {h['device_name']} ({h['threads']} threads), torch {h['torch']}, "
                  f"commit {h['git_commit'][:10]}, {h['timestamp']}\n"
-                 f"black ticks: speedup targets over the reference", fontsize=9)
+                 f"solid ticks: speedup targets over the reference; dotted: targets over another provider "
+                 f"(e.g. 1.5x temporal_first)", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -239,3 +249,24 @@ def write_all(result: dict, out_dir: str, chart: bool = True) -> dict:
         shutil.copyfile(p, dst)
         paths[f"latest_{kind}"] = dst
     return paths
+
+
+def main(argv=None) -> None:
+    """`python -m vidops.bench.report RESULT.json [--png OUT.png]`: print a saved run's table and
+    redraw its chart (default: next to the JSON, same name)."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m vidops.bench.report")
+    p.add_argument("json")
+    p.add_argument("--png", default=None)
+    args = p.parse_args(argv)
+    with open(args.json) as f:
+        result = json.load(f)
+    print(table(result))
+    png = args.png or os.path.splitext(args.json)[0] + ".png"
+    why = write_chart(result, png)
+    print(f"\n{'chart: ' + why if why else 'wrote ' + png}")
+
+
+if __name__ == "__main__":
+    main()
