@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from . import registry
-from .runner import _Step
+from .runner import _Step, reset_dynamo
 
 
 def _opt(config, name, default=None):
@@ -59,7 +59,7 @@ def _inputs_for(case):
     key = id(case)
     if key not in _INPUTS:
         _INPUTS.clear()
-        torch._dynamo.reset()
+        reset_dynamo()
         torch.manual_seed(0)
         inputs = case.setup()
         for n in case.grad_inputs if case.mode != "fwd" else ():

@@ -46,6 +46,14 @@ def _tensors(out) -> list:
     return []
 
 
+def reset_dynamo() -> None:
+    """Forget compiled code between cases (so no compiled provider hits the recompile limit and
+    silently falls back to eager). Importing torch._dynamo costs seconds: skip it when nothing
+    imported it yet (then nothing was compiled)."""
+    if "torch._dynamo" in sys.modules:
+        sys.modules["torch._dynamo"].reset()
+
+
 def select_providers(case: Case, cfg: RunConfig) -> list:
     names = list(case.providers)
     if not cfg.compile:
@@ -117,10 +125,7 @@ def _short_error(exc: BaseException) -> str:
 def run_case(case: Case, cfg: RunConfig, copy_gbps: Optional[float], log=None) -> list:
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     device = cfg.device
-    try:
-        torch._dynamo.reset()
-    except Exception:  # torch without dynamo: nothing to reset
-        pass
+    reset_dynamo()
     base = {"op": case.op, "case": case.name, "mode": case.mode, "dtype": case.dtype,
             "shape": dict(case.shape), "bytes": case.bytes, "flops": case.flops, "note": case.note,
             "case_targets": [{"describe": t.describe(), "providers": t.providers, "source": t.source}
