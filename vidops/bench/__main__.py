@@ -22,6 +22,7 @@ relative to it). Options are listed by --help.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import os
 import sys
 import time
@@ -106,12 +107,21 @@ def main(argv=None) -> dict:
             sys.exit(f"vidops.bench: unknown mode {m!r} (known: {', '.join(registry.MODES)})")
     shapes_quick = args.quick or device.type == "cpu"
     options = registry.CaseOptions(dtypes=dtypes, modes=modes, smoke=args.smoke)
-    cases = registry.load_cases(_split(args.ops), device, shapes_quick, options)
+    try:
+        cases = registry.load_cases(_split(args.ops), device, shapes_quick, options)
+    except ValueError as exc:
+        sys.exit(str(exc))
     if args.cases:
         wanted = _split(args.cases)
         cases = [c for c in cases if any(w in c.name for w in wanted)]
     cfg = runner.RunConfig(device=device, providers=_split(args.providers), compile=not args.no_compile,
                            memory=not args.no_memory, policy=policy_for(device, args))
+    if cfg.providers:
+        known = sorted({n for c in cases for n in c.providers})
+        for pattern in cfg.providers:
+            if not any(fnmatch.fnmatchcase(n, pattern) for n in known):
+                print(f"vidops.bench: --providers {pattern!r} matches none of: {', '.join(known)}",
+                      file=sys.stderr)
     if args.list:
         for c in cases:
             print(f"{c.op} | {c.name} | {c.mode} | {c.dtype}: {', '.join(runner.select_providers(c, cfg))}")

@@ -19,7 +19,7 @@ from typing import Optional
 
 import torch
 
-from . import timing
+from . import registry, timing
 from .registry import Case
 
 HALF = (torch.float16, torch.bfloat16)
@@ -93,17 +93,21 @@ class _Step:
 
 
 def _oracle(case: Case, fn, inputs: dict, shared: dict, device, first_result: list) -> list:
-    dt = next((t.dtype for t in inputs.values() if isinstance(t, torch.Tensor)), None)
-    if dt not in HALF:
+    """The reference's result to compare the providers with: its own first result, or for half
+    precision the reference run on the same inputs upcast to float32 (and float32 gradients)."""
+    if registry.dtype_of(case.dtype) not in HALF:
         return [r.clone() for r in first_result]
-    up = {k: (v.detach().float().requires_grad_(k in case.grad_inputs) if isinstance(v, torch.Tensor)
+    grads_wanted = case.grad_inputs if case.mode != "fwd" else ()
+    up = {k: (v.detach().float().requires_grad_(k in grads_wanted) if isinstance(v, torch.Tensor)
               and v.is_floating_point() else v) for k, v in inputs.items()}
-    step = _Step(case, fn, up, {"grads": [g.float() for g in shared.get("grads", [])]} if "grads" in shared else {})
+    up_shared = {"grads": [g.float() for g in shared["grads"]]} if "grads" in shared else {}
+    step = _Step(case, fn, up, up_shared)
     out = step()
     return step.result(out)
 
 
 def rel_err(a: list, b: list) -> float:
+    """max over the tensors of ||a - b|| / ||b|| in float64; inf for a shape mismatch or a NaN."""
     if len(a) != len(b):
         return math.inf
     worst = 0.0
@@ -113,7 +117,10 @@ def rel_err(a: list, b: list) -> float:
         x, y = x.double(), y.double()
         den = y.norm().item()
         num = (x - y).norm().item()
-        worst = max(worst, num / den if den > 0 else num)
+        err = num / den if den > 0 else num
+        if not math.isfinite(err):
+            return math.inf
+        worst = max(worst, err)
     return worst
 
 
