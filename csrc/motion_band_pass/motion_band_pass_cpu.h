@@ -363,11 +363,13 @@ struct Workspace {
 
 // Y = sum over the distinct frames of weight * x[frame] into the padded buffer (then its border).
 // x_nc points at x[n, c], with strides sT, sH, sW. When gY is given (row stride gys), also adds
-// dot(gY, x[frame]) into dots[i] for each distinct frame i (the temporal weight gradient).
+// dot(gY, x[frame]) into dots[i] for each distinct frame i (the temporal weight gradient). When
+// mean is given (H x W, row stride W), also writes the mean of the three taps' frames there.
 template <typename scalar_t, typename acc_t>
 inline void fill_temporal(const scalar_t* x_nc, int64_t sT, int64_t sH, int64_t sW, const Taps<acc_t>& taps,
                           const Pad& P, acc_t* buf, acc_t* scratch /* 3*W */,
-                          const acc_t* gY = nullptr, int64_t gys = 0, double* dots = nullptr) {
+                          const acc_t* gY = nullptr, int64_t gys = 0, double* dots = nullptr,
+                          acc_t* mean = nullptr) {
   const int64_t W = P.W;
   for (int64_t i = 0; i < P.H; ++i) {
     acc_t* dst = buf + (i + P.r) * P.Wp + P.r;
@@ -391,6 +393,16 @@ inline void fill_temporal(const scalar_t* x_nc, int64_t sT, int64_t sH, int64_t 
       const acc_t w1 = taps.weight[1], w2 = taps.weight[2];
 #pragma omp simd
       for (int64_t j = 0; j < W; ++j) dst[j] = w0 * r0[j] + w1 * r1[j] + w2 * r2[j];
+    }
+    if (mean != nullptr) {
+      acc_t cnt[3] = {0, 0, 0};  // taps per distinct frame (1 each unless "replicate" merged them)
+      for (int f = 0; f < taps.n; ++f) cnt[f] = acc_t(__builtin_popcount(taps.mask[f]));
+      acc_t* m = mean + i * W;
+      for (int64_t j = 0; j < W; ++j) {
+        acc_t s = 0;
+        for (int f = 0; f < taps.n; ++f) s += cnt[f] * rows[f][j];
+        m[j] = s / acc_t(3);
+      }
     }
     if (gY != nullptr) {
       const acc_t* g = gY + i * gys;
