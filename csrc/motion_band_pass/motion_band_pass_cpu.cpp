@@ -229,17 +229,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> motion_band_pass_bwd_cpu(
   } else {
     gx.zero_();
   }
-  // per channel, sum the (n, c) partials over n in order
-  at::Tensor total = at::empty({g.C, kk + 3}, x.options().dtype(at::kDouble));
-  double* tp = total.data_ptr<double>();
+  // per channel, sum the (n, c) partials over n in order (two fresh tensors: no shared storage)
+  at::Tensor g_sw = at::empty({g.C, g.k, g.k}, x.options().dtype(at::kDouble));
+  at::Tensor g_tw = at::empty({g.C, 3}, x.options().dtype(at::kDouble));
+  double* gs = g_sw.data_ptr<double>();
+  double* gt = g_tw.data_ptr<double>();
   for (int64_t c = 0; c < g.C; ++c)
     for (int64_t q = 0; q < kk + 3; ++q) {
       double s = 0.0;
       for (int64_t n = 0; n < g.N; ++n) s += partial[(n * g.C + c) * (kk + 3) + q];
-      tp[c * (kk + 3) + q] = s;
+      if (q < kk) gs[c * kk + q] = s;
+      else gt[c * 3 + q - kk] = s;
     }
-  at::Tensor g_sw = total.narrow(1, 0, kk).reshape({g.C, g.k, g.k}).to(sw.scalar_type()).contiguous();
-  at::Tensor g_tw = total.narrow(1, kk, 3).to(tw.scalar_type()).contiguous();
+  g_sw = g_sw.to(sw.scalar_type());
+  g_tw = g_tw.to(tw.scalar_type());
   return {gx, g_sw, g_tw};
 }
 
