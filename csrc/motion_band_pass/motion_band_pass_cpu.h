@@ -1,0 +1,423 @@
+// CPU building blocks of the motion band-pass kernels (forward, backward, busy/quiet):
+// the temporal 3-tap combination into a spatially padded frame buffer, the k x k stencil over
+// a frame, the adjoint of the spatial padding, and the k x k tap correlation of the weight
+// gradient. The hot loops use GCC vector extensions, compiled twice (baseline x86-64 and
+// AVX2+FMA / AVX-512) and picked at run time, so the build stays portable.
+#pragma once
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <initializer_list>
+#include <type_traits>
+#include <vector>
+
+#include "motion_band_pass/motion_band_pass_math.h"
+
+// Wide vector types in always-inline helpers are only ever used inside target-specific callers.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace vidops {
+namespace mbp {
+namespace cpu {
+
+#define VIDOPS_INLINE inline __attribute__((always_inline))
+
+template <typename T, int VB>
+struct VecOf {
+  typedef T type __attribute__((vector_size(VB)));
+};
+
+template <typename V, typename T>
+VIDOPS_INLINE V vload(const T* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
+
+template <typename V, typename acc_t, typename out_t>
+VIDOPS_INLINE void vstore(out_t* p, const V& v) {
+  if constexpr (std::is_same_v<acc_t, out_t>) {
+    std::memcpy(p, &v, sizeof(V));
+  } else {
+    constexpr int L = sizeof(V) / sizeof(acc_t);
+    for (int l = 0; l < L; ++l) p[l] = static_cast<out_t>(v[l]);
+  }
+}
+
+// ---- the k x k stencil -----------------------------------------------------------------------
+// out[i*os + j] = sum_{a,b < k} K[a*k + b] * in[(i+a)*is + j + b]  for i < rows, j < cols.
+// A block of R output rows x NV vectors stays in registers over all k*k taps; each input row
+// segment loaded once feeds every output row of the block that uses it.
+template <int R, int NV, typename V, typename acc_t, typename out_t>
+VIDOPS_INLINE void stencil_block(const acc_t* in, int64_t is, const acc_t* K, int k, out_t* out,
+                                 int64_t os) {
+  constexpr int L = sizeof(V) / sizeof(acc_t);
+  V acc[R][NV];
+  for (int q = 0; q < R; ++q)
+    for (int n = 0; n < NV; ++n) acc[q][n] = V{};
+  for (int u = 0; u < k + R - 1; ++u) {
+    const acc_t* row = in + u * is;
+    for (int b = 0; b < k; ++b) {
+      V v[NV];
+      for (int n = 0; n < NV; ++n) v[n] = vload<V>(row + b + n * L);
+      for (int q = 0; q < R; ++q) {
+        const int a = u - q;
+        if (a >= 0 && a < k) {
+          const acc_t w = K[a * k + b];
+          for (int n = 0; n < NV; ++n) acc[q][n] += w * v[n];
+        }
+      }
+    }
+  }
+  for (int q = 0; q < R; ++q)
+    for (int n = 0; n < NV; ++n) vstore<V, acc_t>(out + q * os + n * L, acc[q][n]);
+}
+
+template <int R, int NV, typename V, typename acc_t, typename out_t>
+VIDOPS_INLINE void stencil_rows(const acc_t* in, int64_t is, const acc_t* K, int k, int64_t cols,
+                                out_t* out, int64_t os) {
+  constexpr int L = sizeof(V) / sizeof(acc_t);
+  int64_t j = 0;
+  for (; j + NV * L <= cols; j += NV * L) stencil_block<R, NV, V>(in + j, is, K, k, out + j, os);
+  for (; j + L <= cols; j += L) stencil_block<R, 1, V>(in + j, is, K, k, out + j, os);
+  if (j == cols) return;
+  if (cols >= L) {  // last partial vector: recompute an overlapping full one (same values)
+    stencil_block<R, 1, V>(in + cols - L, is, K, k, out + cols - L, os);
+    return;
+  }
+  for (int q = 0; q < R; ++q)  // frames narrower than one vector
+    for (int64_t jj = j; jj < cols; ++jj) {
+      acc_t s = 0;
+      for (int a = 0; a < k; ++a)
+        for (int b = 0; b < k; ++b) s += K[a * k + b] * in[(q + a) * is + jj + b];
+      out[q * os + jj] = static_cast<out_t>(s);
+    }
+}
+
+template <typename V, typename acc_t, typename out_t>
+VIDOPS_INLINE void stencil_impl(const acc_t* in, int64_t is, const acc_t* K, int k, int64_t rows,
+                                int64_t cols, out_t* out, int64_t os) {
+  constexpr int R = 4;
+  int64_t i = 0;
+  for (; i + R <= rows; i += R) stencil_rows<R, 2, V>(in + i * is, is, K, k, cols, out + i * os, os);
+  for (; i < rows; ++i) stencil_rows<1, 2, V>(in + i * is, is, K, k, cols, out + i * os, os);
+}
+
+// ---- weight-gradient tap correlation ---------------------------------------------------------
+// gK[a*k + b] += sum_{i < rows, j < cols} g[i*gs + j] * in[(i+a)*is + j + b], partial sums in
+// acc_t over bands of rows, then added to double.
+template <int NB, int NV, typename V, typename acc_t>
+VIDOPS_INLINE void corr_step(const acc_t* gr, const acc_t* ir, V (&acc)[NB][2]) {
+  constexpr int L = sizeof(V) / sizeof(acc_t);
+  for (int n = 0; n < NV; ++n) {
+    const V gv = vload<V>(gr + n * L);
+    for (int bb = 0; bb < NB; ++bb) acc[bb][n] += gv * vload<V>(ir + bb + n * L);
+  }
+}
+
+// Columns [0, cols) of one row for NB taps: full vectors, then a zero-filled partial one.
+template <int NB, typename V, typename acc_t>
+VIDOPS_INLINE void corr_row(const acc_t* gr, const acc_t* ir, int64_t cols, V (&acc)[NB][2]) {
+  constexpr int L = sizeof(V) / sizeof(acc_t);
+  int64_t j = 0;
+  for (; j + 2 * L <= cols; j += 2 * L) corr_step<NB, 2, V>(gr + j, ir + j, acc);
+  if (j + L <= cols) corr_step<NB, 1, V>(gr + j, ir + j, acc), j += L;
+  const int64_t rem = cols - j;
+  if (rem == 0) return;
+  // Last partial vector: full loads (the workspace has slack past every buffer, see Workspace)
+  // with the products of the lanes past the row end masked out.
+  using I = decltype(V{} < V{});
+  I lane;
+  for (int l = 0; l < L; ++l) lane[l] = l;
+  const auto keep = lane < static_cast<decltype(lane[0] + 0)>(rem);
+  const V gv = vload<V>(gr + j);
+  for (int bb = 0; bb < NB; ++bb) acc[bb][1] += keep ? gv * vload<V>(ir + j + bb) : V{};
+}
+
+template <int NB, typename V, typename acc_t>
+VIDOPS_INLINE void corr_taps_band(const acc_t* g, int64_t gs, const acc_t* in, int64_t is, int64_t rows,
+                                  int64_t cols, double* gKb) {
+  constexpr int L = sizeof(V) / sizeof(acc_t);
+  constexpr int BAND = 16;  // rows summed in acc_t before the double accumulation
+  for (int64_t i0 = 0; i0 < rows; i0 += BAND) {
+    const int64_t i1 = i0 + BAND < rows ? i0 + BAND : rows;
+    V acc[NB][2];
+    for (int bb = 0; bb < NB; ++bb) acc[bb][0] = acc[bb][1] = V{};
+    for (int64_t i = i0; i < i1; ++i) corr_row<NB, V>(g + i * gs, in + i * is, cols, acc);
+    for (int bb = 0; bb < NB; ++bb) {
+      const V s = acc[bb][0] + acc[bb][1];
+      acc_t t = 0;
+      for (int l = 0; l < L; ++l) t += s[l];
+      gKb[bb] += static_cast<double>(t);
+    }
+  }
+}
+
+template <typename V, typename acc_t>
+VIDOPS_INLINE void corr_taps_impl(const acc_t* g, int64_t gs, const acc_t* in, int64_t is, int k,
+                                  int64_t rows, int64_t cols, double* gK) {
+  constexpr int NB = 4;  // taps b handled together: one g load feeds NB FMAs
+  for (int a = 0; a < k; ++a) {
+    const acc_t* ia = in + a * is;
+    int b = 0;
+    for (; b + NB <= k; b += NB) corr_taps_band<NB, V>(g, gs, ia + b, is, rows, cols, gK + a * k + b);
+    switch (k - b) {
+      case 3: corr_taps_band<3, V>(g, gs, ia + b, is, rows, cols, gK + a * k + b); break;
+      case 2: corr_taps_band<2, V>(g, gs, ia + b, is, rows, cols, gK + a * k + b); break;
+      case 1: corr_taps_band<1, V>(g, gs, ia + b, is, rows, cols, gK + a * k + b); break;
+      default: break;
+    }
+  }
+}
+
+// ---- run-time ISA choice -------------------------------------------------------------------
+#if defined(__GNUC__) && defined(__x86_64__)
+#define VIDOPS_MBP_X86 1
+#endif
+
+enum class Isa { kBase, kAvx2, kAvx512 };
+
+// The widest ISA this CPU has; VIDOPS_CPU_ISA=base|avx2|avx512 caps it (tests, benchmarks).
+inline Isa detect_isa() {
+#ifdef VIDOPS_MBP_X86
+  static const Isa isa = [] {
+    __builtin_cpu_init();
+    Isa best = Isa::kBase;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = Isa::kAvx2;
+    if (best == Isa::kAvx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
+      best = Isa::kAvx512;
+    const char* cap = std::getenv("VIDOPS_CPU_ISA");
+    if (cap != nullptr && std::strcmp(cap, "base") == 0) return Isa::kBase;
+    if (cap != nullptr && std::strcmp(cap, "avx2") == 0 && best == Isa::kAvx512) return Isa::kAvx2;
+    return best;
+  }();
+  return isa;
+#else
+  return Isa::kBase;
+#endif
+}
+
+#define VIDOPS_MBP_STENCIL_ARGS \
+  const acc_t *in, int64_t is, const acc_t *K, int k, int64_t rows, int64_t cols, out_t *out, int64_t os
+#define VIDOPS_MBP_CORR_ARGS \
+  const acc_t *g, int64_t gs, const acc_t *in, int64_t is, int k, int64_t rows, int64_t cols, double *gK
+
+template <typename acc_t, typename out_t>
+void stencil_base(VIDOPS_MBP_STENCIL_ARGS) {
+  stencil_impl<typename VecOf<acc_t, 16>::type>(in, is, K, k, rows, cols, out, os);
+}
+template <typename acc_t>
+void corr_taps_base(VIDOPS_MBP_CORR_ARGS) {
+  corr_taps_impl<typename VecOf<acc_t, 16>::type>(g, gs, in, is, k, rows, cols, gK);
+}
+#ifdef VIDOPS_MBP_X86
+template <typename acc_t, typename out_t>
+__attribute__((target("avx2,fma"))) void stencil_avx2(VIDOPS_MBP_STENCIL_ARGS) {
+  stencil_impl<typename VecOf<acc_t, 32>::type>(in, is, K, k, rows, cols, out, os);
+}
+template <typename acc_t>
+__attribute__((target("avx2,fma"))) void corr_taps_avx2(VIDOPS_MBP_CORR_ARGS) {
+  corr_taps_impl<typename VecOf<acc_t, 32>::type>(g, gs, in, is, k, rows, cols, gK);
+}
+template <typename acc_t, typename out_t>
+__attribute__((target("avx512f,avx512vl,avx2,fma"))) void stencil_avx512(VIDOPS_MBP_STENCIL_ARGS) {
+  stencil_impl<typename VecOf<acc_t, 64>::type>(in, is, K, k, rows, cols, out, os);
+}
+template <typename acc_t>
+__attribute__((target("avx512f,avx512vl,avx2,fma"))) void corr_taps_avx512(VIDOPS_MBP_CORR_ARGS) {
+  corr_taps_impl<typename VecOf<acc_t, 64>::type>(g, gs, in, is, k, rows, cols, gK);
+}
+#endif
+
+// The k x k stencil (see stencil_block) on the best ISA of this CPU.
+template <typename acc_t, typename out_t>
+void stencil(VIDOPS_MBP_STENCIL_ARGS) {
+#ifdef VIDOPS_MBP_X86
+  switch (detect_isa()) {
+    case Isa::kAvx512: return stencil_avx512<acc_t, out_t>(in, is, K, k, rows, cols, out, os);
+    case Isa::kAvx2: return stencil_avx2<acc_t, out_t>(in, is, K, k, rows, cols, out, os);
+    default: break;
+  }
+#endif
+  stencil_base<acc_t, out_t>(in, is, K, k, rows, cols, out, os);
+}
+
+// gK[a*k+b] += sum_ij g[i,j] * in[i+a, j+b] (see corr_taps_impl) on the best ISA of this CPU.
+template <typename acc_t>
+void corr_taps(VIDOPS_MBP_CORR_ARGS) {
+#ifdef VIDOPS_MBP_X86
+  switch (detect_isa()) {
+    case Isa::kAvx512: return corr_taps_avx512<acc_t>(g, gs, in, is, k, rows, cols, gK);
+    case Isa::kAvx2: return corr_taps_avx2<acc_t>(g, gs, in, is, k, rows, cols, gK);
+    default: break;
+  }
+#endif
+  corr_taps_base<acc_t>(g, gs, in, is, k, rows, cols, gK);
+}
+
+// ---- frames and padding ----------------------------------------------------------------------
+
+// A contiguous acc_t view of row p (W elements, element stride sW): the row itself when no
+// conversion is needed, else a converted copy in scratch.
+template <typename scalar_t, typename acc_t>
+inline const acc_t* row_of(const scalar_t* p, int64_t sW, int64_t W, acc_t* scratch) {
+  if constexpr (std::is_same_v<scalar_t, acc_t>) {
+    if (sW == 1) return p;
+  }
+  for (int64_t j = 0; j < W; ++j) scratch[j] = static_cast<acc_t>(p[j * sW]);
+  return scratch;
+}
+
+// The distinct input frames read by output frame t, with their summed temporal weights (taps that
+// read the same frame under "replicate" are merged) and, per frame, which taps j read it.
+template <typename acc_t>
+struct Taps {
+  int n = 0;
+  int64_t frame[3] = {0, 0, 0};
+  acc_t weight[3] = {0, 0, 0};
+  int mask[3] = {0, 0, 0};  // bit j set when tap j reads frame[i]
+
+  Taps(int64_t t, const acc_t* tw, int stride, int mode, int64_t T) {
+    for (int j = 0; j < 3; ++j) {
+      const int64_t f = temporal_source(t, j, stride, mode, T);
+      if (f < 0) continue;
+      int i = 0;
+      while (i < n && frame[i] != f) ++i;
+      if (i == n) {
+        frame[n] = f, weight[n] = acc_t(0), mask[n] = 0;
+        ++n;
+      }
+      weight[i] += tw[j], mask[i] |= 1 << j;
+    }
+  }
+};
+
+// Padded frame geometry: H x W interior at offset (r, r) of an (H+2r) x (W+2r) buffer.
+struct Pad {
+  int64_t H, W, r, Hp, Wp;
+  int mode;
+  Pad(int64_t H_, int64_t W_, int64_t r_, int mode_)
+      : H(H_), W(W_), r(r_), Hp(H_ + 2 * r_), Wp(W_ + 2 * r_), mode(mode_) {}
+  int64_t size() const { return Hp * Wp; }
+  template <typename T>
+  T* interior(T* buf) const { return buf + r * Wp + r; }
+};
+
+// Fills the border of a padded frame whose interior is written: reflect mirrors the interior
+// (columns of the interior rows, then whole rows); zeros leaves the border as it is (callers
+// zero it once per buffer).
+template <typename acc_t>
+inline void pad_border(acc_t* buf, const Pad& P) {
+  if (P.r == 0 || P.mode == kSpatialZeros) return;
+  for (int64_t i = P.r; i < P.r + P.H; ++i) {
+    acc_t* row = buf + i * P.Wp;
+    for (int64_t q = 0; q < P.r; ++q) row[q] = row[padded_source(q, P.r, P.W, P.mode) + P.r];
+    for (int64_t q = P.r + P.W; q < P.Wp; ++q) row[q] = row[padded_source(q, P.r, P.W, P.mode) + P.r];
+  }
+  for (int64_t p = 0; p < P.Hp; ++p) {
+    if (p >= P.r && p < P.r + P.H) continue;
+    const int64_t src = padded_source(p, P.r, P.H, P.mode) + P.r;
+    std::memcpy(buf + p * P.Wp, buf + src * P.Wp, sizeof(acc_t) * P.Wp);
+  }
+}
+
+// Adjoint of pad_border for reflect: adds every border value onto the interior value it was
+// copied from (rows first, then columns). Zeros: the border is simply dropped.
+template <typename acc_t>
+inline void fold_border(acc_t* buf, const Pad& P) {
+  if (P.r == 0 || P.mode == kSpatialZeros) return;
+  for (int64_t p = 0; p < P.Hp; ++p) {
+    if (p >= P.r && p < P.r + P.H) continue;
+    acc_t* dst = buf + (padded_source(p, P.r, P.H, P.mode) + P.r) * P.Wp;
+    const acc_t* src = buf + p * P.Wp;
+    for (int64_t q = 0; q < P.Wp; ++q) dst[q] += src[q];
+  }
+  for (int64_t i = P.r; i < P.r + P.H; ++i) {
+    acc_t* row = buf + i * P.Wp;
+    for (int64_t q = 0; q < P.r; ++q) row[padded_source(q, P.r, P.W, P.mode) + P.r] += row[q];
+    for (int64_t q = P.r + P.W; q < P.Wp; ++q) row[padded_source(q, P.r, P.W, P.mode) + P.r] += row[q];
+  }
+}
+
+// Per-thread workspace: a few padded frames and row scratch, allocated once per parallel chunk.
+// Every buffer is followed by kSlack zeroed elements, so a full-vector load that starts inside a
+// buffer never leaves the allocation (corr_row masks what such loads read past a row).
+template <typename acc_t>
+struct Workspace {
+  static constexpr int64_t kSlack = 64 / sizeof(acc_t);
+  std::vector<acc_t> data;
+  acc_t* next;
+  // sizes: the element counts of the buffers that take() will hand out
+  explicit Workspace(std::initializer_list<int64_t> sizes) : data(total(sizes)), next(data.data()) {}
+  acc_t* take(int64_t n) {
+    acc_t* p = next;
+    next += n + kSlack;
+    return p;
+  }
+  static size_t total(std::initializer_list<int64_t> sizes) {
+    int64_t t = 0;
+    for (int64_t n : sizes) t += n + kSlack;
+    return static_cast<size_t>(t);
+  }
+};
+
+// Y = sum over the distinct frames of weight * x[frame] into the padded buffer (then its border).
+// x_nc points at x[n, c], with strides sT, sH, sW. When gY is given (row stride gys), also adds
+// dot(gY, x[frame]) into dots[i] for each distinct frame i (the temporal weight gradient). When
+// mean is given (H x W, row stride W), also writes the mean of the three taps' frames there.
+template <typename scalar_t, typename acc_t>
+inline void fill_temporal(const scalar_t* x_nc, int64_t sT, int64_t sH, int64_t sW, const Taps<acc_t>& taps,
+                          const Pad& P, acc_t* buf, acc_t* scratch /* 3*W */,
+                          const acc_t* gY = nullptr, int64_t gys = 0, double* dots = nullptr,
+                          acc_t* mean = nullptr) {
+  const int64_t W = P.W;
+  for (int64_t i = 0; i < P.H; ++i) {
+    acc_t* dst = buf + (i + P.r) * P.Wp + P.r;
+    const acc_t* rows[3] = {nullptr, nullptr, nullptr};
+    for (int f = 0; f < taps.n; ++f)
+      rows[f] = row_of(x_nc + taps.frame[f] * sT + i * sH, sW, W, scratch + f * W);
+    const acc_t w0 = taps.weight[0];
+    if (taps.n == 0) {
+      for (int64_t j = 0; j < W; ++j) dst[j] = acc_t(0);
+    } else if (taps.n == 1) {
+      const acc_t* r0 = rows[0];
+#pragma omp simd
+      for (int64_t j = 0; j < W; ++j) dst[j] = w0 * r0[j];
+    } else if (taps.n == 2) {
+      const acc_t *r0 = rows[0], *r1 = rows[1];
+      const acc_t w1 = taps.weight[1];
+#pragma omp simd
+      for (int64_t j = 0; j < W; ++j) dst[j] = w0 * r0[j] + w1 * r1[j];
+    } else {
+      const acc_t *r0 = rows[0], *r1 = rows[1], *r2 = rows[2];
+      const acc_t w1 = taps.weight[1], w2 = taps.weight[2];
+#pragma omp simd
+      for (int64_t j = 0; j < W; ++j) dst[j] = w0 * r0[j] + w1 * r1[j] + w2 * r2[j];
+    }
+    if (mean != nullptr) {
+      acc_t cnt[3] = {0, 0, 0};  // taps per distinct frame (1 each unless "replicate" merged them)
+      for (int f = 0; f < taps.n; ++f) cnt[f] = acc_t(__builtin_popcount(taps.mask[f]));
+      acc_t* m = mean + i * W;
+      for (int64_t j = 0; j < W; ++j) {
+        acc_t s = 0;
+        for (int f = 0; f < taps.n; ++f) s += cnt[f] * rows[f][j];
+        m[j] = s / acc_t(3);
+      }
+    }
+    if (gY != nullptr) {
+      const acc_t* g = gY + i * gys;
+      for (int f = 0; f < taps.n; ++f) {
+        const acc_t* rf = rows[f];
+        acc_t s = 0;
+#pragma omp simd reduction(+ : s)
+        for (int64_t j = 0; j < W; ++j) s += g[j] * rf[j];
+        dots[f] += static_cast<double>(s);
+      }
+    }
+  }
+  pad_border(buf, P);
+}
+
+}  // namespace cpu
+}  // namespace mbp
+}  // namespace vidops
