@@ -90,7 +90,7 @@ def library():
     lib_path = os.path.join(out_dir, f"libvidops_cuda_emulated_{digest.hexdigest()[:16]}.so")
     if not os.path.exists(lib_path):
         tmp = lib_path + f".{os.getpid()}.tmp"
-        cmd = [cxx, "-x", "c++", "-std=c++17", "-O1", "-fPIC", "-shared", "-pthread", "-fno-strict-aliasing",
+        cmd = [cxx, "-x", "c++", "-std=c++17", "-O1", "-fPIC", "-shared", "-fno-strict-aliasing",
                "-DVIDOPS_CUDA_EMULATION", "-I" + os.path.join(ROOT, "csrc"), "-I" + inc,
                "-Wall", "-Wno-unknown-pragmas", "-Wno-attributes", *srcs, "-o", tmp]
         res = subprocess.run(cmd, capture_output=True, text=True)

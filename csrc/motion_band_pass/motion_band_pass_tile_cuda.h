@@ -277,11 +277,16 @@ __device__ __forceinline__ void store_row(scalar_t* __restrict__ dst, const acc_
   }
 }
 
-// Blocks in a launch: one per tile, capped (the kernels loop over the rest).
+// Blocks in a launch: one per tile, capped (the kernels loop over the rest). The emulation build
+// lowers the cap with VIDOPS_EMU_MAX_GRID so tests exercise those loops.
 constexpr int64_t kMaxGridBlocks = int64_t(1) << 30;
 
 inline unsigned grid_blocks(int64_t blocks) {
-  return static_cast<unsigned>(blocks < kMaxGridBlocks ? blocks : kMaxGridBlocks);
+  int64_t cap = kMaxGridBlocks;
+#ifdef VIDOPS_CUDA_EMULATION
+  if (const char* env = std::getenv("VIDOPS_EMU_MAX_GRID")) cap = std::max<int64_t>(1, std::atoll(env));
+#endif
+  return static_cast<unsigned>(blocks < cap ? blocks : cap);
 }
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
