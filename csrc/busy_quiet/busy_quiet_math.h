@@ -18,13 +18,16 @@ VIDOPS_HD int64_t resized_size(int64_t n, double scale) {
 }
 
 // 1-D bilinear taps of output index dst for a resize by `scale` of an axis of length n,
-// align_corners=False, no antialias, as F.interpolate(scale_factor=scale) and
-// vidops.reference.busy_quiet.bilinear_matrix compute them (in double):
-//   src = max((dst + 0.5) / scale - 0.5, 0); i0 = min(floor(src), n - 1); i1 = min(i0 + 1, n - 1);
-//   value = (1 - w1) * in[i0] + w1 * in[i1], w1 = src - i0.
-// src < n always (dst < floor(n * scale)), so w1 is in [0, 1).
+// align_corners=False, no antialias, as F.interpolate(scale_factor=scale) computes them
+// (PyTorch's area_pixel_compute_source_index with the scale 1/scale_factor), in double:
+//   src = max((1 / scale) * (dst + 0.5) - 0.5, 0); i0 = min(floor(src), n - 1);
+//   i1 = min(i0 + 1, n - 1); value = (1 - w1) * in[i0] + w1 * in[i1], w1 = src - i0.
+// vidops.reference.busy_quiet.bilinear_matrix writes the same rule as (dst + 0.5) / scale - 0.5.
+// src < n always (dst < floor(n * scale)), so w1 is in [0, 1). Note that w1 carries the rounding
+// error of src, about eps * n in absolute terms, whichever way src is computed.
 VIDOPS_HD void bilinear_taps(int64_t dst, double scale, int64_t n, int64_t& i0, int64_t& i1, double& w1) {
-  double src = (static_cast<double>(dst) + 0.5) / scale - 0.5;
+  const double inv_scale = 1.0 / scale;
+  double src = inv_scale * (static_cast<double>(dst) + 0.5) - 0.5;
   if (src < 0) src = 0;
   i0 = static_cast<int64_t>(std::floor(src));
   if (i0 > n - 1) i0 = n - 1;

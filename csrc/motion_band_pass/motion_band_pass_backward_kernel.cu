@@ -33,7 +33,7 @@ namespace mbp {
 namespace cuda {
 namespace {
 
-constexpr int kReduceThreads = 256;
+constexpr int kReduceThreads = 64;
 constexpr int kGatherThreads = 256;
 constexpr size_t kWorkspaceAlign = 256;
 

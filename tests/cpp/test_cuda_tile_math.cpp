@@ -86,7 +86,7 @@ static void test_temporal_reader_bounds() {
       }
 }
 
-// bilinear_taps follows src = max((dst + 0.5) / scale - 0.5, 0), neighbours floor and floor + 1
+// bilinear_taps follows src = max((dst + 0.5) / scale - 0.5, 0) (up to rounding), neighbours floor and floor + 1
 // clamped, and first_output_reading partitions the outputs by their top-left source pixel.
 static void test_bilinear() {
   for (double scale : {0.3, 0.5, 0.625, 1.0, 1.7, 2.0, 3.3})
@@ -98,7 +98,7 @@ static void test_bilinear() {
         int64_t i0, i1;
         double w1;
         bq::bilinear_taps(d, scale, n, i0, i1, w1);
-        double src = (d + 0.5) / scale - 0.5;
+        double src = (1.0 / scale) * (d + 0.5) - 0.5;
         if (src < 0) src = 0;
         int64_t e0 = static_cast<int64_t>(std::floor(src));
         if (e0 > n - 1) e0 = n - 1;
