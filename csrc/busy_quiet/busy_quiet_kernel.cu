@@ -1,0 +1,237 @@
+// Fused CUDA Busy/Quiet split of a BQN clip (spec 1.3), one read of the clip:
+//     busy[n,c,s]  = sum_j tw[c,j] * (K_c (x) reflectpad(clip[n,c,3s+j]))   (motion band-pass stem)
+//     quiet[n,c,s] = clip[n,c,3s]                           quiet = "first"
+//                  | mean_j clip[n,c,3s+j] - busy[n,c,s]    quiet = "mean_minus_busy"
+//     then optionally quiet = bilinear resize by quiet_scale (align_corners=False, no antialias).
+// One block per 32 x 32 tile of one segment, as the forward motion band-pass kernel
+// (motion_band_pass_tile_cuda.h), with one more halo row and column so the busy value just below
+// and right of the tile can be computed too. Quiet's source values Q (busy in fp32, never rounded
+// to the clip's dtype) stay in registers (no resize) or go to a (33 x 33) shared tile from which
+// the block computes the resized outputs whose top-left source pixel lies in its tile
+// (bq::first_output_reading), so each resized output is computed exactly once with all 4 sources
+// at hand. The raw frames for quiet are re-read at the tile's pixels right after the halo load
+// (L2 hits).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "busy_quiet/busy_quiet_cuda.h"
+#include "busy_quiet/busy_quiet_math.h"
+#include "motion_band_pass/motion_band_pass_tile_cuda.h"
+
+namespace vidops {
+namespace bq {
+namespace cuda {
+namespace {
+
+using namespace vidops::mbp;
+using namespace vidops::mbp::cuda;
+
+constexpr int kQStride = kTileW + 1;  // s_q is (kTileH + 1) x (kTileW + 1)
+
+template <typename scalar_t>
+struct BqParams {
+  using acc_t = typename Acc<scalar_t>::type;
+  const scalar_t* x;  // clip (N, C, T, H, W), strides sN..sW
+  const acc_t* sw;    // (C, k, k)
+  const acc_t* tw;    // (C, 3)
+  scalar_t* busy;     // (N, C, S, H, W) contiguous
+  scalar_t* quiet;    // (N, C, S, qH, qW) contiguous
+  int64_t N, C, T, H, W, S, qH, qW;
+  int64_t sN, sC, sT, sH, sW;
+  int64_t tiles_x, tiles_y, blocks;
+  double scale;  // > 0 when resize
+  int k, spad, mode;
+  bool resize, vec_busy, vec_quiet;
+};
+
+// Quiet's source value at image pixel (row, col) of segment frames `frame`, given busy there.
+template <typename scalar_t, typename acc_t>
+__device__ __forceinline__ acc_t quiet_source(const scalar_t* __restrict__ plane, const int64_t (&frame)[3],
+                                              int64_t sT, int64_t offset, acc_t busy, int mode) {
+  if (mode == kFirst) return to_acc(plane[frame[0] * sT + offset]);
+  const acc_t sum = to_acc(plane[frame[0] * sT + offset]) + to_acc(plane[frame[1] * sT + offset]) +
+                    to_acc(plane[frame[2] * sT + offset]);
+  return sum / acc_t(3) - busy;
+}
+
+template <typename scalar_t, int K>
+__global__ void __launch_bounds__(kThreads) busy_quiet_kernel(const BqParams<scalar_t> p) {
+  using acc_t = typename Acc<scalar_t>::type;
+  const int k = K > 0 ? K : p.k;
+  const Halo h = make_halo(k, 1);
+  VIDOPS_DYNAMIC_SMEM(acc_t, smem);
+  acc_t* s_y = smem;                                       // h.rows x h.stride
+  acc_t* s_w = s_y + h.rows * h.stride;                    // k x weight_row_stride(k)
+  acc_t* s_q = s_w + k * weight_row_stride(k);             // (kTileH + 1) x kQStride
+  const int tid = threadIdx.x;
+  const int tx = tid % kThreadsX, ty = tid / kThreadsX;
+
+  for (int64_t blk = blockIdx.x; blk < p.blocks; blk += gridDim.x) {
+    const TileIndex ti = decode_tile(blk, p.tiles_x, p.tiles_y, p.S, p.N);  // ti.t: the segment
+    __syncthreads();  // every thread is done with the previous tile's shared memory
+    load_weights(s_w, p.sw + ti.c * k * k, k, /*flip=*/false);
+    acc_t tw[3];
+    int64_t frame[3];
+#pragma unroll
+    for (int j = 0; j < 3; ++j) {
+      tw[j] = p.tw[ti.c * 3 + j];
+      frame[j] = temporal_source(ti.t, j, 3, kValid, p.T);  // 3 s + j
+    }
+    const scalar_t* plane = p.x + ti.n * p.sN + ti.c * p.sC;
+    load_filtered_halo(s_y, h, plane, p.sT, p.sH, p.sW, frame, tw, p.H, p.W, ti.p0 - h.r, ti.q0 - h.r, p.spad);
+    __syncthreads();
+
+    acc_t busy[kRowsPerThread][kColsPerThread] = {};
+    stencil<K>(s_y, h.stride, s_w, k, busy);
+
+    const int64_t plane_index = (ti.n * p.C + ti.c) * p.S + ti.t;
+    const int64_t col = ti.q0 + tx * kColsPerThread;
+    acc_t q_vals[kRowsPerThread][kColsPerThread];
+#pragma unroll
+    for (int o = 0; o < kRowsPerThread; ++o) {
+      const int64_t row = ti.p0 + ty * kRowsPerThread + o;
+#pragma unroll
+      for (int q = 0; q < kColsPerThread; ++q) {
+        q_vals[o][q] = 0;
+        if (row < p.H && col + q < p.W)
+          q_vals[o][q] = quiet_source(plane, frame, p.sT, row * p.sH + (col + q) * p.sW, busy[o][q], p.mode);
+      }
+      if (row < p.H && col < p.W) {
+        store_row(p.busy + (plane_index * p.H + row) * p.W + col, busy[o], p.W - col, p.vec_busy);
+        if (!p.resize) store_row(p.quiet + (plane_index * p.H + row) * p.W + col, q_vals[o], p.W - col, p.vec_quiet);
+      }
+    }
+    if (!p.resize) continue;
+
+    // Q on the tile plus the row below and the column right of it (0 outside the image).
+#pragma unroll
+    for (int o = 0; o < kRowsPerThread; ++o)
+#pragma unroll
+      for (int q = 0; q < kColsPerThread; ++q)
+        s_q[(ty * kRowsPerThread + o) * kQStride + tx * kColsPerThread + q] = q_vals[o][q];
+    for (int e = tid; e < kTileW + 1 + kTileH; e += kThreads) {
+      const int i = e <= kTileW ? kTileH : e - (kTileW + 1);
+      const int j = e <= kTileW ? e : kTileW;
+      const int64_t row = ti.p0 + i, c2 = ti.q0 + j;
+      acc_t v = 0;
+      if (row < p.H && c2 < p.W) {
+        const acc_t b = p.mode == kMeanMinusBusy ? stencil_at(s_y, h.stride, s_w, k, i, j) : acc_t(0);
+        v = quiet_source(plane, frame, p.sT, row * p.sH + c2 * p.sW, b, p.mode);
+      }
+      s_q[i * kQStride + j] = v;
+    }
+    __syncthreads();
+
+    // The resized outputs whose top-left source pixel (y0, x0) lies in this tile.
+    const int64_t ho0 = first_output_reading(ti.p0, p.scale, p.H, p.qH);
+    const int64_t ho1 = first_output_reading(ti.p0 + kTileH, p.scale, p.H, p.qH);
+    const int64_t wo0 = first_output_reading(ti.q0, p.scale, p.W, p.qW);
+    const int64_t wo1 = first_output_reading(ti.q0 + kTileW, p.scale, p.W, p.qW);
+    const int64_t nwo = wo1 - wo0, count = (ho1 - ho0) * nwo;
+    scalar_t* q_plane = p.quiet + plane_index * p.qH * p.qW;
+    for (int64_t e = tid; e < count; e += kThreads) {
+      const int64_t ho = ho0 + e / nwo, wo = wo0 + e % nwo;
+      int64_t y0, y1, x0, x1;
+      double wy, wx;
+      bilinear_taps(ho, p.scale, p.H, y0, y1, wy);
+      bilinear_taps(wo, p.scale, p.W, x0, x1, wx);
+      // y0 - p0 in [0, kTileH), y1 - p0 in [0, kTileH] (y1 <= y0 + 1, and y1 < H), likewise x.
+      const acc_t* q00 = s_q + (y0 - ti.p0) * kQStride + (x0 - ti.q0);
+      const int64_t dy = (y1 - y0) * kQStride, dx = x1 - x0;
+      const acc_t ly = static_cast<acc_t>(wy), lx = static_cast<acc_t>(wx);
+      const acc_t v = (acc_t(1) - ly) * ((acc_t(1) - lx) * q00[0] + lx * q00[dx]) +
+                      ly * ((acc_t(1) - lx) * q00[dy] + lx * q00[dy + dx]);
+      q_plane[ho * p.qW + wo] = from_acc<scalar_t>(v);
+    }
+  }
+}
+
+template <typename scalar_t, int K>
+const char* run_busy_quiet(const BqParams<scalar_t>& p, size_t smem, void* stream) {
+  auto kernel = busy_quiet_kernel<scalar_t, K>;
+  if (const char* e = gpu::allow_dynamic_smem(kernel, smem)) return e;
+  return gpu::launch(kernel, dim3(grid_blocks(p.blocks)), dim3(kThreads), smem, stream, p);
+}
+
+template <typename scalar_t>
+const char* busy_quiet(const VidopsBusyQuietProblem& bp, const void* x, const void* sw, const void* tw, void* busy,
+                       void* quiet, void* stream) {
+  using acc_t = typename Acc<scalar_t>::type;
+  const VidopsMbpProblem& pr = bp.mbp;
+  BqParams<scalar_t> p;
+  p.x = static_cast<const scalar_t*>(x);
+  p.sw = static_cast<const acc_t*>(sw);
+  p.tw = static_cast<const acc_t*>(tw);
+  p.busy = static_cast<scalar_t*>(busy);
+  p.quiet = static_cast<scalar_t*>(quiet);
+  p.N = pr.N;
+  p.C = pr.C;
+  p.T = pr.T;
+  p.H = pr.H;
+  p.W = pr.W;
+  p.S = pr.T_out;
+  p.qH = bp.quiet_H;
+  p.qW = bp.quiet_W;
+  p.sN = pr.x_strides[0];
+  p.sC = pr.x_strides[1];
+  p.sT = pr.x_strides[2];
+  p.sH = pr.x_strides[3];
+  p.sW = pr.x_strides[4];
+  p.tiles_x = ceil_div(pr.W, kTileW);
+  p.tiles_y = ceil_div(pr.H, kTileH);
+  p.blocks = p.tiles_x * p.tiles_y * p.S * pr.N * pr.C;
+  p.resize = bp.quiet_scale > 0;
+  p.scale = bp.quiet_scale;
+  p.k = pr.k;
+  p.spad = pr.spatial_padding;
+  p.mode = bp.quiet_mode;
+  const size_t vec_bytes = sizeof(scalar_t) * kColsPerThread;
+  p.vec_busy = pr.W % kColsPerThread == 0 && reinterpret_cast<uintptr_t>(busy) % vec_bytes == 0;
+  p.vec_quiet = pr.W % kColsPerThread == 0 && reinterpret_cast<uintptr_t>(quiet) % vec_bytes == 0;
+  const Halo h = make_halo(pr.k, 1);
+  const size_t smem =
+      static_cast<size_t>(h.rows * h.stride + pr.k * weight_row_stride(pr.k) + (kTileH + 1) * kQStride) *
+      sizeof(acc_t);
+  switch (pr.k) {
+    case 3: return run_busy_quiet<scalar_t, 3>(p, smem, stream);
+    case 5: return run_busy_quiet<scalar_t, 5>(p, smem, stream);
+    case 7: return run_busy_quiet<scalar_t, 7>(p, smem, stream);
+    case 9: return run_busy_quiet<scalar_t, 9>(p, smem, stream);
+    case 11: return run_busy_quiet<scalar_t, 11>(p, smem, stream);
+    default: return run_busy_quiet<scalar_t, 0>(p, smem, stream);
+  }
+}
+
+}  // namespace
+}  // namespace cuda
+}  // namespace bq
+}  // namespace vidops
+
+extern "C" const char* vidops_busy_quiet_cuda(const VidopsBusyQuietProblem* problem, const void* clip,
+                                              const void* spatial_weight, const void* temporal_weight, void* busy,
+                                              void* quiet, void* stream) {
+  using namespace vidops::bq;
+  using namespace vidops::bq::cuda;
+  if (problem == nullptr) return "vidops._busy_quiet_fwd (CUDA): null problem";
+  if (const char* e = vidops::mbp::cuda::validate_problem(&problem->mbp)) return e;
+  const VidopsBusyQuietProblem& bp = *problem;
+  const VidopsMbpProblem& pr = bp.mbp;
+  if (pr.temporal_stride != 3 || pr.temporal_padding != vidops::mbp::kValid || pr.T % 3 != 0)
+    return "vidops._busy_quiet_fwd (CUDA): the clip must be S segments of 3 frames (stride 3, valid)";
+  if (bp.quiet_mode != kFirst && bp.quiet_mode != kMeanMinusBusy) return "vidops._busy_quiet_fwd (CUDA): unknown quiet mode";
+  if (bp.quiet_H != resized_size(pr.H, bp.quiet_scale) || bp.quiet_W != resized_size(pr.W, bp.quiet_scale))
+    return "vidops._busy_quiet_fwd (CUDA): quiet size does not match the scale";
+  if (pr.N * pr.C * pr.T_out * pr.H * pr.W == 0) return nullptr;
+  if (bp.quiet_H < 1 || bp.quiet_W < 1) return "vidops._busy_quiet_fwd (CUDA): the resized quiet is empty";
+  switch (pr.dtype) {
+    case kVidopsFloat32: return busy_quiet<float>(bp, clip, spatial_weight, temporal_weight, busy, quiet, stream);
+    case kVidopsFloat64: return busy_quiet<double>(bp, clip, spatial_weight, temporal_weight, busy, quiet, stream);
+    case kVidopsFloat16: return busy_quiet<__half>(bp, clip, spatial_weight, temporal_weight, busy, quiet, stream);
+    case kVidopsBFloat16:
+      return busy_quiet<__nv_bfloat16>(bp, clip, spatial_weight, temporal_weight, busy, quiet, stream);
+    default: return "vidops._busy_quiet_fwd (CUDA): unsupported dtype";
+  }
+}

@@ -1,0 +1,319 @@
+// Device building blocks of the motion band-pass kernels (forward, backward, busy/quiet): the tile
+// geometry, the loaders that fill a haloed tile in shared memory, and the k x k stencil on it.
+// nvcc only (or the host emulation of common/cuda_launch.h); the per-element index math lives in
+// motion_band_pass_math.h, shared with the CPU kernels.
+//
+// Tiling. A block of kThreads = 64 threads owns one kTileH x kTileW = 32 x 32 tile of one output
+// frame (n, c, t). Thread (tx, ty) = (tid % 8, tid / 8) owns the 4 x 4 outputs at tile rows
+// ty*4 .. ty*4+3 and columns tx*4 .. tx*4+3. The block stages a haloed input tile of
+// (32 + k - 1) x (32 + k - 1) values in shared memory (row stride `stride`, see Halo), computes the
+// stencil from it, and writes its outputs.
+//
+// Stencil inner loop (k known at compile time): for each halo row rr the thread loads its window
+// of 4 + k - 1 values of that row into registers (16-byte vector loads; a warp's 8 threads of one
+// tile row read 8 consecutive 16-byte chunks: no bank conflicts), then for each of its output rows
+// o with kernel row a = rr - o in [0, k) it loads the k weights of row a (uniform address: a
+// broadcast) and does 4 x k FMAs. Per output that is k*k FMAs for (4 + k - 1)(4 + k - 1)/16 window
+// loads and k*k/4 weight loads: FMA-bound. Each output sums its k*k terms in row-major (a, b)
+// order, starting from 0, in the accumulation type (float, or double for float64 data).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "common/cuda_launch.h"
+#include "common/host_device.h"
+#include "motion_band_pass/motion_band_pass_cuda.h"
+#include "motion_band_pass/motion_band_pass_math.h"
+
+namespace vidops {
+namespace mbp {
+namespace cuda {
+
+constexpr int kThreadsX = 8;
+constexpr int kThreadsY = 8;
+constexpr int kThreads = kThreadsX * kThreadsY;  // 64, blockDim.x of every tile kernel
+constexpr int kRowsPerThread = 4;
+constexpr int kColsPerThread = 4;
+constexpr int kTileW = kThreadsX * kColsPerThread;  // 32
+constexpr int kTileH = kThreadsY * kRowsPerThread;  // 32
+
+VIDOPS_HD constexpr int round_up4(int v) { return (v + 3) / 4 * 4; }
+
+// Accumulation type: float for float32/float16/bfloat16 data, double for float64.
+template <typename scalar_t>
+struct Acc {
+  using type = float;
+};
+template <>
+struct Acc<double> {
+  using type = double;
+};
+
+__device__ __forceinline__ float to_acc(float v) { return v; }
+__device__ __forceinline__ double to_acc(double v) { return v; }
+__device__ __forceinline__ float to_acc(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_acc(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+__device__ __forceinline__ void convert(float v, float& out) { out = v; }
+__device__ __forceinline__ void convert(float v, __half& out) { out = __float2half_rn(v); }
+__device__ __forceinline__ void convert(float v, __nv_bfloat16& out) { out = __float2bfloat16_rn(v); }
+__device__ __forceinline__ void convert(double v, double& out) { out = v; }
+
+// acc_t -> storage type, round to nearest even.
+template <typename scalar_t, typename acc_t>
+__device__ __forceinline__ scalar_t from_acc(acc_t v) {
+  scalar_t out;
+  convert(v, out);
+  return out;
+}
+
+// Geometry of a haloed tile in shared memory: `rows` x `cols` cells hold data (the tile plus k - 1,
+// plus `ext` more rows and columns for busy/quiet's resize), stored with row stride `stride`.
+// stride is a multiple of 4 (16-byte rows for the vector loads) and 4 mod 8, so that 8
+// consecutive rows start in 8 different 16-byte bank groups. Cells of columns [cols, stride) are
+// written as 0 by the loaders; the window loads of the last threads of a row reach into them
+// (never past stride: stride >= round_up4(kTileW + k - 1) = (kThreadsX - 1) * 4 + round_up4(k + 3)).
+struct Halo {
+  int k, r, rows, cols, stride;
+};
+
+VIDOPS_HD Halo make_halo(int k, int ext) {
+  Halo h;
+  h.k = k;
+  h.r = (k - 1) / 2;
+  h.rows = kTileH + k - 1 + ext;
+  h.cols = kTileW + k - 1 + ext;
+  h.stride = round_up4(h.cols);
+  if (h.stride % 8 == 0) h.stride += 4;
+  return h;
+}
+
+// Weights of one kernel row padded to a multiple of 4 (zeros) so a row loads as 16-byte vectors.
+VIDOPS_HD int weight_row_stride(int k) { return round_up4(k); }
+
+// The tile owned by a block, decoded from its linear index: tile column fastest, then tile row,
+// output frame, batch, channel (slowest: the backward's per-channel partials are contiguous).
+struct TileIndex {
+  int64_t tile_x, tile_y, t, n, c;
+  int64_t p0, q0;  // image row and column of the tile's top-left output
+};
+
+__device__ __forceinline__ TileIndex decode_tile(int64_t blk, int64_t tiles_x, int64_t tiles_y, int64_t frames,
+                                                 int64_t N) {
+  TileIndex ti;
+  ti.tile_x = blk % tiles_x;
+  blk /= tiles_x;
+  ti.tile_y = blk % tiles_y;
+  blk /= tiles_y;
+  ti.t = blk % frames;
+  blk /= frames;
+  ti.n = blk % N;
+  ti.c = blk / N;
+  ti.p0 = ti.tile_y * kTileH;
+  ti.q0 = ti.tile_x * kTileW;
+  return ti;
+}
+
+// Copies the k x k weights of one channel into shared memory, rows padded to weight_row_stride(k)
+// with zeros; flip = true stores the kernel rotated by 180 degrees (the adjoint stencil).
+template <typename acc_t>
+__device__ __forceinline__ void load_weights(acc_t* __restrict__ s, const acc_t* __restrict__ w, int k, bool flip) {
+  const int kp = weight_row_stride(k);
+  for (int e = threadIdx.x; e < k * kp; e += kThreads) {
+    const int a = e / kp, b = e - a * kp;
+    acc_t v = 0;
+    if (b < k) v = flip ? w[(k - 1 - a) * k + (k - 1 - b)] : w[a * k + b];
+    s[e] = v;
+  }
+}
+
+// Fills the halo tile `s` whose cell (hr, hc) is extended image position (row0 + hr, col0 + hc)
+// with the temporally filtered frame Y = sum_j tw[j] * x[frame[j]] (frame[j] < 0: a zero pad
+// frame), through the spatial padding (halo_source); 0 where the padding is zero, past the padded
+// image, and in the stride padding columns. The three taps are summed in j order in acc_t.
+template <typename scalar_t, typename acc_t>
+__device__ __forceinline__ void load_filtered_halo(acc_t* __restrict__ s, const Halo& h,
+                                                   const scalar_t* __restrict__ plane, int64_t sT, int64_t sH,
+                                                   int64_t sW, const int64_t (&frame)[3], const acc_t (&tw)[3],
+                                                   int64_t H, int64_t W, int64_t row0, int64_t col0, int spad) {
+  const int cells = h.rows * h.stride;
+  for (int e = threadIdx.x; e < cells; e += kThreads) {
+    const int hr = e / h.stride, hc = e - hr * h.stride;
+    acc_t v = 0;
+    if (hc < h.cols) {
+      const int64_t si = halo_source(row0 + hr, H, h.r, spad);
+      const int64_t sj = halo_source(col0 + hc, W, h.r, spad);
+      if (si >= 0 && sj >= 0) {
+        const scalar_t* px = plane + si * sH + sj * sW;
+#pragma unroll
+        for (int j = 0; j < 3; ++j)
+          if (frame[j] >= 0) v += tw[j] * to_acc(px[frame[j] * sT]);
+      }
+    }
+    s[e] = v;
+  }
+}
+
+// Fills the halo tile `s` with one frame of g (cell (hr, hc) = g[row0 + hr, col0 + hc]), zero
+// outside the image and in the stride padding columns: the zero-extended gradient the adjoint
+// stencil reads.
+template <typename scalar_t, typename acc_t>
+__device__ __forceinline__ void load_zero_padded_halo(acc_t* __restrict__ s, const Halo& h,
+                                                      const scalar_t* __restrict__ frame_ptr, int64_t sH,
+                                                      int64_t sW, int64_t H, int64_t W, int64_t row0,
+                                                      int64_t col0) {
+  const int cells = h.rows * h.stride;
+  for (int e = threadIdx.x; e < cells; e += kThreads) {
+    const int hr = e / h.stride, hc = e - hr * h.stride;
+    const int64_t i = row0 + hr, j = col0 + hc;
+    acc_t v = 0;
+    if (hc < h.cols && i >= 0 && i < H && j >= 0 && j < W) v = to_acc(frame_ptr[i * sH + j * sW]);
+    s[e] = v;
+  }
+}
+
+// dst[0..N) = src[0..N) from shared memory with 16-byte loads (src 16-byte aligned, N % 4 == 0).
+template <int N>
+__device__ __forceinline__ void load_vec(const float* __restrict__ src, float (&dst)[N]) {
+  static_assert(N % 4 == 0, "float windows load as float4");
+#pragma unroll
+  for (int i = 0; i < N; i += 4) {
+    const float4 v = *reinterpret_cast<const float4*>(src + i);
+    dst[i] = v.x;
+    dst[i + 1] = v.y;
+    dst[i + 2] = v.z;
+    dst[i + 3] = v.w;
+  }
+}
+template <int N>
+__device__ __forceinline__ void load_vec(const double* __restrict__ src, double (&dst)[N]) {
+  static_assert(N % 2 == 0, "double windows load as double2");
+#pragma unroll
+  for (int i = 0; i < N; i += 2) {
+    const double2 v = *reinterpret_cast<const double2*>(src + i);
+    dst[i] = v.x;
+    dst[i + 1] = v.y;
+  }
+}
+
+// acc[o][q] += sum_{a,b} w[a][b] * s[(ty*4 + o + a) * stride + tx*4 + q + b] for the calling
+// thread's 4 x 4 outputs: the k x k correlation of the halo tile s (origin: the tile's top-left
+// output minus r in each axis) with the weights w (rows padded to weight_row_stride(k)). K > 0 is
+// the compile-time kernel size (K == k); K == 0 handles any k with run-time loops. Both add the
+// terms of each output in row-major (a, b) order.
+template <int K, typename acc_t>
+__device__ __forceinline__ void stencil(const acc_t* __restrict__ s, int stride, const acc_t* __restrict__ w, int k,
+                                        acc_t (&acc)[kRowsPerThread][kColsPerThread]) {
+  const int tx = threadIdx.x % kThreadsX, ty = threadIdx.x / kThreadsX;
+  const acc_t* base = s + (ty * kRowsPerThread) * stride + tx * kColsPerThread;
+  if constexpr (K > 0) {
+    constexpr int kWin = round_up4(kColsPerThread + K - 1);
+    constexpr int kWp = round_up4(K);
+#pragma unroll
+    for (int rr = 0; rr < kRowsPerThread + K - 1; ++rr) {
+      acc_t win[kWin];
+      load_vec(base + rr * stride, win);
+#pragma unroll
+      for (int o = 0; o < kRowsPerThread; ++o) {
+        const int a = rr - o;
+        if (a >= 0 && a < K) {
+          acc_t wr[kWp];
+          load_vec(w + a * kWp, wr);
+#pragma unroll
+          for (int b = 0; b < K; ++b)
+#pragma unroll
+            for (int q = 0; q < kColsPerThread; ++q) acc[o][q] += wr[b] * win[q + b];
+        }
+      }
+    }
+  } else {
+    const int kp = weight_row_stride(k);
+    for (int a = 0; a < k; ++a)
+      for (int b = 0; b < k; ++b) {
+        const acc_t wv = w[a * kp + b];
+#pragma unroll
+        for (int o = 0; o < kRowsPerThread; ++o)
+#pragma unroll
+          for (int q = 0; q < kColsPerThread; ++q) acc[o][q] += wv * base[(o + a) * stride + q + b];
+      }
+  }
+}
+
+// The stencil at one cell: sum_{a,b} w[a][b] * s[(i + a) * stride + j + b], row-major (a, b).
+template <typename acc_t>
+__device__ __forceinline__ acc_t stencil_at(const acc_t* __restrict__ s, int stride, const acc_t* __restrict__ w,
+                                            int k, int i, int j) {
+  const int kp = weight_row_stride(k);
+  acc_t v = 0;
+  for (int a = 0; a < k; ++a)
+    for (int b = 0; b < k; ++b) v += w[a * kp + b] * s[(i + a) * stride + j + b];
+  return v;
+}
+
+// Writes the thread's 4 values of one output row: dst points at the first of them, `valid` of
+// them lie inside the image (<= 0: none). vec: dst is aligned to 4 elements and the row holds a
+// multiple of 4 (one 8-, 16- or 32-byte store when all 4 are valid).
+template <typename scalar_t>
+struct alignas(sizeof(scalar_t) * kColsPerThread) OutVec {
+  scalar_t v[kColsPerThread];
+};
+
+template <typename scalar_t, typename acc_t>
+__device__ __forceinline__ void store_row(scalar_t* __restrict__ dst, const acc_t (&vals)[kColsPerThread],
+                                          int64_t valid, bool vec) {
+  if (vec && valid >= kColsPerThread) {
+    OutVec<scalar_t> pack;
+#pragma unroll
+    for (int q = 0; q < kColsPerThread; ++q) pack.v[q] = from_acc<scalar_t>(vals[q]);
+    *reinterpret_cast<OutVec<scalar_t>*>(dst) = pack;
+  } else {
+#pragma unroll
+    for (int q = 0; q < kColsPerThread; ++q)
+      if (q < valid) dst[q] = from_acc<scalar_t>(vals[q]);
+  }
+}
+
+// Blocks in a launch: one per tile, capped (the kernels loop over the rest). The emulation build
+// lowers the cap with VIDOPS_EMU_MAX_GRID so tests exercise those loops.
+constexpr int64_t kMaxGridBlocks = int64_t(1) << 30;
+
+inline unsigned grid_blocks(int64_t blocks) {
+  int64_t cap = kMaxGridBlocks;
+#ifdef VIDOPS_CUDA_EMULATION
+  if (const char* env = std::getenv("VIDOPS_EMU_MAX_GRID")) cap = std::max<int64_t>(1, std::atoll(env));
+#endif
+  return static_cast<unsigned>(blocks < cap ? blocks : cap);
+}
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// The templated kernel sizes; others run the run-time-k (K = 0) kernels.
+inline bool has_static_k(int k) { return k == 3 || k == 5 || k == 7 || k == 9 || k == 11; }
+
+// Checks what a launcher is given (the glue has checked the tensors; this guards the kernels'
+// index math against a malformed call): nullptr when the problem is well formed.
+inline const char* validate_problem(const VidopsMbpProblem* p) {
+  if (p == nullptr) return "vidops motion band-pass (CUDA): null problem";
+  if (p->k < 1 || p->k % 2 == 0) return "vidops motion band-pass (CUDA): the kernel size k must be odd and >= 1";
+  if (p->temporal_stride < 1) return "vidops motion band-pass (CUDA): temporal_stride must be >= 1";
+  if (p->spatial_padding != kReflect && p->spatial_padding != kSpatialZeros)
+    return "vidops motion band-pass (CUDA): unknown spatial padding mode";
+  if (p->temporal_padding != kValid && p->temporal_padding != kReplicate && p->temporal_padding != kTemporalZeros)
+    return "vidops motion band-pass (CUDA): unknown temporal padding mode";
+  if (p->N < 0 || p->C < 0 || p->T < 0 || p->H < 0 || p->W < 0)
+    return "vidops motion band-pass (CUDA): negative size";
+  if (p->T_out < 1 || p->T_out != output_frames(p->T, p->temporal_stride, p->temporal_padding))
+    return "vidops motion band-pass (CUDA): T_out does not match T, the stride and the temporal padding";
+  const int r = (p->k - 1) / 2;
+  if (p->spatial_padding == kReflect && p->H * p->W > 0 && (p->H <= r || p->W <= r))
+    return "vidops motion band-pass (CUDA): reflect padding needs H and W larger than (k - 1) / 2";
+  return nullptr;
+}
+
+}  // namespace cuda
+}  // namespace mbp
+}  // namespace vidops
