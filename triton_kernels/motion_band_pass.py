@@ -86,14 +86,18 @@ def _splat(cond, like):
 
 
 @triton.jit
-def _column_taps(cols, W, sxw, K: tl.constexpr, REFLECT: tl.constexpr):
-    """For each tap column b < K: element offsets of padded columns cols + b, and whether they lie
-    inside [0, W) (zero padding reads zero elsewhere)."""
+def _column_taps(cols, W, sxw, K: tl.constexpr, REFLECT: tl.constexpr, IDX64: tl.constexpr):
+    """For each tap column b < K: element offsets of padded columns cols + b (int32 unless IDX64:
+    one IMAD.WIDE per address), and whether they lie inside [0, W) (zero padding reads zero
+    elsewhere)."""
     offs = ()
     inside = ()
     for b in tl.static_range(K):
         cb = cols + b
-        offs = offs + (_mirror(cb, W, REFLECT).to(tl.int64) * sxw,)
+        src = _mirror(cb, W, REFLECT)
+        if IDX64:
+            src = src.to(tl.int64)
+        offs = offs + (src * sxw,)
         inside = inside + ((cb >= 0) & (cb < W),)
     return offs, inside
 
@@ -157,7 +161,7 @@ def _mbp_fwd_kernel(x_ptr, sw_ptr, tw_ptr, out_ptr,
                     sxn, sxc, sxt, sxh, sxw, ssc, ssa, ssb, stc, stj, son, soc, sot, soh,
                     stride, pad_t, ROWS, n_wblk, n_hblk,
                     K: tl.constexpr, NF: tl.constexpr, REFLECT: tl.constexpr, TZERO: tl.constexpr,
-                    BLOCK_W: tl.constexpr, ACC: tl.constexpr):
+                    BLOCK_W: tl.constexpr, IDX64: tl.constexpr, ACC: tl.constexpr):
     """out[o, w] (o < OUT_H, w < OUT_W) = sum_{a,b} sw[a,b] * Y[src(o-OFF+a-r), src(w-OFF+b-r)].
 
     Forward: OFF=0, Y the temporal filter of 3 frames of x. Backward step 1: x is the output
@@ -170,7 +174,7 @@ def _mbp_fwd_kernel(x_ptr, sw_ptr, tw_ptr, out_ptr,
     p0, p1, p2, tw0, tw1, tw2, ok0, ok1, ok2 = _plane_frames(
         x_ptr, tw_ptr, n, c, t, T, sxn, sxc, sxt, stc, stj, stride, pad_t, cols, NF, ACC)
     wts = _spatial_weights(sw_ptr + c.to(tl.int64) * ssc, ssa, ssb, K, ACC)
-    offs, inside = _column_taps(cols - OFF - R, W, sxw, K, REFLECT)
+    offs, inside = _column_taps(cols - OFF - R, W, sxw, K, REFLECT, IDX64)
 
     o0 = hblk.to(tl.int64) * ROWS  # row scalars in int64 (no int32 overflow checks in the interpreter)
     nrows = tl.minimum(ROWS, OUT_H - o0)
@@ -234,7 +238,7 @@ def _mbp_bwd_sw_kernel(x_ptr, tw_ptr, g_ptr, ws_ptr,
                        sxn, sxc, sxt, sxh, sxw, stc, stj, sgn, sgc, sgt, sgh, sgw,
                        stride, pad_t, ROWS, n_wblk, n_hblk,
                        K: tl.constexpr, REFLECT: tl.constexpr, TZERO: tl.constexpr,
-                       BLOCK_W: tl.constexpr, ACC: tl.constexpr):
+                       BLOCK_W: tl.constexpr, IDX64: tl.constexpr, ACC: tl.constexpr):
     """ws[pid, a*K+b] = sum over this program's rows o and columns w of g[o,w] * pad_s(Y)[o+a, w+b].
 
     Streams the rows of Y as the forward does; the last K rows of g wait in a ring, and input row
@@ -246,13 +250,15 @@ def _mbp_bwd_sw_kernel(x_ptr, tw_ptr, g_ptr, ws_ptr,
     cols = wblk * BLOCK_W + tl.arange(0, BLOCK_W)
     p0, p1, p2, tw0, tw1, tw2, ok0, ok1, ok2 = _plane_frames(
         x_ptr, tw_ptr, n, c, t, T, sxn, sxc, sxt, stc, stj, stride, pad_t, cols, 3, ACC)
-    offs, inside = _column_taps(cols - R, W, sxw, K, REFLECT)
+    offs, inside = _column_taps(cols - R, W, sxw, K, REFLECT, IDX64)
 
     o0 = hblk.to(tl.int64) * ROWS  # row scalars in int64 (no int32 overflow checks in the interpreter)
     nrows = tl.minimum(ROWS, H - o0)
     col_ok = cols < W
-    g_row = g_ptr + (n.to(tl.int64) * sgn + c.to(tl.int64) * sgc + t.to(tl.int64) * sgt) \
-        + cols.to(tl.int64) * sgw
+    gcols = cols
+    if IDX64:
+        gcols = gcols.to(tl.int64)
+    g_row = g_ptr + (n.to(tl.int64) * sgn + c.to(tl.int64) * sgc + t.to(tl.int64) * sgt) + gcols * sgw
     i_vec = cols.to(tl.int64) * 0
     zero = tl.zeros([BLOCK_W], ACC)
     parts = (zero,) * (K * K)
@@ -300,36 +306,13 @@ def _mbp_bwd_sw_kernel(x_ptr, tw_ptr, g_ptr, ws_ptr,
 
 
 @triton.jit
-def _fold_taps(hh, ww, H, W, WP, m, R: tl.constexpr):
-    """Offsets (in a Gp plane stored with an offset of R on both axes) and masks of the 9 padded
-    positions whose reflect source may be (hh, ww): rows {hh, -hh, 2(H-1)-hh} x the same columns,
-    each present only where the mirror exists (-hh for 1 <= hh <= R, 2(H-1)-hh for
-    H-1-R <= hh <= H-2). Entry 0 is (hh, ww) itself."""
-    offs = ()
-    masks = ()
-    for u in tl.static_range(3):
-        for v in tl.static_range(3):
-            if u == 0:
-                hs = hh
-                hok = m
-            elif u == 1:
-                hs = -hh
-                hok = m & (hh >= 1) & (hh <= R)
-            else:
-                hs = 2 * (H - 1) - hh
-                hok = m & (hh >= H - 1 - R) & (hh <= H - 2)
-            if v == 0:
-                ws = ww
-                wok = hok
-            elif v == 1:
-                ws = -ww
-                wok = hok & (ww >= 1) & (ww <= R)
-            else:
-                ws = 2 * (W - 1) - ww
-                wok = hok & (ww >= W - 1 - R) & (ww <= W - 2)
-            offs = offs + ((hs + R).to(tl.int64) * WP + (ws + R),)
-            masks = masks + (wok,)
-    return offs, masks
+def _mirror_lines(idx, n, R: tl.constexpr, STRIDE):
+    """Along one axis of a Gp plane (stored with an offset of R): offsets STRIDE * (p + R) of the
+    three padded positions p in {idx, -idx, 2(n-1)-idx} whose reflect source is idx, and where each
+    exists (-idx for 1 <= idx <= R, 2(n-1)-idx for n-1-R <= idx <= n-2)."""
+    offs = ((idx + R) * STRIDE, (R - idx) * STRIDE, (2 * (n - 1) + R - idx) * STRIDE)
+    oks = (idx >= 0, (idx >= 1) & (idx <= R), (idx >= n - 1 - R) & (idx <= n - 2))
+    return offs, oks
 
 
 @triton.jit
@@ -338,7 +321,8 @@ def _mbp_bwd_x_kernel(gp_ptr, x_ptr, tw_ptr, gx_ptr, ws_ptr,
                       sxn, sxc, sxt, sxh, sxw, stc, stj,
                       stride, pad_t, n_wblk, n_hblk,
                       R: tl.constexpr, REFLECT: tl.constexpr, NQ: tl.constexpr,
-                      BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, ACC: tl.constexpr):
+                      BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, IDX64: tl.constexpr,
+                      ACC: tl.constexpr):
     """On one tile of input frame f: g_x = sum_{(t,j) reading f} tw[c,j] * gY[t] (gY the fold of
     Gp), and the tile's partial sums ws[pid, j] = sum gY[t(j)] * x[f] of g_tw.
 
@@ -350,18 +334,19 @@ def _mbp_bwd_x_kernel(gp_ptr, x_ptr, tw_ptr, gx_ptr, ws_ptr,
     w0 = wblk * BLOCK_W
     hh = h0 + tl.arange(0, BLOCK_H)[:, None]
     ww = w0 + tl.arange(0, BLOCK_W)[None, :]
+    if IDX64:
+        hh = hh.to(tl.int64)
+        ww = ww.to(tl.int64)
     m = (hh < H) & (ww < W)
     xb = x_ptr + (n.to(tl.int64) * sxn + c.to(tl.int64) * sxc + f.to(tl.int64) * sxt)
-    xv = tl.load(xb + hh.to(tl.int64) * sxh + ww.to(tl.int64) * sxw, mask=m, other=0.0).to(ACC)
+    xv = tl.load(xb + (hh * sxh + ww * sxw), mask=m, other=0.0).to(ACC)
     gp_nc = gp_ptr + nc.to(tl.int64) * T_out * HP * WP
     tw_c = tw_ptr + c.to(tl.int64) * stc
-    if REFLECT:
-        foffs, fmasks = _fold_taps(hh, ww, H, W, WP, m, R)
-        # only tiles within R+1 of an edge hold mirrored positions
-        near = (h0 <= R) | (h0 + BLOCK_H > H - 2 - R) | (w0 <= R) | (w0 + BLOCK_W > W - 2 - R)
-    else:
-        foffs = (hh.to(tl.int64) * WP + ww,)
-        fmasks = (m,)
+    # reflect: a pixel within R of an edge also receives the mirrored padded positions (up to 3
+    # per axis); only tiles near an edge hold any
+    rofs, roks = _mirror_lines(hh, H, R, WP)
+    cofs, coks = _mirror_lines(ww, W, R, 1)
+    near = (h0 <= R) | (h0 + BLOCK_H > H - 2 - R) | (w0 <= R) | (w0 + BLOCK_W > W - 2 - R)
 
     zero = tl.zeros([BLOCK_H, BLOCK_W], ACC)
     gx, gt0, gt1, gt2 = zero, zero, zero, zero
@@ -381,11 +366,14 @@ def _mbp_bwd_x_kernel(gp_ptr, x_ptr, tw_ptr, gx_ptr, ws_ptr,
             tt = num_c // stride
             if q_ok & (num >= 0) & (num_c % stride == 0) & (tt < T_out):
                 gpt = gp_nc + tt.to(tl.int64) * HP * WP
-                g = tl.load(gpt + foffs[0], mask=fmasks[0], other=0.0).to(ACC)
+                g = tl.load(gpt + (rofs[0] + cofs[0]), mask=m, other=0.0).to(ACC)
                 if REFLECT:
                     if near:
-                        for u in tl.static_range(1, 9):
-                            g += tl.load(gpt + foffs[u], mask=fmasks[u], other=0.0).to(ACC)
+                        for u in tl.static_range(3):
+                            for v in tl.static_range(3):
+                                if u * 3 + v > 0:
+                                    g += tl.load(gpt + (rofs[u] + cofs[v]), mask=m & roks[u] & coks[v],
+                                                 other=0.0).to(ACC)
                 gx = tl.fma(g, tl.load(tw_c + j * stj).to(ACC), gx)
                 if j == 0:
                     gt0 = tl.fma(g, xv, gt0)
@@ -393,7 +381,7 @@ def _mbp_bwd_x_kernel(gp_ptr, x_ptr, tw_ptr, gx_ptr, ws_ptr,
                     gt1 = tl.fma(g, xv, gt1)
                 else:
                     gt2 = tl.fma(g, xv, gt2)
-    out = gx_ptr + plane.to(tl.int64) * H * W + hh * W + ww
+    out = gx_ptr + plane.to(tl.int64) * H * W + (hh * W + ww)
     tl.store(out, gx.to(gx_ptr.dtype.element_ty), mask=m)
     wsb = ws_ptr + pid.to(tl.int64) * 3
     tl.store(wsb, tl.sum(tl.sum(gt0, axis=1), axis=0))
@@ -436,6 +424,16 @@ def tile_config(H: int, W: int, block_hw=None):
     return 16, 64, 4
 
 
+def needs_int64(*tensors) -> bool:
+    """Whether an element offset inside one of the tensors (plus a margin for tail lanes) can
+    reach 2^31: the kernels then compute their vector offsets in int64."""
+    for t in tensors:
+        span = sum((n - 1) * abs(st) for n, st in zip(t.shape, t.stride()) if n > 0)
+        if span + (1 << 16) >= (1 << 31):
+            return True
+    return False
+
+
 def _temporal_pad(temporal_padding: str) -> int:
     return 0 if temporal_padding == "valid" else 1
 
@@ -459,7 +457,7 @@ def _stencil(src, sw, tw, out, T_src, T_out, stride, pad_t, off, nf, reflect, tz
         src, sw, tw, out, C, T_src, H, W, T_out, OUT_H, OUT_W, off,
         *src.stride(), *sw.stride(), *tw.stride(), *out.stride()[:4],
         stride, pad_t, ROWS, n_wblk, n_hblk,
-        K=K, NF=nf, REFLECT=reflect, TZERO=tzero, BLOCK_W=BW,
+        K=K, NF=nf, REFLECT=reflect, TZERO=tzero, BLOCK_W=BW, IDX64=needs_int64(src, out),
         ACC=_acc_dtype(src.dtype)[0], num_warps=nw)
 
 
@@ -522,7 +520,8 @@ def backward(grad, x, spatial_weight, temporal_weight, temporal_stride, spatial_
         x, temporal_weight, grad, ws_sw, C, T, H, W, T_out,
         *x.stride(), *temporal_weight.stride(), *grad.stride(),
         temporal_stride, pad_t, ROWS, n_wblk, n_hblk,
-        K=K, REFLECT=reflect, TZERO=tzero, BLOCK_W=BW, ACC=acc_tl, num_warps=nw)
+        K=K, REFLECT=reflect, TZERO=tzero, BLOCK_W=BW, IDX64=needs_int64(x, grad), ACC=acc_tl,
+        num_warps=nw)
     g_sw = ws_sw.view(N, C, -1, K * K).sum((0, 2)).view(C, K, K)
 
     # 3. g_x per input frame (gathering the output frames that read it) and g_tw partial sums.
@@ -534,6 +533,6 @@ def backward(grad, x, spatial_weight, temporal_weight, temporal_stride, spatial_
         gp, x, temporal_weight, gx, ws_tw, C, T, H, W, T_out, HP, WP,
         *x.stride(), *temporal_weight.stride(), temporal_stride, pad_t, n_wblk2, n_hblk2,
         R=R if reflect else 0, REFLECT=reflect, NQ=3 if temporal_padding == "replicate" else 1,
-        BLOCK_H=BH, BLOCK_W=BW2, ACC=acc_tl, num_warps=nw2)
+        BLOCK_H=BH, BLOCK_W=BW2, IDX64=needs_int64(x, gp, gx), ACC=acc_tl, num_warps=nw2)
     g_tw = ws_tw.view(N, C, -1, 3).sum((0, 2))
     return gx, g_sw.to(spatial_weight.dtype), g_tw.to(temporal_weight.dtype)
