@@ -29,8 +29,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .motion_band_pass import (_acc_dtype, _column_taps, _interpreter, _plane_frames, _plane_of,
-                               _spatial_weights, needs_int64, row_config)
+from .motion_band_pass import (_acc_dtype, _column_taps, _grid, _interpreter, _plane_frames,
+                               _plane_of, _spatial_weights, needs_int64, row_config)
 
 
 @triton.jit
@@ -77,7 +77,7 @@ def _busy_quiet_kernel(x_ptr, sw_ptr, tw_ptr, busy_ptr, q_ptr,
         for m in tl.static_range(K):
             acc = accs[m]
             for b in tl.static_range(K):
-                acc = tl.fma(wts[(K - 1 - m) * K + b], ys[b], acc)
+                acc = tl.fma(wts[K - 1 - m][b], ys[b], acc)
             new = new + (acc,)
         o = tl.maximum(o0 + i - (K - 1), 0)
         done = col_ok & (i_vec + i >= K - 1)
@@ -220,7 +220,7 @@ def forward(clip, spatial_weight, temporal_weight, quiet="first", quiet_scale=No
     # full-resolution quiet goes to q_out, or to a float32 workspace that a second kernel resizes
     q_full = torch.empty((N, C, S, H, W), dtype=acc_torch, device=dev) if (resize and mean) else q_out
     y0, y1, ly, x0, x1, lx, qrow, qcol = tables
-    _busy_quiet_kernel[(planes * n_wblk * n_hblk,)](
+    _busy_quiet_kernel[(_grid(planes * n_wblk * n_hblk),)](
         clip, spatial_weight, temporal_weight, busy, q_full,
         qrow, qcol, y0, y1, ly, x0, x1, lx,
         C, T, H, W, S, HQ, WQ,
@@ -232,7 +232,7 @@ def forward(clip, spatial_weight, temporal_weight, quiet="first", quiet_scale=No
         BH, BW2, nw2 = (16, 64, 4) if not _interpreter() else (
             min(32, triton.next_power_of_2(HQ)), min(64, triton.next_power_of_2(WQ)), 1)
         nwb, nhb = triton.cdiv(WQ, BW2), triton.cdiv(HQ, BH)
-        _resize_kernel[(planes * nwb * nhb,)](
+        _resize_kernel[(_grid(planes * nwb * nhb),)](
             q_full, q_out, y0, y1, ly, x0, x1, lx, H, W, HQ, WQ, nwb, nhb,
             BLOCK_H=BH, BLOCK_W=BW2, IDX64=needs_int64(q_full, q_out), ACC=acc_tl, num_warps=nw2)
     return busy, q_out

@@ -64,37 +64,28 @@ def _acc_dtype(dtype: torch.dtype):
 
 
 # ---- shared pieces (also used by busy_quiet.py) ---------------------------------------------------
-# Device functions are called once per program, never inside the row loops: under the interpreter
-# every device-function call re-patches triton.language, which costs milliseconds.
-
-@triton.jit
-def _mirror(i, n, REFLECT: tl.constexpr):
-    """Source index of padded index i on an axis of length n: mirrored without repeating the edge
-    when REFLECT (valid for |overhang| < n); then clamped into [0, n) so that masked-off and tail
-    lanes still address memory inside the tensor."""
-    if REFLECT:
-        i = tl.where(i < 0, -i, i)
-        i = tl.where(i >= n, 2 * n - 2 - i, i)
-    return tl.minimum(tl.maximum(i, 0), n - 1)
-
-
-@triton.jit
-def _splat(cond, like):
-    """A scalar condition as a boolean tensor shaped like the integer tensor `like`, through int32
-    (the triton 3.9 interpreter splats scalar booleans into int32 masks, which loads reject)."""
-    return (like * 0 + cond.to(tl.int32)) != 0
-
+# Interpreter constraints the code is written around (triton 3.9):
+# - device functions are called once per program, never inside the row loops: under the
+#   interpreter every device-function call re-patches triton.language (milliseconds);
+# - scalar conditions enter masks as vectors (`vec * 0 + scalar` compared): the interpreter splats
+#   a scalar boolean into an int32 mask, which loads and stores reject;
+# - row scalars are int64: the interpreter checks every int32 add/mul for overflow, slowly.
 
 @triton.jit
 def _column_taps(cols, W, sxw, K: tl.constexpr, REFLECT: tl.constexpr, IDX64: tl.constexpr):
-    """For each tap column b < K: element offsets of padded columns cols + b (int32 unless IDX64:
-    one IMAD.WIDE per address), and whether they lie inside [0, W) (zero padding reads zero
-    elsewhere)."""
+    """For each tap column b < K: element offsets of the source of padded column cols + b
+    (mirrored without repeating the edge for REFLECT, valid for an overhang < W; then clamped so
+    that masked-off and tail lanes stay inside the tensor), int32 unless IDX64; and whether
+    cols + b lies inside [0, W) (zero padding reads zero elsewhere)."""
     offs = ()
     inside = ()
     for b in tl.static_range(K):
         cb = cols + b
-        src = _mirror(cb, W, REFLECT)
+        src = cb
+        if REFLECT:
+            src = tl.where(src < 0, -src, src)
+            src = tl.where(src >= W, 2 * W - 2 - src, src)
+        src = tl.minimum(tl.maximum(src, 0), W - 1)
         if IDX64:
             src = src.to(tl.int64)
         offs = offs + (src * sxw,)
@@ -104,11 +95,14 @@ def _column_taps(cols, W, sxw, K: tl.constexpr, REFLECT: tl.constexpr, IDX64: tl
 
 @triton.jit
 def _spatial_weights(swb, ssa, ssb, K: tl.constexpr, ACC: tl.constexpr):
-    """The K*K taps of one channel as scalars, row-major (a*K + b), kept in registers."""
+    """The K x K taps of one channel as scalars kept in registers, wts[a][b] (nested tuples: a
+    flat K*K tuple built by appends costs O(K^4) type bookkeeping under the interpreter)."""
     wts = ()
     for a in tl.static_range(K):
+        row = ()
         for b in tl.static_range(K):
-            wts = wts + (tl.load(swb + a * ssa + b * ssb).to(ACC),)
+            row = row + (tl.load(swb + a * ssa + b * ssb).to(ACC),)
+        wts = wts + (row,)
     return wts
 
 
@@ -124,9 +118,10 @@ def _plane_frames(x_ptr, tw_ptr, n, c, t, T, sxn, sxc, sxt, stc, stj, stride, pa
         p0 = xb + tl.minimum(tl.maximum(f, 0), T - 1).to(tl.int64) * sxt
         p1 = xb + tl.minimum(tl.maximum(f + 1, 0), T - 1).to(tl.int64) * sxt
         p2 = xb + tl.minimum(tl.maximum(f + 2, 0), T - 1).to(tl.int64) * sxt
-        ok0 = _splat((f >= 0) & (f < T), cols)
-        ok1 = _splat((f + 1 >= 0) & (f + 1 < T), cols)
-        ok2 = _splat((f + 2 >= 0) & (f + 2 < T), cols)
+        fv = cols * 0 + f  # frame validity, as vectors
+        ok0 = (fv >= 0) & (fv < T)
+        ok1 = (fv >= -1) & (fv < T - 1)
+        ok2 = (fv >= -2) & (fv < T - 2)
         twb = tw_ptr + c.to(tl.int64) * stc
         tw0 = tl.load(twb).to(ACC)
         tw1 = tl.load(twb + stj).to(ACC)
@@ -180,7 +175,7 @@ def _mbp_fwd_kernel(x_ptr, sw_ptr, tw_ptr, out_ptr,
     nrows = tl.minimum(ROWS, OUT_H - o0)
     col_ok = cols < OUT_W
     out_row = out_ptr + (n.to(tl.int64) * son + c.to(tl.int64) * soc + t.to(tl.int64) * sot) + cols
-    i_vec = cols.to(tl.int64) * 0  # scalar conditions enter masks as vectors (see _splat)
+    i_vec = cols.to(tl.int64) * 0  # scalar conditions enter masks as vectors
     zero = tl.zeros([BLOCK_W], ACC)
     accs = (zero,) * K  # accs[m]: output row o0 + i - (K-1) + m, which reads row i through a = K-1-m
     for i in range(nrows + K - 1):
@@ -223,7 +218,7 @@ def _mbp_fwd_kernel(x_ptr, sw_ptr, tw_ptr, out_ptr,
         for m in tl.static_range(K):
             acc = accs[m]
             for b in tl.static_range(K):
-                acc = tl.fma(wts[(K - 1 - m) * K + b], ys[b], acc)
+                acc = tl.fma(wts[K - 1 - m][b], ys[b], acc)
             new = new + (acc,)
         # new[0] is complete: output row o = o0 + i - (K-1) (none before the halo is read)
         o = o0 + i - (K - 1)
@@ -261,7 +256,7 @@ def _mbp_bwd_sw_kernel(x_ptr, tw_ptr, g_ptr, ws_ptr,
     g_row = g_ptr + (n.to(tl.int64) * sgn + c.to(tl.int64) * sgc + t.to(tl.int64) * sgt) + gcols * sgw
     i_vec = cols.to(tl.int64) * 0
     zero = tl.zeros([BLOCK_W], ACC)
-    parts = (zero,) * (K * K)
+    parts = ((zero,) * K,) * K  # parts[a][b]
     ring = (zero,) * K  # ring[m]: gradient row o0 + i - (K-1) + m (zero outside the chunk)
     for i in range(nrows + K - 1):
         h = o0 - R + i
@@ -297,12 +292,15 @@ def _mbp_bwd_sw_kernel(x_ptr, tw_ptr, g_ptr, ws_ptr,
         ring = ring[1:] + (g,)
         new = ()
         for a in tl.static_range(K):
+            row = ()
             for b in tl.static_range(K):
-                new = new + (tl.fma(ring[K - 1 - a], ys[b], parts[a * K + b]),)
+                row = row + (tl.fma(ring[K - 1 - a], ys[b], parts[a][b]),)
+            new = new + (row,)
         parts = new
     wsb = ws_ptr + pid.to(tl.int64) * (K * K)
-    for idx in tl.static_range(K * K):
-        tl.store(wsb + idx, tl.sum(parts[idx], axis=0))
+    for a in tl.static_range(K):
+        for b in tl.static_range(K):
+            tl.store(wsb + a * K + b, tl.sum(parts[a][b], axis=0))
 
 
 @triton.jit
@@ -434,6 +432,14 @@ def needs_int64(*tensors) -> bool:
     return False
 
 
+def _grid(programs: int) -> int:
+    """Programs are numbered on grid axis 0 (up to 2^31 - 1; axes 1 and 2 stop at 65535)."""
+    if programs >= 1 << 31:
+        raise ValueError(f"vidops triton kernels: {programs} programs exceed the launch grid; "
+                         f"split the batch")
+    return programs
+
+
 def _temporal_pad(temporal_padding: str) -> int:
     return 0 if temporal_padding == "valid" else 1
 
@@ -453,7 +459,7 @@ def _stencil(src, sw, tw, out, T_src, T_out, stride, pad_t, off, nf, reflect, tz
     K = sw.shape[-1]
     planes = N * C * T_out
     BW, nw, ROWS, n_wblk, n_hblk = row_config(planes, OUT_H, OUT_W, block_w, rows)
-    _mbp_fwd_kernel[(planes * n_wblk * n_hblk,)](
+    _mbp_fwd_kernel[(_grid(planes * n_wblk * n_hblk),)](
         src, sw, tw, out, C, T_src, H, W, T_out, OUT_H, OUT_W, off,
         *src.stride(), *sw.stride(), *tw.stride(), *out.stride()[:4],
         stride, pad_t, ROWS, n_wblk, n_hblk,
@@ -516,7 +522,7 @@ def backward(grad, x, spatial_weight, temporal_weight, temporal_stride, spatial_
     BW, nw, ROWS, n_wblk, n_hblk = row_config(planes, H, W, block_w, rows)
     n_prog = planes * n_wblk * n_hblk
     ws_sw = torch.empty((n_prog, K * K), dtype=acc_torch, device=dev)
-    _mbp_bwd_sw_kernel[(n_prog,)](
+    _mbp_bwd_sw_kernel[(_grid(n_prog),)](
         x, temporal_weight, grad, ws_sw, C, T, H, W, T_out,
         *x.stride(), *temporal_weight.stride(), *grad.stride(),
         temporal_stride, pad_t, ROWS, n_wblk, n_hblk,
@@ -529,7 +535,7 @@ def backward(grad, x, spatial_weight, temporal_weight, temporal_stride, spatial_
     n_wblk2, n_hblk2 = triton.cdiv(W, BW2), triton.cdiv(H, BH)
     n_prog2 = N * C * T * n_wblk2 * n_hblk2
     ws_tw = torch.empty((n_prog2, 3), dtype=acc_torch, device=dev)
-    _mbp_bwd_x_kernel[(n_prog2,)](
+    _mbp_bwd_x_kernel[(_grid(n_prog2),)](
         gp, x, temporal_weight, gx, ws_tw, C, T, H, W, T_out, HP, WP,
         *x.stride(), *temporal_weight.stride(), temporal_stride, pad_t, n_wblk2, n_hblk2,
         R=R if reflect else 0, REFLECT=reflect, NQ=3 if temporal_padding == "replicate" else 1,
