@@ -36,7 +36,8 @@ def _inputs(N, C, T, H, W, k, dtype=torch.float32, wdtype=None):
     x = torch.randn(N, C, T, H, W, dtype=torch.float64)
     sw = torch.randn(C, k, k, dtype=torch.float64) * 0.2
     sw[:, k // 2, k // 2] += torch.arange(1, C + 1, dtype=torch.float64)
-    tw = torch.tensor([-1.0, 2.0, -1.0], dtype=torch.float64) / 3 + 0.1 * torch.randn(C, 3, dtype=torch.float64)
+    tw = torch.tensor([-1.0, 2.0, -1.0], dtype=torch.float64) / 3
+    tw = tw + 0.1 * torch.randn(C, 3, dtype=torch.float64)
     return x.to(DEVICE, dtype), sw.to(DEVICE, wdtype), tw.to(DEVICE, wdtype)
 
 
@@ -119,7 +120,8 @@ def test_empty_batch():
     out = mbp.forward(x, sw, tw, 3, "reflect", "valid")
     assert out.shape == (0, 2, 2, 5, 5)
     gx, gs, gt = mbp.backward(out, x, sw, tw, 3, "reflect", "valid")
-    assert gx.shape == x.shape and torch.equal(gs, torch.zeros_like(sw)) and torch.equal(gt, torch.zeros_like(tw))
+    assert gx.shape == x.shape
+    assert torch.equal(gs, torch.zeros_like(sw)) and torch.equal(gt, torch.zeros_like(tw))
     b, q = bq.forward(x, sw, tw, "first", 0.5)
     assert b.shape == (0, 2, 2, 5, 5) and q.shape == (0, 2, 2, 2, 2)
 

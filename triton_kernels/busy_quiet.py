@@ -29,8 +29,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .motion_band_pass import (_acc_dtype, _column_taps, _grid, _interpreter, _plane_frames,
-                               _plane_of, _spatial_weights, needs_int64, row_config)
+from .motion_band_pass import (_acc_dtype, _column_taps, _grid, _plane_frames, _plane_of,
+                               _spatial_weights, needs_int64, row_config, tile_config)
 
 
 @triton.jit
@@ -48,10 +48,10 @@ def _busy_quiet_kernel(x_ptr, sw_ptr, tw_ptr, busy_ptr, q_ptr,
     pid = tl.program_id(0)
     wblk, hblk, plane, s, nc, c, n = _plane_of(pid, n_wblk, n_hblk, S, C)
     cols = wblk * BLOCK_W + tl.arange(0, BLOCK_W)
-    p0, p1, p2, tw0, tw1, tw2, ok0, ok1, ok2 = _plane_frames(
+    p0, p1, p2, tw0, tw1, tw2, _, _, _ = _plane_frames(
         x_ptr, tw_ptr, n, c, s, T, sxn, sxc, sxt, stc, stj, 3, 0, cols, 3, ACC)
     wts = _spatial_weights(sw_ptr + c.to(tl.int64) * ssc, ssa, ssb, K, ACC)
-    offs, inside = _column_taps(cols - R, W, sxw, K, True, IDX64)
+    offs, _ = _column_taps(cols - R, W, sxw, K, True, IDX64)
 
     o0 = hblk.to(tl.int64) * ROWS  # row scalars in int64 (no int32 overflow checks in the interpreter)
     nrows = tl.minimum(ROWS, H - o0)
@@ -229,8 +229,7 @@ def forward(clip, spatial_weight, temporal_weight, quiet="first", quiet_scale=No
         K=K, MEAN=mean, FULL_Q=(not resize) or mean, RESIZE_Q=resize and not mean, QBLOCK=qblock,
         BLOCK_W=BW, IDX64=needs_int64(clip, busy, q_out), ACC=acc_tl, num_warps=nw)
     if resize and mean:
-        BH, BW2, nw2 = (16, 64, 4) if not _interpreter() else (
-            min(32, triton.next_power_of_2(HQ)), min(64, triton.next_power_of_2(WQ)), 1)
+        BH, BW2, nw2 = tile_config(HQ, WQ)
         nwb, nhb = triton.cdiv(WQ, BW2), triton.cdiv(HQ, BH)
         _resize_kernel[(_grid(planes * nwb * nhb),)](
             q_full, q_out, y0, y1, ly, x0, x1, lx, H, W, HQ, WQ, nwb, nhb,
