@@ -158,3 +158,24 @@ def test_opcheck_and_compile(device, backend):
     torch.testing.assert_close(got, want)
     for a, b in zip(torch.autograd.grad(got, (x, basis)), torch.autograd.grad(want, (x, basis))):
         torch.testing.assert_close(a, b)
+
+
+# ---- the module ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("device,backend", PARAMS)
+def test_module(device, backend):
+    m = vidops.nn.TemporalSqueezePooling(K=10, D=3, backend=backend).to(device)
+    assert sum(p.numel() for p in m.parameters()) == 10 * 10 + 30 * 10
+    x = torch.rand(2, 3, 10, 12, 11, device=device, requires_grad=True)
+    y, l_proj = m(x)
+    assert y.shape == (2, 3, 3, 12, 11) and l_proj.shape == (2,)
+    A = m.basis(x).detach().double()
+    assert torch.linalg.svdvals(A).min() > 0.1            # independent columns at initialisation
+    (y.mean() + 10 * l_proj.mean()).backward()
+    assert torch.isfinite(x.grad).all()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+    m.num_segments = 10
+    y2, l2 = m(x.detach().transpose(1, 2).reshape(20, 3, 12, 11))
+    torch.testing.assert_close(y2, y.detach().transpose(1, 2).reshape(6, 3, 12, 11))
+    torch.testing.assert_close(l2, l_proj.detach())
