@@ -293,12 +293,16 @@ def _check(x, basis, D):
         raise ValueError(f"vidops.{OP} (triton): basis is on {basis.device} but x is on {x.device}")
 
 
+def _compute_dtype(x):
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
 def _config(x, basis, D, eps):
     N, C, T, H, W = x.shape
     h_in, w_in = basis.shape[2], basis.shape[3]
     T_PAD = next_pow2(T)
     BLOCK = max(16, min(256, 1024 // T_PAD))
-    acc = acc_dtype(x, basis)
+    acc = acc_dtype(x)
     sh = split_f64(h_in / H) if H > 0 else (0.0, 0.0)
     sw = split_f64(w_in / W) if W > 0 else (0.0, 0.0)
     return dict(T=T, T_PAD=T_PAD, D=D, BLOCK=BLOCK, ACC=acc, FLOOR=floor_for(acc)), \
@@ -306,13 +310,14 @@ def _config(x, basis, D, eps):
 
 
 def forward(x, basis, D, eps):
-    """(pbar (N, C, H, W) in x.dtype, enopr (N,) in x.dtype)."""
+    """(pbar (N, C, H, W) in x.dtype, contiguous; enopr (N,) in the compute dtype: float64 for
+    float64 x, else float32, like the reference)."""
     _check(x, basis, D)
     N, C, T, H, W = x.shape
     HW = H * W
     pbar = torch.empty((N, C, H, W), dtype=x.dtype, device=x.device)
     if N == 0:
-        return pbar, torch.empty((0,), dtype=x.dtype, device=x.device)
+        return pbar, torch.empty((0,), dtype=_compute_dtype(x), device=x.device)
     meta, scal, h_in, w_in = _config(x, basis, D, eps)
     n_tiles = triton.cdiv(HW, meta["BLOCK"])
     part_dtype = torch.float64 if meta["ACC"] == tl.float64 else torch.float32
@@ -321,7 +326,7 @@ def forward(x, basis, D, eps):
         _pwtp_fwd_kernel[(n_tiles, N)](
             x, basis, pbar, part, C, HW, W, h_in, w_in, n_tiles,
             *x.stride(), *basis.stride(), *scal, **meta)
-    enopr = (part.sum(dim=1) / (HW * C) if HW * C > 0 else part.sum(dim=1) * float("nan")).to(x.dtype)
+    enopr = part.sum(dim=1) / (HW * C) if HW * C > 0 else part.sum(dim=1) * float("nan")
     return pbar, enopr
 
 

@@ -238,13 +238,14 @@ def _check(x, basis):
 def _meta(x, basis):
     K = x.shape[2]
     K_PAD = next_pow2(K)
-    acc = acc_dtype(x, basis)
+    acc = acc_dtype(x)
     return dict(K=K, K_PAD=K_PAD, D=basis.shape[2], BLOCK=max(16, min(256, 2048 // K_PAD)),
                 ACC=acc, FLOOR=floor_for(acc))
 
 
 def forward(x, basis, eps):
-    """(y (N, C, D, H, W) in x.dtype, contiguous; l_proj (N,) in x.dtype)."""
+    """(y (N, C, D, H, W) in x.dtype, contiguous; l_proj (N,) in the compute dtype: float64 for
+    float64 inputs, else float32, like the reference)."""
     _check(x, basis)
     N, C, K, H, W = x.shape
     D = basis.shape[2]
@@ -259,7 +260,7 @@ def forward(x, basis, eps):
         _tsp_fwd_kernel[(n_tiles, N)](x, basis, y, part, C, HW, W, M, n_tiles,
                                       *x.stride(), *basis.stride(), *split_f64(eps), TINY, **meta)
     l_proj = part.sum(dim=1) / M if M > 0 else part.sum(dim=1) * float("nan")
-    return y, l_proj.to(x.dtype)
+    return y, l_proj
 
 
 def backward(grad_y, grad_l, x, basis, eps):
