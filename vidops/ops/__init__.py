@@ -2,3 +2,6 @@
 from .log_kernel import log_kernel, temporal_band_pass_init  # noqa: F401
 from .motion_band_pass import motion_band_pass  # noqa: F401
 from .busy_quiet import busy_quiet  # noqa: F401
+from .temporal_relation import temporal_relation  # noqa: F401
+from .pixelwise_temporal_projection import pixelwise_temporal_projection  # noqa: F401
+from .temporal_squeeze import temporal_squeeze  # noqa: F401

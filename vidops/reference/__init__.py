@@ -5,3 +5,6 @@ that benchmarks compare against what users actually ran.
 """
 from .motion_band_pass import motion_band_pass, motion_band_pass_temporal_first  # noqa: F401
 from .busy_quiet import busy_quiet  # noqa: F401
+from .temporal_relation import temporal_relation  # noqa: F401
+from .pixelwise_temporal_projection import pixelwise_temporal_projection  # noqa: F401
+from .temporal_squeeze import temporal_squeeze  # noqa: F401

@@ -1,0 +1,168 @@
+// Per-pixel math of the pixel-wise temporal projection family (PWTP and temporal squeeze pooling),
+// shared by the CPU kernels (g++) and the CUDA kernels (nvcc) (spec 3.2, 4):
+//   - bilinear source index and weight (align_corners=False, size-based, as F.interpolate(size=));
+//   - the regularised Gram matrix G = A^T A + lam I, lam = eps (trace(A^T A)/D + kTiny);
+//   - its LDL^T factorisation and solves, D <= 4 fully unrolled (no sqrt, so the CPU loops over
+//     pixels vectorise);
+//   - the closed forms: w = (1 - A G^{-1} A^T 1)/T and ||p||^2 = x^T x - b^T y - lam y^T y.
+// Everything is templated on the compute type S (float, or double for double inputs).
+#pragma once
+#include <cstdint>
+
+#include "common/host_device.h"
+
+// Full unrolling of the compile-time D loops (nvcc/clang: "#pragma unroll"; g++: "GCC unroll").
+#if defined(__CUDACC__) || defined(__clang__)
+#define VIDOPS_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define VIDOPS_UNROLL _Pragma("GCC unroll 16")
+#else
+#define VIDOPS_UNROLL
+#endif
+
+namespace vidops {
+namespace pwtp {
+
+// lam = eps * (trace(A^T A) / D + kTiny): positive for A = 0, so G stays positive definite.
+constexpr double kTiny = 1e-30;
+
+// Source row/column of output index `dst` when an axis of `in_size` is resized to `out_size`
+// (bilinear, align_corners=False, scale = in/out): src = (dst + 0.5) * in/out - 0.5 clamped at 0,
+// i0 = floor(src), i1 = i0 + 1 clamped to the last index, l1 = src - i0 (weight of i1).
+// Identity resize (in == out) gives i0 = i1 = dst, l1 = 0, as PyTorch's kernels do.
+template <typename S>
+VIDOPS_HD void bilinear_source(int64_t dst, int64_t in_size, int64_t out_size, int64_t& i0, int64_t& i1,
+                               S& l1) {
+  if (in_size == out_size) {
+    i0 = i1 = dst;
+    l1 = S(0);
+    return;
+  }
+  const S scale = S(in_size) / S(out_size);
+  S src = (S(dst) + S(0.5)) * scale - S(0.5);
+  if (src < S(0)) src = S(0);
+  int64_t i = static_cast<int64_t>(src);
+  if (i > in_size - 1) i = in_size - 1;
+  S l = src - S(i);
+  l1 = l < S(0) ? S(0) : (l > S(1) ? S(1) : l);
+  i0 = i;
+  i1 = i + (i < in_size - 1 ? 1 : 0);
+}
+
+// Index of the packed lower triangle entry (i, j), j <= i.
+VIDOPS_HD constexpr int tri(int i, int j) { return i * (i + 1) / 2 + j; }
+
+// lam from the packed Gram matrix g (lower triangle of A^T A).
+template <int D, typename S>
+VIDOPS_HD S regulariser(const S* g, S eps) {
+  S tr = S(0);
+VIDOPS_UNROLL
+  for (int d = 0; d < D; ++d) tr += g[tri(d, d)];
+  return eps * (tr / S(D) + S(kTiny));
+}
+
+// G = L diag(d) L^T with unit lower L: `l` packed strictly-lower (l[tri(i,j)], j < i), `dinv`
+// the inverse pivots. A pivot that is not positive (only for A = 0 when lam underflows, e.g.
+// under flush-to-zero) gets dinv = 0, which gives y = 0 for that component (documented: A = 0
+// -> y = 0).
+template <int D, typename S>
+struct Ldl {
+  S l[D * (D + 1) / 2 > 0 ? D * (D + 1) / 2 : 1];
+  S dinv[D];
+};
+
+// Factorise G = gram + lam I (gram packed lower, D(D+1)/2 entries).
+template <int D, typename S>
+VIDOPS_HD void ldl_factor(const S* gram, S lam, Ldl<D, S>& f) {
+  S piv[D];
+VIDOPS_UNROLL
+  for (int j = 0; j < D; ++j) {
+    S dj = gram[tri(j, j)] + lam;
+VIDOPS_UNROLL
+    for (int k = 0; k < j; ++k) dj -= f.l[tri(j, k)] * f.l[tri(j, k)] * piv[k];
+    piv[j] = dj;
+    f.dinv[j] = dj > S(0) ? S(1) / dj : S(0);
+VIDOPS_UNROLL
+    for (int i = j + 1; i < D; ++i) {
+      S v = gram[tri(i, j)];
+VIDOPS_UNROLL
+      for (int k = 0; k < j; ++k) v -= f.l[tri(i, k)] * f.l[tri(j, k)] * piv[k];
+      f.l[tri(i, j)] = v * f.dinv[j];
+    }
+  }
+}
+
+// y = G^{-1} b.
+template <int D, typename S>
+VIDOPS_HD void ldl_solve(const Ldl<D, S>& f, const S* b, S* y) {
+  S z[D];
+VIDOPS_UNROLL
+  for (int i = 0; i < D; ++i) {
+    S v = b[i];
+VIDOPS_UNROLL
+    for (int k = 0; k < i; ++k) v -= f.l[tri(i, k)] * z[k];
+    z[i] = v;
+  }
+VIDOPS_UNROLL
+  for (int i = D - 1; i >= 0; --i) {
+    S v = z[i] * f.dinv[i];
+VIDOPS_UNROLL
+    for (int k = i + 1; k < D; ++k) v -= f.l[tri(k, i)] * y[k];
+    y[i] = v;
+  }
+}
+
+// M = G^{-1}, packed lower (symmetric).
+template <int D, typename S>
+VIDOPS_HD void ldl_inverse(const Ldl<D, S>& f, S* m) {
+VIDOPS_UNROLL
+  for (int j = 0; j < D; ++j) {
+    S e[D], col[D];
+VIDOPS_UNROLL
+    for (int i = 0; i < D; ++i) e[i] = i == j ? S(1) : S(0);
+    ldl_solve<D, S>(f, e, col);
+VIDOPS_UNROLL
+    for (int i = j; i < D; ++i) m[tri(i, j)] = col[i];
+  }
+}
+
+// y = M b with M packed lower symmetric.
+template <int D, typename S>
+VIDOPS_HD void sym_matvec(const S* m, const S* b, S* y) {
+VIDOPS_UNROLL
+  for (int i = 0; i < D; ++i) {
+    S v = S(0);
+VIDOPS_UNROLL
+    for (int k = 0; k < D; ++k) v += m[i >= k ? tri(i, k) : tri(k, i)] * b[k];
+    y[i] = v;
+  }
+}
+
+// ||p||^2 for p = x - A y with y = G^{-1} b, b = A^T x, xx = x^T x:
+//   ||p||^2 = xx - 2 b^T y + y^T (G - lam I) y = xx - b^T y - lam y^T y   (G y = b),
+// clamped at 0 (rounding can make the difference of two close numbers negative).
+template <int D, typename S>
+VIDOPS_HD S residual_sq(S xx, const S* b, const S* y, S lam) {
+  S by = S(0), yy = S(0);
+VIDOPS_UNROLL
+  for (int d = 0; d < D; ++d) {
+    by += b[d] * y[d];
+    yy += y[d] * y[d];
+  }
+  const S r = xx - by - lam * yy;
+  return r > S(0) ? r : S(0);
+}
+
+// One entry of the pbar weights w = (1 - A v) / T, v = G^{-1} A^T 1 (the G^{-1}-solve of the
+// column sums): w_t = (1 - sum_d A[t][d] v[d]) * inv_T, with A[t][d] at a_t[d * a_stride] and
+// v[d] at v[d * v_stride]. pbar_c = sum_t w_t x_c[t] for every channel.
+template <int D, typename S>
+VIDOPS_HD S projection_weight(const S* a_t, int64_t a_stride, const S* v, int64_t v_stride, S inv_T) {
+  S av = S(0);
+  VIDOPS_UNROLL
+  for (int d = 0; d < D; ++d) av += a_t[d * a_stride] * v[d * v_stride];
+  return (S(1) - av) * inv_T;
+}
+
+}  // namespace pwtp
+}  // namespace vidops

@@ -1,0 +1,219 @@
+"""`vidops.pixelwise_temporal_projection`: PWTP, the dynamic appearance of a clip (spec 3.2).
+
+Per pixel i (basis bilinearly upsampled to (H, W) inside the kernels) and channel c:
+
+    A_i (T, D) = basis[n, t*D + d, i]
+    G   = A^T A + lam I,   lam = eps * (trace(A^T A) / D + 1e-30)
+    y   = G^{-1} A^T x_c,  p = x_c - A y
+    pbar[n, c, i] = mean_t p[t] = w^T x_c,   w = (1 - A G^{-1} A^T 1) / T   (one w per pixel)
+    enopr[n]      = 1/(H W C) sum_{i,c} ||p||^2,   ||p||^2 = x^T x - b^T y - lam y^T y,  b = A^T x
+
+Backends: cpu (C++/OpenMP), cuda (CUDA C++), triton, reference.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+from .. import _checks, _dispatch
+from ..reference.pixelwise_temporal_projection import pixelwise_temporal_projection as reference_forward
+from ..reference.pixelwise_temporal_projection import pixelwise_temporal_projection_backward as reference_backward
+
+OP = "pixelwise_temporal_projection"
+MAX_D = 4
+
+
+def loss_dtype(dtype: torch.dtype) -> torch.dtype:
+    """dtype of ENoPR (and TSP's l_proj): float64 for float64 inputs, float32 otherwise."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def check_eps(op: str, eps) -> None:
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps <= 0:
+        raise ValueError(f"vidops.{op}: eps must be a positive finite float (the Gram matrix "
+                         f"regulariser), got {eps!r}")
+
+
+def check_args(x, basis, eps, op=OP) -> int:
+    """Checks shapes, dtypes and devices (not the data); returns D."""
+    _checks.tensor(op, "x", x, 5, "(N, C, T, H, W)")
+    _checks.tensor(op, "basis", basis, 4, "(N, T*D, h, w)")
+    _checks.same_device(op, "x", x, basis=basis)
+    _checks.weight_dtype(op, x, basis=basis)
+    check_eps(op, eps)
+    N, C, T, H, W = x.shape
+    if C < 1 or H < 1 or W < 1:
+        raise ValueError(f"vidops.{op}: x must have C, H, W >= 1, got shape {tuple(x.shape)}")
+    if T < 2:
+        raise ValueError(f"vidops.{op}: x must have T >= 2 frames (a D < T subspace), got T={T}")
+    if basis.shape[0] != N:
+        raise ValueError(f"vidops.{op}: basis has batch {basis.shape[0]} but x has N={N}")
+    TD = basis.shape[1]
+    if TD == 0 or TD % T != 0:
+        raise ValueError(f"vidops.{op}: basis must have T*D channels with T={T} (from x), got "
+                         f"{TD} channels (shape {tuple(basis.shape)})")
+    D = TD // T
+    if D >= T:
+        raise ValueError(f"vidops.{op}: the subspace dimension D must be < T, got D={D} (basis "
+                         f"channels {TD}) and T={T}")
+    if D > MAX_D:
+        raise ValueError(f"vidops.{op}: D must be <= {MAX_D}, got D={D} (basis channels {TD}, T={T})")
+    h, w = basis.shape[2:]
+    if not (1 <= h <= H and 1 <= w <= W):
+        raise ValueError(f"vidops.{op}: basis must have the resolution of x or lower, 1 <= h <= {H} "
+                         f"and 1 <= w <= {W}, got h={h}, w={w}")
+    return D
+
+
+# ---- backends --------------------------------------------------------------------------------
+
+class _Reference:
+    @staticmethod
+    def forward(x, basis, D, eps):
+        return reference_forward(x, basis, eps)
+
+    @staticmethod
+    def backward(grad_pbar, grad_enopr, x, basis, D, eps):
+        return reference_backward(grad_pbar, grad_enopr, x, basis, eps)
+
+
+class _Cpp:  # the same entry points serve the cpu and cuda backends (dispatch key picks the kernel)
+    @staticmethod
+    def forward(x, basis, D, eps):
+        return torch.ops.vidops._pixelwise_temporal_projection_fwd(x, basis, D, eps)
+
+    @staticmethod
+    def backward(grad_pbar, grad_enopr, x, basis, D, eps):
+        return torch.ops.vidops._pixelwise_temporal_projection_bwd(grad_pbar, grad_enopr, x, basis, D, eps)
+
+
+class _Triton:
+    @staticmethod
+    def forward(x, basis, D, eps):
+        from .._triton import kernels
+        return kernels(OP).forward(x, basis, D, eps)
+
+    @staticmethod
+    def backward(grad_pbar, grad_enopr, x, basis, D, eps):
+        from .._triton import kernels
+        return kernels(OP).backward(grad_pbar, grad_enopr, x, basis, D, eps)
+
+
+_dispatch.register_op(OP, preference={"cpu": ("cpu", "reference"), "cuda": ("cuda", "triton", "reference")})
+_dispatch.register_backend(OP, "reference", _dispatch.always, _Reference)
+_dispatch.register_backend(OP, "cpu", _dispatch.cpu_kernel("_pixelwise_temporal_projection_fwd"), _Cpp)
+_dispatch.register_backend(OP, "cuda", _dispatch.cuda_kernel("_pixelwise_temporal_projection_fwd"), _Cpp)
+_dispatch.register_backend(OP, "triton", _dispatch.triton_kernel(OP), _Triton)
+
+
+# ---- the custom ops ----------------------------------------------------------------------------
+
+def _empty_outputs(x):
+    N, C, T, H, W = x.shape
+    return x.new_empty((N, C, H, W)), x.new_empty((N,), dtype=loss_dtype(x.dtype))
+
+
+@torch.library.custom_op("vidops::pixelwise_temporal_projection", mutates_args=())
+def _pwtp_op(x: torch.Tensor, basis: torch.Tensor, eps: float, backend: Optional[str]
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    D = check_args(x, basis, eps)
+    _checks.finite(OP, "basis", basis)
+    if x.shape[0] == 0:
+        return _empty_outputs(x)
+    name = _dispatch.choose(OP, x.device, backend)
+    pbar, enopr = _dispatch.impl(OP, name).forward(x, basis, D, eps)
+    return pbar.to(x.dtype), enopr.to(loss_dtype(x.dtype))
+
+
+@_pwtp_op.register_fake
+def _(x, basis, eps, backend):
+    check_args(x, basis, eps)
+    return _empty_outputs(x)
+
+
+@torch.library.custom_op("vidops::pixelwise_temporal_projection_backward", mutates_args=())
+def _pwtp_backward_op(grad_pbar: torch.Tensor, grad_enopr: torch.Tensor, x: torch.Tensor,
+                      basis: torch.Tensor, eps: float, backend: Optional[str]
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    if x.shape[0] == 0:
+        return torch.zeros_like(x, memory_format=torch.contiguous_format), \
+            torch.zeros_like(basis, memory_format=torch.contiguous_format)
+    D = basis.shape[1] // x.shape[2]
+    name = _dispatch.choose(OP, x.device, backend)
+    gx, gb = _dispatch.impl(OP, name).backward(grad_pbar, grad_enopr, x, basis, D, eps)
+    return gx.to(x.dtype), gb.to(basis.dtype)
+
+
+@_pwtp_backward_op.register_fake
+def _(grad_pbar, grad_enopr, x, basis, eps, backend):
+    return torch.empty_like(x, memory_format=torch.contiguous_format), \
+        torch.empty_like(basis, memory_format=torch.contiguous_format)
+
+
+def _setup_context(ctx, inputs, output):
+    x, basis, eps, backend = inputs
+    ctx.save_for_backward(x, basis)
+    ctx.args = (eps, backend)
+
+
+def _backward(ctx, grad_pbar, grad_enopr):
+    x, basis = ctx.saved_tensors
+    eps, backend = ctx.args
+    N, C, T, H, W = x.shape
+    if grad_pbar is None:
+        grad_pbar = x.new_zeros((N, C, H, W))
+    if grad_enopr is None:
+        grad_enopr = x.new_zeros((N,), dtype=loss_dtype(x.dtype))
+    gx, gb = _pwtp_backward_op(grad_pbar.contiguous(), grad_enopr.contiguous(), x, basis, eps, backend)
+    return gx, gb, None, None
+
+
+_pwtp_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def pixelwise_temporal_projection(x: torch.Tensor, basis: torch.Tensor, eps: float = 1e-6,
+                                  return_full: bool = False, *, backend: Optional[str] = None):
+    """Pixel-wise temporal projection of a clip onto per-pixel D-dimensional subspaces (spec 3.2).
+
+        A_i (T, D) = Upsample(basis)[n, t*D + d, i]   (bilinear, align_corners=False, in-kernel)
+        G = A^T A + lam I,   lam = eps * (trace(A^T A) / D + 1e-30)
+        y = G^{-1} A^T x_c,  x_hat = A y,  p = x_c - x_hat        (per pixel i and channel c)
+        pbar[n, c, i] = mean_t p[t]                               (dynamic appearance, eq. 3.12)
+        enopr[n] = 1/(H W C) sum_{i,c} ||p||^2                    (ENoPR, eq. 3.13)
+
+    The kernels use the closed forms pbar_c = w^T x_c with one w = (1 - A G^{-1} A^T 1) / T per
+    pixel, and ||p||^2 = x^T x - b^T y - lam y^T y (b = A^T x), which equals the squared norm of
+    the regularised residual exactly; they read x and the low-resolution basis once and write only
+    pbar and enopr. The Gram matrix is factorised (LDL^T, D <= 4 unrolled) in float32, float64 for
+    float64 inputs.
+
+    Regularisation: lam keeps every result finite for finite inputs. A zero basis gives y = 0,
+    p = x (pbar = mean_t x, enopr = mean ||x||^2) and zero gradient w.r.t. the basis; repeated or
+    dependent columns give the ridge solution (the residual is orthogonal to the basis columns up
+    to lam: A^T p = lam y). For independent columns y differs from the exact projection by a
+    relative O(eps * cond(A^T A)).
+
+    Args:
+        x: (N, C, T, H, W) clip, any strides; float32/float64 (float16/bfloat16 read as is and
+            computed in float32).
+        basis: (N, T*D, h, w), 1 <= D <= 4, D < T, h <= H, w <= W; x's dtype (or float32 for half
+            x). Must be finite (checked: ValueError).
+        eps: the regulariser, > 0.
+        return_full: also return x_hat and p (N, C, T, H, W), for visualisation. This path runs
+            the plain-PyTorch formulation (vidops.reference; the basis is upsampled in memory and
+            the gradient comes from autograd), whatever the backend.
+        backend: "cpu", "cuda", "triton" or "reference"; None picks the fastest available.
+
+    Returns: pbar (N, C, H, W) in x's dtype and enopr (N,) (float64 for float64 x, else float32),
+    fresh contiguous tensors; with return_full also x_hat and p.
+    """
+    check_args(x, basis, eps)
+    eps = float(eps)
+    if return_full:
+        if not torch.compiler.is_compiling():
+            _checks.finite(OP, "basis", basis)
+        pbar, enopr, x_hat, p = reference_forward(x, basis, eps, return_full=True)
+        return pbar, enopr.to(loss_dtype(x.dtype)), x_hat, p
+    return _pwtp_op(x, basis, eps, backend)
