@@ -24,8 +24,8 @@
 #include "common/cuda_check.h"
 #include "common/cuda_scalar.h"
 #include "common/dtype_code.h"
-#include "common/small_cholesky.h"
 #include "pixelwise_temporal_projection/pixelwise_temporal_projection_kernel.h"
+#include "pixelwise_temporal_projection/pixelwise_temporal_projection_math.h"
 
 namespace vidops {
 namespace pwtp_cuda {
@@ -44,7 +44,6 @@ constexpr int kBwdThreads = kTileW * kTileH;
 constexpr int kBwdMinBlocks = 2;  // <= 128 registers for float and D = 1 (else up to 255)
 constexpr int kGenMaxThreads = 128;
 constexpr int kSmemLimit = 48 * 1024;
-constexpr double kTiny = 1e-30;  // eps * (trace/D + TINY): the reference's regulariser
 
 template <typename acc_t>
 struct Args {
@@ -54,25 +53,28 @@ struct Args {
   int64_t sgn, sgc, sgh, sgw, sge;  // grad_pbar, grad_enopr (backward)
   int64_t tiles;                    // forward: blocks per sample
   int64_t fh, fw;                   // backward: bound of a tile's footprint in the basis (0: no smem)
-  acc_t scale_h, scale_w, eps, tiny, two_alpha_scale;
+  acc_t eps, two_alpha_scale;
 };
 
-// PyTorch's bilinear source index (align_corners=False, scale = in / out).
+// PyTorch's bilinear source index (align_corners=False, size-based), from the shared math header.
 template <typename acc_t>
-__device__ __forceinline__ void source_index(int64_t dst, int64_t in, acc_t scale, int& i0, int& i1, acc_t& l0,
+__device__ __forceinline__ void source_index(int64_t dst, int64_t in, int64_t out, int& i0, int& i1, acc_t& l0,
                                              acc_t& l1) {
-  acc_t src = (static_cast<acc_t>(dst) + acc_t(0.5)) * scale - acc_t(0.5);
-  if (src < acc_t(0)) src = acc_t(0);
-  int i = static_cast<int>(src);
-  if (i > in - 1) i = static_cast<int>(in - 1);
-  i0 = i;
-  i1 = i < in - 1 ? i + 1 : i;
-  l1 = src - static_cast<acc_t>(i);
+  int64_t a, b;
+  vidops::pwtp::bilinear_source<acc_t>(dst, in, out, a, b, l1);
+  i0 = static_cast<int>(a);
+  i1 = static_cast<int>(b);
   l0 = acc_t(1) - l1;
 }
 
+// G = A^T A + lam I factorised as L diag L^T (the shared math header; D <= 4 unrolled).
 template <typename acc_t, int D>
-using Chol = vidops::SmallCholesky<acc_t, D>;
+struct Chol {
+  vidops::pwtp::Ldl<D, acc_t> f;
+  __device__ __forceinline__ void solve(const acc_t (&b)[D], acc_t (&y)[D]) const {
+    vidops::pwtp::ldl_solve<D, acc_t>(f, b, y);
+  }
+};
 
 // ---- per-pixel pieces shared by both paths ------------------------------------------------------
 
@@ -84,8 +86,8 @@ struct Neighbours {
   int o00, o01, o10, o11;  // offsets in a contiguous (h, w) plane
 
   __device__ __forceinline__ void init(int64_t hh, int64_t ww, const Args<acc_t>& a) {
-    source_index(hh, a.h, a.scale_h, y0, y1, ly0, ly1);
-    source_index(ww, a.w, a.scale_w, x0, x1, lx0, lx1);
+    source_index(hh, a.h, a.H, y0, y1, ly0, ly1);
+    source_index(ww, a.w, a.W, x0, x1, lx0, lx1);
     const int w = static_cast<int>(a.w);
     o00 = y0 * w + x0;
     o01 = y0 * w + x1;
@@ -107,20 +109,25 @@ struct Neighbours {
   }
 };
 
-// G (lower triangle) += regulariser eps * (trace/D + TINY) on the diagonal, then factor.
+// Packed lower Gram matrix g (D(D+1)/2) of A^T A: zero, accumulate one row of A, factor G.
 template <typename acc_t, int D>
-__device__ __forceinline__ void regularise_and_factor(acc_t (&G)[D][D], const Args<acc_t>& a, Chol<acc_t, D>& chol) {
-  vidops::regularise_gram(G, a.eps, a.tiny);
-  chol.factor(G);
-}
-
-template <typename acc_t, int D>
-__device__ __forceinline__ void zero_gram(acc_t (&G)[D][D]) {
+struct Gram {
+  acc_t g[D * (D + 1) / 2];
+  __device__ __forceinline__ void zero() {
 #pragma unroll
-  for (int i = 0; i < D; ++i)
+    for (int i = 0; i < D * (D + 1) / 2; ++i) g[i] = acc_t(0);
+  }
+  __device__ __forceinline__ void add(const acc_t (&At)[D]) {
 #pragma unroll
-    for (int j = 0; j < D; ++j) G[i][j] = acc_t(0);
-}
+    for (int i = 0; i < D; ++i)
+#pragma unroll
+      for (int j = 0; j <= i; ++j) g[vidops::pwtp::tri(i, j)] += At[i] * At[j];
+  }
+  // G = A^T A + lam I, lam = eps (trace/D + kTiny)
+  __device__ __forceinline__ void factor(acc_t eps, Chol<acc_t, D>& chol) const {
+    vidops::pwtp::ldl_factor<D, acc_t>(g, vidops::pwtp::regulariser<D, acc_t>(g, eps), chol.f);
+  }
+};
 
 // ---- register path: T <= TMAX (8), A and the per-channel vectors in registers -------------------
 
@@ -130,18 +137,15 @@ struct Pixel {
   Chol<acc_t, D> chol;
 
   __device__ __forceinline__ void build(const acc_t* __restrict__ bn, const Neighbours<acc_t>& nb, const Args<acc_t>& a) {
-    acc_t G[D][D];
-    zero_gram(G);
+    Gram<acc_t, D> G;
+    G.zero();
 #pragma unroll
     for (int t = 0; t < TMAX; ++t) {
 #pragma unroll
       for (int d = 0; d < D; ++d) A[t][d] = t < a.T ? nb.sample(bn + static_cast<int>(t * D + d) * static_cast<int>(a.hw_in)) : acc_t(0);
-#pragma unroll
-      for (int i = 0; i < D; ++i)
-#pragma unroll
-        for (int j = 0; j <= i; ++j) G[i][j] += A[t][i] * A[t][j];
+      G.add(A[t]);
     }
-    regularise_and_factor(G, a, chol);
+    G.factor(a.eps, chol);
   }
 
   // y = G^{-1} A^T v, then v <- v - A y in place (v zero for t >= T stays zero).
@@ -217,10 +221,10 @@ template <typename acc_t>
 __device__ __forceinline__ Footprint tile_footprint(int64_t h_lo, int64_t w_lo, const Args<acc_t>& a) {
   int y0, y1, x0, x1, unused;
   acc_t l0, l1;
-  source_index(h_lo, a.h, a.scale_h, y0, unused, l0, l1);
-  source_index((h_lo + kTileH < a.H ? h_lo + kTileH : a.H) - 1, a.h, a.scale_h, unused, y1, l0, l1);
-  source_index(w_lo, a.w, a.scale_w, x0, unused, l0, l1);
-  source_index((w_lo + kTileW < a.W ? w_lo + kTileW : a.W) - 1, a.w, a.scale_w, unused, x1, l0, l1);
+  source_index(h_lo, a.h, a.H, y0, unused, l0, l1);
+  source_index((h_lo + kTileH < a.H ? h_lo + kTileH : a.H) - 1, a.h, a.H, unused, y1, l0, l1);
+  source_index(w_lo, a.w, a.W, x0, unused, l0, l1);
+  source_index((w_lo + kTileW < a.W ? w_lo + kTileW : a.W) - 1, a.w, a.W, unused, x1, l0, l1);
   Footprint f;
   f.fy0 = y0;
   f.fx0 = x0;
@@ -328,8 +332,8 @@ template <typename acc_t, int D>
 __device__ __forceinline__ void build_columns(acc_t* __restrict__ sA, int B, const acc_t* __restrict__ bn,
                                               const Neighbours<acc_t>& nb, const Args<acc_t>& a,
                                               Chol<acc_t, D>& chol) {
-  acc_t G[D][D];
-  zero_gram(G);
+  Gram<acc_t, D> G;
+  G.zero();
   for (int64_t t = 0; t < a.T; ++t) {
     acc_t At[D];
 #pragma unroll
@@ -337,12 +341,9 @@ __device__ __forceinline__ void build_columns(acc_t* __restrict__ sA, int B, con
       At[d] = nb.sample(bn + static_cast<int>(t * D + d) * static_cast<int>(a.hw_in));
       sA[(t * D + d) * B] = At[d];
     }
-#pragma unroll
-    for (int i = 0; i < D; ++i)
-#pragma unroll
-      for (int j = 0; j <= i; ++j) G[i][j] += At[i] * At[j];
+    G.add(At);
   }
-  regularise_and_factor(G, a, chol);
+  G.factor(a.eps, chol);
 }
 
 template <typename scalar_t, typename acc_t, int D>
@@ -478,10 +479,7 @@ Args<acc_t> make_args(const int64_t* s, const int64_t* xs, double eps) {
   a.N = s[0]; a.C = s[1]; a.T = s[2]; a.H = s[3]; a.W = s[4]; a.h = s[5]; a.w = s[6];
   a.sxn = xs[0]; a.sxc = xs[1]; a.sxt = xs[2]; a.sxh = xs[3]; a.sxw = xs[4];
   a.hw_in = a.h * a.w;
-  a.scale_h = static_cast<acc_t>(static_cast<double>(a.h) / static_cast<double>(a.H));
-  a.scale_w = static_cast<acc_t>(static_cast<double>(a.w) / static_cast<double>(a.W));
   a.eps = static_cast<acc_t>(eps);
-  a.tiny = static_cast<acc_t>(kTiny);
   a.two_alpha_scale = static_cast<acc_t>(2.0 / static_cast<double>(a.H * a.W * a.C));
   return a;
 }

@@ -13,6 +13,7 @@
 #include "common/cuda_scalar.h"
 #include "common/dtype_code.h"
 #include "temporal_relation/temporal_relation_kernel.h"
+#include "temporal_relation/temporal_relation_math.h"
 
 namespace vidops {
 namespace relation_cuda {
@@ -29,10 +30,6 @@ struct Args {
   int64_t sfn, sfc, sft, sfh, sfw;
   int64_t sgn, sgp, sgh, sgw;
 };
-
-__device__ __forceinline__ int64_t pair_index(int64_t a, int64_t b, int64_t T) {
-  return a * (2 * T - a - 1) / 2 + (b - a - 1);
-}
 
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads)
@@ -77,7 +74,7 @@ __global__ void __launch_bounds__(kThreads)
       acc_t s = acc_t(0);
       for (int64_t q = 0; q < a.T; ++q) {
         if (q == t) continue;
-        const int64_t pr = q < t ? pair_index(q, t, a.T) : pair_index(t, q, a.T);
+        const int64_t pr = vidops::trel::pair_index(q, t, a.T);
         s += load<acc_t>(gp + pr * a.sgp) * load<acc_t>(fp + q * a.sft);
       }
       store(gf + ((n * a.C + c) * a.T + t) * HW + pix, s / static_cast<acc_t>(a.C));

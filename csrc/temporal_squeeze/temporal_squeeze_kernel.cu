@@ -6,7 +6,7 @@
 //
 // A block serves rows of one sample (grid-stride over the sample's C*H*W rows). It stages A and
 // Q = G^{-1} A^T (computed by K threads, one row of Q^T each) in shared memory; every thread
-// factors G itself (D <= 4, a few dozen flops) for the backward's per-row solves. Per row: y = Q x,
+// factors G itself (LDL^T from the shared PWTP math header) (D <= 4, a few dozen flops) for the backward's per-row solves. Per row: y = Q x,
 // r = x - A y with x re-read from L1/L2 for each pass (any K, no register arrays).
 //
 // Backward per row (beta = grad_l / (C H W), v = beta r / ||r|| or 0, q = G^{-1} A^T v,
@@ -19,7 +19,7 @@
 #include "common/cuda_check.h"
 #include "common/cuda_scalar.h"
 #include "common/dtype_code.h"
-#include "common/small_cholesky.h"
+#include "pixelwise_temporal_projection/pixelwise_temporal_projection_math.h"
 #include "temporal_squeeze/temporal_squeeze_kernel.h"
 
 namespace vidops {
@@ -33,7 +33,6 @@ using vidops::cuda::store;
 constexpr int kMaxThreads = 128;
 constexpr int64_t kMaxBlocksPerSample = 512;
 constexpr int kSmemLimit = 48 * 1024;
-constexpr double kTiny = 1e-30;
 
 template <typename acc_t>
 struct Args {
@@ -41,34 +40,35 @@ struct Args {
   int64_t sxn, sxc, sxk, sxh, sxw;
   int64_t sgn, sgc, sgd, sgh, sgw, sgl;
   int64_t blocks;  // per sample
-  acc_t eps, tiny;
+  acc_t eps;
 };
 
-// Stage A (K x D) and Q^T (K x D, row k = G^{-1} A[k, :]^T) of sample n; every thread gets G's factor.
+template <typename acc_t, int D>
+using Ldl = vidops::pwtp::Ldl<D, acc_t>;
+
+// Stage A (K x D) and Q^T (K x D, row k = G^{-1} A[k, :]^T) of sample n; every thread gets G's
+// LDL^T factor (the shared PWTP math header).
 template <typename acc_t, int D>
 __device__ __forceinline__ void setup(const acc_t* __restrict__ bn, acc_t* sA, acc_t* sQ, const Args<acc_t>& a,
-                                      SmallCholesky<acc_t, D>& chol) {
+                                      Ldl<acc_t, D>& chol) {
   const int64_t KD = a.K * D;
   __syncthreads();  // the previous sample's readers are done
   for (int64_t i = threadIdx.x; i < KD; i += blockDim.x) sA[i] = bn[i];
   __syncthreads();
-  acc_t G[D][D];
+  acc_t g[D * (D + 1) / 2];
 #pragma unroll
-  for (int i = 0; i < D; ++i)
-#pragma unroll
-    for (int j = 0; j < D; ++j) G[i][j] = acc_t(0);
+  for (int i = 0; i < D * (D + 1) / 2; ++i) g[i] = acc_t(0);
   for (int64_t k = 0; k < a.K; ++k)
 #pragma unroll
     for (int i = 0; i < D; ++i)
 #pragma unroll
-      for (int j = 0; j <= i; ++j) G[i][j] += sA[k * D + i] * sA[k * D + j];
-  vidops::regularise_gram(G, a.eps, a.tiny);
-  chol.factor(G);
+      for (int j = 0; j <= i; ++j) g[vidops::pwtp::tri(i, j)] += sA[k * D + i] * sA[k * D + j];
+  vidops::pwtp::ldl_factor<D, acc_t>(g, vidops::pwtp::regulariser<D, acc_t>(g, a.eps), chol);
   for (int64_t k = threadIdx.x; k < a.K; k += blockDim.x) {
     acc_t b[D], q[D];
 #pragma unroll
     for (int d = 0; d < D; ++d) b[d] = sA[k * D + d];
-    chol.solve(b, q);
+    vidops::pwtp::ldl_solve<D, acc_t>(chol, b, q);
 #pragma unroll
     for (int d = 0; d < D; ++d) sQ[k * D + d] = q[d];
   }
@@ -94,7 +94,7 @@ __global__ void __launch_bounds__(kMaxThreads)
   acc_t* sQ = sA + a.K * D;
   const int64_t HW = a.H * a.W, M = a.C * HW;
   for (int64_t n = blockIdx.y; n < a.N; n += gridDim.y) {
-    SmallCholesky<acc_t, D> chol;
+    Ldl<acc_t, D> chol;
     setup<acc_t, D>(basis + n * a.K * D, sA, sQ, a, chol);
     acc_t norms = acc_t(0);
     for (int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < M;
@@ -119,7 +119,7 @@ __global__ void __launch_bounds__(kMaxThreads)
         for (int d = 0; d < D; ++d) r -= sA[k * D + d] * yv[d];
         s2 += r * r;
       }
-      norms += vidops::small_sqrt(s2);
+      norms += sqrt(s2);
     }
     const acc_t tot = block_sum(norms, scratch);
     if (threadIdx.x == 0) partial[n * a.blocks + blockIdx.x] = tot;
@@ -143,7 +143,7 @@ __global__ void __launch_bounds__(kMaxThreads)
   const int64_t HW = a.H * a.W, M = a.C * HW;
   const acc_t k2 = acc_t(2) * a.eps / acc_t(D);
   for (int64_t n = blockIdx.y; n < a.N; n += gridDim.y) {
-    SmallCholesky<acc_t, D> chol;
+    Ldl<acc_t, D> chol;
     setup<acc_t, D>(basis + n * KD, sA, sQ, a, chol);
     for (int64_t i = 0; i < KD; ++i) mine[i * B] = acc_t(0);
     const acc_t beta = gl != nullptr ? gl[n * a.sgl] / static_cast<acc_t>(M) : acc_t(0);
@@ -171,18 +171,18 @@ __global__ void __launch_bounds__(kMaxThreads)
 #pragma unroll
         for (int d = 0; d < D; ++d) atr[d] += sA[k * D + d] * r;
       }
-      const acc_t nr = vidops::small_sqrt(s2);
+      const acc_t nr = sqrt(s2);
       const acc_t scale = nr > acc_t(0) ? beta / nr : acc_t(0);
       acc_t e[D], q[D];
 #pragma unroll
       for (int d = 0; d < D; ++d) atr[d] *= scale;  // A^T v
-      chol.solve(atr, q);
+      vidops::pwtp::ldl_solve<D, acc_t>(chol, atr, q);
       if (gy != nullptr) {
         const scalar_t* gp = gy + n * a.sgn + c * a.sgc + (hw / a.W) * a.sgh + (hw % a.W) * a.sgw;
         acc_t b[D];
 #pragma unroll
         for (int d = 0; d < D; ++d) b[d] = load<acc_t>(gp + d * a.sgd);
-        chol.solve(b, e);
+        vidops::pwtp::ldl_solve<D, acc_t>(chol, b, e);
 #pragma unroll
         for (int d = 0; d < D; ++d) e[d] -= q[d];
       } else {
@@ -235,7 +235,6 @@ Args<acc_t> make_args(const int64_t* s, const int64_t* xs, double eps) {
   a.N = s[0]; a.C = s[1]; a.K = s[2]; a.H = s[3]; a.W = s[4];
   a.sxn = xs[0]; a.sxc = xs[1]; a.sxk = xs[2]; a.sxh = xs[3]; a.sxw = xs[4];
   a.eps = static_cast<acc_t>(eps);
-  a.tiny = static_cast<acc_t>(kTiny);
   return a;
 }
 
