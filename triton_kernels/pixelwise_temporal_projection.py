@@ -6,10 +6,11 @@ A (T, D) with A[t, d] = up(basis)[t*D + d], G = A^T A + eps * (trace(A^T A)/D + 
 channel y = G^{-1} A^T x_c, p = x_c - A y. Outputs pbar = mean_t p (N, C, H, W) and
 ENoPR[n] = sum_{i,c} ||p||^2 / (H W C) (N,).
 
-Forward, one pass over x: a program owns BLOCK pixels of one sample, builds A (T_PAD x D
-columns of [BLOCK, T_PAD]) from the 4 bilinear neighbours, A^T A, A^T 1, factors G once, forms
-w = (1 - A G^{-1} A^T 1)/T (pbar_c = w^T x_c), then reads x[n, c, :, pixels] once per channel,
-writes pbar and accumulates ||p||^2 with p formed explicitly (no x^T x - b^T y cancellation).
+Forward, one pass over x: a program owns BLOCK pixels of one sample, builds A (D columns of
+[BLOCK, T_PAD]) from the 4 bilinear neighbours, A^T A, factors G once (Cholesky, D <= 4
+unrolled), then reads x[n, c, :, pixels] once per channel, solves y = G^{-1} A^T x_c, forms
+p = x_c - A y explicitly (no x^T x - b^T y cancellation), writes pbar = mean_t p and accumulates
+||p||^2.
 ENoPR: one partial sum per program, summed per sample by torch afterwards (deterministic).
 
 Backward (per pixel, v_c = grad_pbar_c / T * 1 + 2 alpha p_c, alpha = grad_enopr / (H W C),
@@ -78,7 +79,7 @@ def _column(bp, o00, o01, o10, o11, c00, c01, c10, c11, mask, ACC: tl.constexpr)
 def _prologue(b_ptr, n, pix, pm, tt, m2, W, h_in, w_in, sh_hi, sh_lo, sw_hi, sw_lo,
               sbn, sbc, sbh, sbw, eps, tiny,
               T: tl.constexpr, D: tl.constexpr, ACC: tl.constexpr, FLOOR: tl.constexpr):
-    """A's columns, the Cholesky factor of G and w = (1 - A G^{-1} A^T 1) / T for BLOCK pixels."""
+    """A's columns and the Cholesky factor of G for BLOCK pixels."""
     o00, o01, o10, o11, c00, c01, c10, c11 = _neighbours(pix, W, h_in, w_in, sh_hi, sh_lo, sw_hi, sw_lo,
                                                          sbh, sbw, ACC)
     bp = b_ptr + n * sbn + (tt.to(tl.int64) * (D * sbc))[None, :]
@@ -87,7 +88,6 @@ def _prologue(b_ptr, n, pix, pm, tt, m2, W, h_in, w_in, sh_hi, sh_lo, sw_hi, sw_
     A2 = A0
     A3 = A0
     g00 = tl.sum(A0 * A0, axis=1)
-    s0 = tl.sum(A0, axis=1)
     zero = tl.zeros_like(g00)
     g01 = zero
     g02 = zero
@@ -98,40 +98,25 @@ def _prologue(b_ptr, n, pix, pm, tt, m2, W, h_in, w_in, sh_hi, sh_lo, sw_hi, sw_
     g22 = zero
     g23 = zero
     g33 = zero
-    s1 = zero
-    s2 = zero
-    s3 = zero
     if D >= 2:
         A1 = _column(bp + sbc, o00, o01, o10, o11, c00, c01, c10, c11, m2, ACC)
         g01 = tl.sum(A0 * A1, axis=1)
         g11 = tl.sum(A1 * A1, axis=1)
-        s1 = tl.sum(A1, axis=1)
     if D >= 3:
         A2 = _column(bp + 2 * sbc, o00, o01, o10, o11, c00, c01, c10, c11, m2, ACC)
         g02 = tl.sum(A0 * A2, axis=1)
         g12 = tl.sum(A1 * A2, axis=1)
         g22 = tl.sum(A2 * A2, axis=1)
-        s2 = tl.sum(A2, axis=1)
     if D >= 4:
         A3 = _column(bp + 3 * sbc, o00, o01, o10, o11, c00, c01, c10, c11, m2, ACC)
         g03 = tl.sum(A0 * A3, axis=1)
         g13 = tl.sum(A1 * A3, axis=1)
         g23 = tl.sum(A2 * A3, axis=1)
         g33 = tl.sum(A3 * A3, axis=1)
-        s3 = tl.sum(A3, axis=1)
     reg = eps * ((g00 + g11 + g22 + g33) / D + tiny)
     l10, l20, l30, l21, l31, l32, i00, i11, i22, i33 = chol_factor(
         g00 + reg, g01, g02, g03, g11 + reg, g12, g13, g22 + reg, g23, g33 + reg, D, FLOOR)
-    z0, z1, z2, z3 = chol_solve(l10, l20, l30, l21, l31, l32, i00, i11, i22, i33, s0, s1, s2, s3, D)
-    az = A0 * z0[:, None]
-    if D >= 2:
-        az += A1 * z1[:, None]
-    if D >= 3:
-        az += A2 * z2[:, None]
-    if D >= 4:
-        az += A3 * z3[:, None]
-    w = tl.where(m2, (1.0 - az) / T, 0.0)
-    return A0, A1, A2, A3, l10, l20, l30, l21, l31, l32, i00, i11, i22, i33, w
+    return A0, A1, A2, A3, l10, l20, l30, l21, l31, l32, i00, i11, i22, i33
 
 
 @triton.jit
@@ -172,7 +157,7 @@ def _pwtp_fwd_kernel(x_ptr, b_ptr, pbar_ptr, part_ptr,
     tt = tl.arange(0, T_PAD)
     m2 = pm[:, None] & (tt < T)[None, :]
     eps = join(eps_hi, eps_lo, ACC)
-    A0, A1, A2, A3, l10, l20, l30, l21, l31, l32, i00, i11, i22, i33, w = _prologue(
+    A0, A1, A2, A3, l10, l20, l30, l21, l31, l32, i00, i11, i22, i33 = _prologue(
         b_ptr, n, pix, pm, tt, m2, W, h_in, w_in, sh_hi, sh_lo, sw_hi, sw_lo, sbn, sbc, sbh, sbw,
         eps, tl.full([], tiny, ACC), T, D, ACC, FLOOR)
 
@@ -184,9 +169,9 @@ def _pwtp_fwd_kernel(x_ptr, b_ptr, pbar_ptr, part_ptr,
     acc = tl.zeros([BLOCK], ACC)
     for _c in range(C):
         xv = tl.load(xp, mask=m2, other=0.0).to(ACC)
-        tl.store(op, tl.sum(w * xv, axis=1).to(pbar_ptr.dtype.element_ty), mask=pm)
         y0, y1, y2, y3, p = _project(xv, A0, A1, A2, A3, l10, l20, l30, l21, l31, l32,
                                      i00, i11, i22, i33, D)
+        tl.store(op, (tl.sum(p, axis=1) / T).to(pbar_ptr.dtype.element_ty), mask=pm)  # p = 0 for t >= T
         acc += tl.sum(p * p, axis=1)
         xp += sxc
         op += HW
@@ -208,7 +193,7 @@ def _pwtp_bwd_kernel(gp_ptr, ge_ptr, x_ptr, b_ptr, gx_ptr, gb_ptr,
     tt = tl.arange(0, T_PAD)
     m2 = pm[:, None] & (tt < T)[None, :]
     eps = join(eps_hi, eps_lo, ACC)
-    A0, A1, A2, A3, l10, l20, l30, l21, l31, l32, i00, i11, i22, i33, w = _prologue(
+    A0, A1, A2, A3, l10, l20, l30, l21, l31, l32, i00, i11, i22, i33 = _prologue(
         b_ptr, n, pix, pm, tt, m2, W, h_in, w_in, sh_hi, sh_lo, sw_hi, sw_lo, sbn, sbc, sbh, sbw,
         eps, tl.full([], tiny, ACC), T, D, ACC, FLOOR)
 
