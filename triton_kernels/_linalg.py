@@ -44,6 +44,22 @@ def next_pow2(v):
     return 1 if v <= 1 else 1 << (int(v) - 1).bit_length()
 
 
+def interpreted():
+    """Running under the Triton interpreter (TRITON_INTERPRET=1)?"""
+    import os
+
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def block_size(gpu_block, rows, row_elems, limit=1 << 15):
+    """Rows per program. On a GPU `gpu_block`; under the interpreter as many rows as fit `limit`
+    elements (every program and every nested jit call costs milliseconds there, numpy ops on
+    bigger blocks almost nothing), so tests run one or few programs per sample."""
+    if not interpreted():
+        return gpu_block
+    return max(gpu_block, min(next_pow2(max(rows, 1)), max(16, next_pow2(limit // max(row_elems, 1)) // 2)))
+
+
 @triton.jit
 def join(hi, lo, ACC: tl.constexpr):
     """hi + lo (two float32 kernel arguments) in precision ACC, as a 0-d tensor."""

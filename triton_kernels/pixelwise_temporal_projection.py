@@ -25,7 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._linalg import TINY, acc_dtype, chol_factor, chol_solve, floor_for, join, next_pow2, split_f64
+from ._linalg import TINY, acc_dtype, block_size, chol_factor, chol_solve, floor_for, join, next_pow2, split_f64
 
 OP = "pixelwise_temporal_projection"
 MAX_D = 4
@@ -286,7 +286,7 @@ def _config(x, basis, D, eps):
     N, C, T, H, W = x.shape
     h_in, w_in = basis.shape[2], basis.shape[3]
     T_PAD = next_pow2(T)
-    BLOCK = max(16, min(256, 1024 // T_PAD))
+    BLOCK = block_size(max(16, min(256, 1024 // T_PAD)), H * W, T_PAD)
     acc = acc_dtype(x)
     sh = split_f64(h_in / H) if H > 0 else (0.0, 0.0)
     sw = split_f64(w_in / W) if W > 0 else (0.0, 0.0)

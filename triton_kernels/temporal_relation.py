@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._linalg import acc_dtype, next_pow2
+from ._linalg import acc_dtype, block_size, next_pow2
 
 OP = "temporal_relation"
 
@@ -91,7 +91,7 @@ def _check(f):
 def _meta(f):
     T = f.shape[2]
     T_PAD = next_pow2(T)
-    BLOCK = max(8, min(128, 4096 // (T_PAD * T_PAD)))
+    BLOCK = block_size(max(8, min(128, 4096 // (T_PAD * T_PAD))), f.shape[3] * f.shape[4], T_PAD * T_PAD)
     return dict(T=T, T_PAD=T_PAD, BLOCK=BLOCK, ACC=acc_dtype(f))
 
 

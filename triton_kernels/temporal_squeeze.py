@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._linalg import TINY, acc_dtype, chol_factor, chol_solve, floor_for, join, next_pow2, split_f64
+from ._linalg import TINY, acc_dtype, block_size, chol_factor, chol_solve, floor_for, join, next_pow2, split_f64
 
 OP = "temporal_squeeze"
 MAX_D = 4
@@ -239,7 +239,8 @@ def _meta(x, basis):
     K = x.shape[2]
     K_PAD = next_pow2(K)
     acc = acc_dtype(x)
-    return dict(K=K, K_PAD=K_PAD, D=basis.shape[2], BLOCK=max(16, min(256, 2048 // K_PAD)),
+    rows = x.shape[1] * x.shape[3] * x.shape[4]
+    return dict(K=K, K_PAD=K_PAD, D=basis.shape[2], BLOCK=block_size(max(16, min(256, 2048 // K_PAD)), rows, K_PAD),
                 ACC=acc, FLOOR=floor_for(acc))
 
 

@@ -3,7 +3,8 @@
 // Forward, one thread per pixel, one pass over x: the thread builds A (T x D) from
 // the 4 bilinear neighbours of the low-resolution basis (F.interpolate(size=(H, W), "bilinear",
 // align_corners=False) arithmetic; the full-resolution basis is never stored), forms
-// G = A^T A + eps (trace/D + TINY) I and its Cholesky factor once, then for every channel reads
+// G = A^T A + eps (trace/D + TINY) I and its LDL^T factor once (the shared math header,
+// pixelwise_temporal_projection_math.h, also used by the CPU kernels), then for every channel reads
 // x[n, c, :, pixel] (coalesced across the warp along W), solves y = G^{-1} A^T x_c, forms
 // p = x_c - A y, writes pbar = mean_t p and accumulates ||p||^2. ENoPR: a fixed-order block sum per
 // block into a workspace, then a fixed-order row sum per sample (deterministic).
