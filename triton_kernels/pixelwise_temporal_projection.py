@@ -25,13 +25,13 @@ import torch
 import triton
 import triton.language as tl
 
-from ._linalg import TINY, acc_dtype, block_size, chol_factor, chol_solve, floor_for, join, next_pow2, split_f64
+from ._linalg import TINY, acc_dtype, block_size, device_fn, chol_factor, chol_solve, floor_for, join, next_pow2, split_f64
 
 OP = "pixelwise_temporal_projection"
 MAX_D = 4
 
 
-@triton.jit
+@device_fn
 def _source_index(dst, in_size, scale, ACC: tl.constexpr):
     """PyTorch's bilinear source index (align_corners=False, scale = in/out): i0, i1, weights."""
     src = (dst.to(ACC) + 0.5) * scale - 0.5
@@ -43,7 +43,7 @@ def _source_index(dst, in_size, scale, ACC: tl.constexpr):
     return i0, i1, lam0, lam1
 
 
-@triton.jit
+@device_fn
 def _neighbours(pix, W, h_in, w_in, sh_hi, sh_lo, sw_hi, sw_lo, sbh, sbw, ACC: tl.constexpr):
     """Offsets ([BLOCK, 1], int64) of the 4 low-resolution neighbours of each pixel, and weights."""
     hh = pix // W
@@ -65,7 +65,7 @@ def _neighbours(pix, W, h_in, w_in, sh_hi, sh_lo, sw_hi, sw_lo, sbh, sbw, ACC: t
     return o00, o01, o10, o11, c00, c01, c10, c11
 
 
-@triton.jit
+@device_fn
 def _column(bp, o00, o01, o10, o11, c00, c01, c10, c11, mask, ACC: tl.constexpr):
     """Bilinearly upsampled basis column: [BLOCK, T_PAD]; bp the channel pointers [1, T_PAD]."""
     v = c00 * tl.load(bp + o00, mask=mask, other=0.0).to(ACC)
@@ -75,7 +75,7 @@ def _column(bp, o00, o01, o10, o11, c00, c01, c10, c11, mask, ACC: tl.constexpr)
     return v
 
 
-@triton.jit
+@device_fn
 def _prologue(b_ptr, n, pix, pm, tt, m2, W, h_in, w_in, sh_hi, sh_lo, sw_hi, sw_lo,
               sbn, sbc, sbh, sbw, eps, tiny,
               T: tl.constexpr, D: tl.constexpr, ACC: tl.constexpr, FLOOR: tl.constexpr):
@@ -88,7 +88,7 @@ def _prologue(b_ptr, n, pix, pm, tt, m2, W, h_in, w_in, sh_hi, sh_lo, sw_hi, sw_
     A2 = A0
     A3 = A0
     g00 = tl.sum(A0 * A0, axis=1)
-    zero = tl.zeros_like(g00)
+    zero = tl.full(g00.shape, 0.0, g00.dtype)
     g01 = zero
     g02 = zero
     g03 = zero
@@ -119,7 +119,7 @@ def _prologue(b_ptr, n, pix, pm, tt, m2, W, h_in, w_in, sh_hi, sh_lo, sw_hi, sw_
     return A0, A1, A2, A3, l10, l20, l30, l21, l31, l32, i00, i11, i22, i33
 
 
-@triton.jit
+@device_fn
 def _project(xv, A0, A1, A2, A3, l10, l20, l30, l21, l31, l32, i00, i11, i22, i33, D: tl.constexpr):
     """y = G^{-1} A^T x and p = x - A y for x [BLOCK, T_PAD]."""
     b0 = tl.sum(A0 * xv, axis=1)
@@ -166,7 +166,7 @@ def _pwtp_fwd_kernel(x_ptr, b_ptr, pbar_ptr, part_ptr,
     xp = x_ptr + n * sxn + (hh.to(tl.int64) * sxh + ww.to(tl.int64) * sxw)[:, None] \
         + (tt.to(tl.int64) * sxt)[None, :]
     op = pbar_ptr + n * C * HW + pix
-    acc = tl.zeros([BLOCK], ACC)
+    acc = tl.full([BLOCK], 0.0, ACC)
     for _c in range(C):
         xv = tl.load(xp, mask=m2, other=0.0).to(ACC)
         y0, y1, y2, y3, p = _project(xv, A0, A1, A2, A3, l10, l20, l30, l21, l31, l32,
@@ -204,15 +204,15 @@ def _pwtp_bwd_kernel(gp_ptr, ge_ptr, x_ptr, b_ptr, gx_ptr, gb_ptr,
     xp = x_ptr + n * sxn + (hh64 * sxh + ww64 * sxw)[:, None] + (tt.to(tl.int64) * sxt)[None, :]
     gxp = gx_ptr + n * C * T * HW + pix[:, None] + (tt.to(tl.int64) * HW)[None, :]
     gpp = gp_ptr + n * sgpn + hh64 * sgph + ww64 * sgpw
-    two_alpha = tl.zeros([], ACC)
+    two_alpha = tl.full([], 0.0, ACC)
     if HAS_GE:
         two_alpha = 2.0 * tl.load(ge_ptr + n * sge).to(ACC) / HW / C
     tmask = tl.where(m2, 1.0, 0.0).to(ACC)
-    ga0 = tl.zeros([BLOCK, T_PAD], ACC)
+    ga0 = tl.full([BLOCK, T_PAD], 0.0, ACC)
     ga1 = ga0
     ga2 = ga0
     ga3 = ga0
-    qy = tl.zeros([BLOCK], ACC)
+    qy = tl.full([BLOCK], 0.0, ACC)
     for _c in range(C):
         xv = tl.load(xp, mask=m2, other=0.0).to(ACC)
         y0, y1, y2, y3, p = _project(xv, A0, A1, A2, A3, l10, l20, l30, l21, l31, l32,
@@ -253,7 +253,7 @@ def _pwtp_bwd_kernel(gp_ptr, ge_ptr, x_ptr, b_ptr, gx_ptr, gb_ptr,
         _scatter(gbp + 3 * h_in * w_in, ga3 + k * A3, o00, o01, o10, o11, c00, c01, c10, c11, m2)
 
 
-@triton.jit
+@device_fn
 def _scatter(bp, g, o00, o01, o10, o11, c00, c01, c10, c11, mask):
     tl.atomic_add(bp + o00, c00 * g, mask=mask)
     tl.atomic_add(bp + o01, c01 * g, mask=mask)

@@ -14,12 +14,12 @@ import torch
 import triton
 import triton.language as tl
 
-from ._linalg import acc_dtype, block_size, next_pow2
+from ._linalg import acc_dtype, block_size, device_fn, next_pow2
 
 OP = "temporal_relation"
 
 
-@triton.jit
+@device_fn
 def _pair_index(t1, t2, T: tl.constexpr):
     """pair(min, max) of two index tensors (any order), and whether the pair is valid (t1 != t2 < T)."""
     a = tl.minimum(t1, t2)
@@ -42,7 +42,7 @@ def _relation_fwd_kernel(f_ptr, u_ptr, C, HW, W,
     ww = pix - hh * W
     fp = f_ptr + n * sfn + (tt.to(tl.int64) * sft)[:, None] \
         + (hh.to(tl.int64) * sfh + ww.to(tl.int64) * sfw)[None, :]
-    g = tl.zeros([T_PAD, T_PAD, BLOCK], ACC)
+    g = tl.full([T_PAD, T_PAD, BLOCK], 0.0, ACC)
     for _c in range(C):
         fv = tl.load(fp, mask=m2, other=0.0).to(ACC)
         g += fv[:, None, :] * fv[None, :, :]

@@ -19,13 +19,13 @@ import torch
 import triton
 import triton.language as tl
 
-from ._linalg import TINY, acc_dtype, block_size, chol_factor, chol_solve, floor_for, join, next_pow2, split_f64
+from ._linalg import TINY, acc_dtype, block_size, device_fn, chol_factor, chol_solve, floor_for, join, next_pow2, split_f64
 
 OP = "temporal_squeeze"
 MAX_D = 4
 
 
-@triton.jit
+@device_fn
 def _setup(b_ptr, n, kk, km, sbn, sbk, sbd, eps, tiny,
            D: tl.constexpr, ACC: tl.constexpr, FLOOR: tl.constexpr):
     """The sample's basis columns A_d and Q_d = (G^{-1} A^T)_d as [K_PAD] vectors, and G's factor."""
@@ -35,7 +35,7 @@ def _setup(b_ptr, n, kk, km, sbn, sbk, sbd, eps, tiny,
     A2 = A0
     A3 = A0
     g00 = tl.sum(A0 * A0, axis=0)
-    zero = tl.zeros_like(g00)
+    zero = tl.full(g00.shape, 0.0, g00.dtype)
     g01 = zero
     g02 = zero
     g03 = zero
@@ -67,7 +67,7 @@ def _setup(b_ptr, n, kk, km, sbn, sbk, sbd, eps, tiny,
     return A0, A1, A2, A3, Q0, Q1, Q2, Q3, l10, l20, l30, l21, l31, l32, i00, i11, i22, i33
 
 
-@triton.jit
+@device_fn
 def _rows(tile, HW, W, M, BLOCK: tl.constexpr):
     j = tile * BLOCK + tl.arange(0, BLOCK)
     rm = j < M
@@ -78,11 +78,11 @@ def _rows(tile, HW, W, M, BLOCK: tl.constexpr):
     return rm, c.to(tl.int64), hw, hh.to(tl.int64), ww.to(tl.int64)
 
 
-@triton.jit
+@device_fn
 def _squeeze(xv, A0, A1, A2, A3, Q0, Q1, Q2, Q3, D: tl.constexpr):
     """y_d = Q_d . x per row and r = x - A y ([BLOCK, K_PAD])."""
     y0 = tl.sum(xv * Q0[None, :], axis=1)
-    y1 = tl.zeros_like(y0)
+    y1 = tl.full(y0.shape, 0.0, y0.dtype)
     y2 = y1
     y3 = y1
     r = xv - y0[:, None] * A0[None, :]
@@ -151,7 +151,7 @@ def _tsp_bwd_kernel(gy_ptr, gl_ptr, x_ptr, b_ptr, gx_ptr, part_ptr,
     y0, y1, y2, y3, r = _squeeze(xv, A0, A1, A2, A3, Q0, Q1, Q2, Q3, D)
 
     # v = beta r / ||r||, and q = G^{-1} A^T v
-    v = tl.zeros_like(r)
+    v = tl.full(r.shape, 0.0, r.dtype)
     if HAS_GL:
         beta = tl.load(gl_ptr + n * sgl).to(ACC) / HW / C
         nr = tl.sqrt(tl.sum(r * r, axis=1))
