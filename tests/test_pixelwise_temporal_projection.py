@@ -348,3 +348,52 @@ def test_torch_compile_fullgraph(device, backend):
     torch.testing.assert_close(got, want)
     for a, b in zip(gg, gw):
         torch.testing.assert_close(a, b)
+
+
+# ---- the module ---------------------------------------------------------------------------------------
+
+def test_module_parameter_count_config7():
+    m = vidops.nn.PixelWiseTemporalProjection(in_channels=3, T=8, D=1)
+    # conv 9x9x3x24 + 24; MLP 28 -> 56 -> [BN, 56 -> 14 -> 56] -> 8 (table 3.13, config #7: 9.7k)
+    assert sum(p.numel() for p in m.parameters()) == 5856 + 1624 + 112 + 798 + 840 + 456 == 9686
+    # config #2 (r=1) 7.4k and #6 (B=0, r=4) 10.0k from the same formula
+    n2 = sum(p.numel() for p in vidops.nn.PixelWiseTemporalProjection(expansion=1).parameters())
+    n6 = sum(p.numel() for p in vidops.nn.PixelWiseTemporalProjection(expansion=4, num_blocks=0).parameters())
+    assert round(n2 / 100) == 74 and round(n6 / 100) == 100
+
+
+@pytest.mark.parametrize("device,backend", PARAMS)
+def test_module_shapes_gradients_and_init(device, backend):
+    torch.manual_seed(0)
+    m = vidops.nn.PixelWiseTemporalProjection(in_channels=3, T=6, D=2, conv_channels=8, backend=backend).to(device)
+    x = torch.randn(2, 3, 6, 35, 29, device=device, requires_grad=True)
+    pbar, enopr = m(x)
+    assert pbar.shape == (2, 3, 35, 29) and enopr.shape == (2,)
+    basis = m.basis(x)
+    assert basis.shape == (2, 12, 5, 4)                  # ceil(35 / 8), ceil(29 / 8)
+    # A has independent columns at initialisation (and the constant vector nearly in its span)
+    A = basis.detach().double().view(2, 6, 2, 20).permute(0, 3, 1, 2)
+    assert torch.linalg.svdvals(A).min() > 0.1
+    (pbar.square().mean() + enopr.mean()).backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
+    # (N*T, C, H, W) input with num_segments
+    m.num_segments = 6
+    pbar2, enopr2 = m(x.detach().transpose(1, 2).reshape(12, 3, 35, 29))
+    torch.testing.assert_close(pbar2, pbar.detach())
+    torch.testing.assert_close(enopr2, enopr.detach())
+
+
+def test_module_reference_and_cpu_backends_agree():
+    torch.manual_seed(0)
+    m = vidops.nn.PixelWiseTemporalProjection(T=8, D=3).double()
+    x = torch.randn(2, 3, 8, 24, 32, dtype=torch.float64)
+    outs = []
+    for b in [b for b in ("reference", "cpu") if b in [p.values[1] for p in PARAMS]]:
+        m.backend = b
+        outs.append(m(x))
+    for o in outs[1:]:
+        for a, b in zip(o, outs[0]):
+            torch.testing.assert_close(a, b)

@@ -2,3 +2,5 @@
 from .motion_band_pass import MotionBandPass  # noqa: F401
 from .busy_quiet import BusyQuietSplit  # noqa: F401
 from .band_pass_lateral import BandPassLateral  # noqa: F401
+from .pixelwise_temporal_projection import PixelWiseTemporalProjection  # noqa: F401
+from .temporal_squeeze import TemporalSqueezePooling  # noqa: F401
