@@ -167,5 +167,5 @@ def backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, need_x: 
                                         *x.stride(), *grad.stride(),
                                         KT=kt, KH=kh, KW=kw, KH_P=kh_p, KW_P=kw_p, BLOCK_P=bp,
                                         ACC=_acc(x.dtype))
-    gw = part.sum(1)[:, :kh, :kw].reshape(weight.shape).to(weight.dtype)
+    gw = part.sum(1)[:, :kh, :kw].reshape(weight.shape).to(weight.dtype).contiguous()
     return gx, gw

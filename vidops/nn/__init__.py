@@ -2,3 +2,6 @@
 from .motion_band_pass import MotionBandPass  # noqa: F401
 from .busy_quiet import BusyQuietSplit  # noqa: F401
 from .band_pass_lateral import BandPassLateral  # noqa: F401
+from .region_non_local import NonLocal, RegionNonLocal  # noqa: F401
+from .region_non_local import convert_rnl_state_dict, depthwise_to_diagonalwise, diagonalwise_to_depthwise  # noqa: F401
+from .attention import AttentionChain, ChannelGate, ConvPyramidAttention, SpatioTemporalSE  # noqa: F401

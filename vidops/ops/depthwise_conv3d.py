@@ -118,7 +118,7 @@ def _depthwise_conv3d_backward_op(grad_out: torch.Tensor, x: torch.Tensor, weigh
                                   backend: Optional[str]) -> tuple[torch.Tensor, torch.Tensor]:
     name = _dispatch.choose(OP, x.device, backend)
     gx, gw = _dispatch.impl(OP, name).backward(grad_out, x, weight, compute_grad_x, compute_grad_weight)
-    return gx.to(x.dtype), gw.to(weight.dtype)
+    return gx.to(x.dtype).contiguous(), gw.to(weight.dtype).contiguous()
 
 
 @_depthwise_conv3d_backward_op.register_fake

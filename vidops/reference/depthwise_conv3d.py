@@ -30,10 +30,12 @@ def _as_conv_weight(weight: torch.Tensor, dtype) -> torch.Tensor:
 def depthwise_conv3d(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """y[n,c,t,h,w] = sum_{a,b,e} w[c,a,b,e] x[n,c,t+a-pt,h+b-ph,w+e-pw] (zeros outside),
     as F.conv3d(groups=C). Half inputs are computed in float32 and rounded once at the end.
-    Returns a fresh contiguous tensor."""
+    Inputs are made contiguous first, so that the result does not depend on their layout (ATen
+    picks another summation order for channels_last_3d). Returns a fresh contiguous tensor."""
     dt = _compute_dtype(x)
     C = x.shape[1]
-    y = F.conv3d(x.to(dt), _as_conv_weight(weight, dt), padding=same_padding(weight), groups=C)
+    y = F.conv3d(x.to(dt).contiguous(), _as_conv_weight(weight, dt).contiguous(), padding=same_padding(weight),
+                 groups=C)
     return y.to(x.dtype).contiguous()
 
 
@@ -48,7 +50,7 @@ def depthwise_conv3d_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch
     C = x.shape[1]
     w5 = _as_conv_weight(weight, dt)
     gx, gw, _ = torch.ops.aten.convolution_backward(
-        grad.to(dt), x.to(dt), w5, None, [1, 1, 1], list(same_padding(weight)), [1, 1, 1], False,
+        grad.to(dt).contiguous(), x.to(dt).contiguous(), w5.contiguous(), None, [1, 1, 1], list(same_padding(weight)), [1, 1, 1], False,
         [0, 0, 0], C, [compute_grad_x, compute_grad_weight, False])
     gx = torch.zeros_like(x, memory_format=torch.contiguous_format) if gx is None else gx.to(x.dtype).contiguous()
     if gw is None:
