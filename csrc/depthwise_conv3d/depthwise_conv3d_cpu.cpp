@@ -239,9 +239,13 @@ std::tuple<at::Tensor, at::Tensor> bwd_cpu(const at::Tensor& grad_out, const at:
   const auto ct = compute_type(x.scalar_type());
   auto gc = as_compute(grad_out, ct);
   auto wc = as_compute(weight, ct);
-  auto gx = at::zeros(x.sizes(), gc.options().memory_format(at::MemoryFormat::Contiguous));
-  auto gw = at::zeros(weight.sizes(), wc.options().memory_format(at::MemoryFormat::Contiguous));
-  if (x.numel() > 0) {
+  // Every element of a computed gradient is written by the kernels; the others are zeros.
+  const bool any = x.numel() > 0;
+  const auto gx_opts = gc.options().memory_format(at::MemoryFormat::Contiguous);
+  const auto gw_opts = wc.options().memory_format(at::MemoryFormat::Contiguous);
+  auto gx = (any && compute_grad_x) ? at::empty(x.sizes(), gx_opts) : at::zeros(x.sizes(), gx_opts);
+  auto gw = (any && compute_grad_weight) ? at::empty(weight.sizes(), gw_opts) : at::zeros(weight.sizes(), gw_opts);
+  if (any) {
     AT_DISPATCH_FLOATING_TYPES(ct, "_depthwise_conv3d_bwd", [&] {
       if (compute_grad_x) {
         const int taps = d.taps();
