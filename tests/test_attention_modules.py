@@ -436,3 +436,12 @@ def test_bad_module_arguments_raise(make, err):
 def test_4d_input_without_num_segments_is_explained():
     with pytest.raises(ValueError, match="num_segments"):
         RegionNonLocal(8, (3, 3, 3))(torch.randn(4, 8, 5, 5))
+
+
+def test_cpa_runs_under_compile_fullgraph():
+    torch._dynamo.reset()
+    m = ConvPyramidAttention(4).eval()
+    randomise_bn(m.bn)
+    x = torch.randn(2, 4, 3, 5, 6)
+    compiled = torch.compile(m, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(x), m(x))

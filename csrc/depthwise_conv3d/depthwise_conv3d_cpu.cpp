@@ -105,6 +105,13 @@ Table<S> table() {
 
 inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
+// Tasks handed to one thread at a time: at least ~kMinParallelWork multiply-adds, so that small
+// problems run inline instead of waking the thread pool (which costs more than they do).
+constexpr int64_t kMinParallelWork = 1 << 17;
+inline int64_t grain_for(int64_t work_per_task) {
+  return std::max<int64_t>(1, kMinParallelWork / std::max<int64_t>(1, work_per_task));
+}
+
 // Copy frames [f0, f1) of a contiguous (T, H, W) plane into rows of rs elements starting at
 // column `left` (zeros elsewhere).
 template <typename S>
@@ -127,7 +134,8 @@ void forward(const S* x, const S* k, S* y, const Shape& d) {
   const int64_t tch = std::min<int64_t>(d.T, std::max<int64_t>(1, (4 * threads + planes - 1) / planes));
   const int64_t rs = round_up(d.W, 4 * tb.lanes) + d.kw - 1;
   const int taps = d.taps();
-  at::parallel_for(0, planes * tch, 1, [&](int64_t begin, int64_t end) {
+  const int64_t work = ((d.T + tch - 1) / tch) * d.frame() * taps;
+  at::parallel_for(0, planes * tch, grain_for(work), [&](int64_t begin, int64_t end) {
     std::vector<S> scratch;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t plane = task / tch, c = plane % d.C;
@@ -154,7 +162,8 @@ void weight_grad(const S* g, const S* x, S* gk, const Shape& d) {
   const int64_t rs = round_up(d.W, 4 * tb.lanes) + d.kw - 1;
   const int64_t gs = round_up(d.W, tb.lanes);
   std::vector<S> partial(static_cast<size_t>(tasks * taps), S(0));
-  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+  const int64_t work = ((units + chunks - 1) / chunks) * d.frame() * taps;
+  at::parallel_for(0, tasks, grain_for(work), [&](int64_t begin, int64_t end) {
     std::vector<S> xs, gsb;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t c = task / chunks;
