@@ -168,6 +168,7 @@ def main():
                     obj = os.path.join(self.build_temp, src.replace("/", "_") + ".o")
                     if not os.path.exists(obj) or os.path.getmtime(obj) < max(
                         os.path.getmtime(p) for p in [src] + glob.glob("csrc/**/*.h", recursive=True)
+                        + glob.glob("csrc/**/*.cuh", recursive=True)
                     ):
                         cmd = [cuda["nvcc"], "-c", src, "-o", obj] + flags
                         print("vidops nvcc:", " ".join(cmd))

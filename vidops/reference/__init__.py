@@ -8,3 +8,4 @@ from .busy_quiet import busy_quiet  # noqa: F401
 from .temporal_relation import temporal_relation  # noqa: F401
 from .pixelwise_temporal_projection import pixelwise_temporal_projection  # noqa: F401
 from .temporal_squeeze import temporal_squeeze  # noqa: F401
+from .depthwise_conv3d import depthwise_conv3d, diagonalwise_conv3d  # noqa: F401
