@@ -36,6 +36,7 @@ _alias_source_triton_kernels()
 from . import _ext  # noqa: E402  (loads vidops._C when it was built)
 from ._dispatch import BackendUnavailableError, set_backend, use_backend  # noqa: E402,F401
 from .ops import busy_quiet, log_kernel, motion_band_pass, temporal_band_pass_init  # noqa: E402,F401
+from .ops import region_attention  # noqa: E402,F401
 from . import nn, reference  # noqa: E402,F401
 
 __version__ = "0.1.0"

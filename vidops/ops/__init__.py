@@ -2,3 +2,4 @@
 from .log_kernel import log_kernel, temporal_band_pass_init  # noqa: F401
 from .motion_band_pass import motion_band_pass  # noqa: F401
 from .busy_quiet import busy_quiet  # noqa: F401
+from .region_attention import region_attention  # noqa: F401

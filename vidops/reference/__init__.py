@@ -5,3 +5,4 @@ that benchmarks compare against what users actually ran.
 """
 from .motion_band_pass import motion_band_pass, motion_band_pass_temporal_first  # noqa: F401
 from .busy_quiet import busy_quiet  # noqa: F401
+from .region_attention import region_attention, region_attention_backward  # noqa: F401
