@@ -41,7 +41,13 @@ def _find_nvcc():
 
 def _cuda_root(nvcc):
     """The toolkit root, asked of nvcc itself (the nvcc on PATH may be a wrapper script)."""
-    out = subprocess.run([nvcc, "-dryrun", "--version"], capture_output=True, text=True)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        src = os.path.join(d, "probe.cu")
+        open(src, "w").close()
+        out = subprocess.run([nvcc, "-dryrun", "-c", src, "-o", os.path.join(d, "probe.o")],
+                             capture_output=True, text=True)
     for line in (out.stdout + out.stderr).splitlines():
         m = re.match(r"#\$ TOP=(.*)$", line.strip())
         if m:

@@ -13,7 +13,7 @@ import torch
 
 from .. import _checks, _dispatch
 from ..reference.busy_quiet import busy_quiet as reference_forward
-from ..reference.busy_quiet import quiet_output_size
+from ..reference.busy_quiet import bilinear_matrix, quiet_output_size
 from .motion_band_pass import _as_weights, _motion_band_pass_backward_op
 from .motion_band_pass import check_args as check_mbp_args
 
@@ -96,10 +96,9 @@ def _quiet_adjoint(grad_q, clip_shape, quiet, quiet_scale, dtype):
     g = grad_q
     if quiet_scale is not None:
         h, w = grad_q.shape[-2:]
-        g4 = torch.ops.aten.upsample_bilinear2d_backward(
-            grad_q.transpose(1, 2).reshape(N * S, C, h, w), [h, w], [N * S, C, H, W], False,
-            quiet_scale, quiet_scale)
-        g = g4.reshape(N, S, C, H, W).transpose(1, 2)
+        rh = bilinear_matrix(h, H, quiet_scale, grad_q.dtype, grad_q.device)
+        rw = bilinear_matrix(w, W, quiet_scale, grad_q.dtype, grad_q.device)
+        g = torch.einsum("ph,ncspq,qw->ncshw", rh, grad_q, rw)
     gclip = torch.zeros(clip_shape, dtype=dtype, device=grad_q.device)
     if quiet == "first":
         gclip[:, :, 0::3] = g

@@ -13,6 +13,22 @@ def quiet_output_size(H: int, W: int, quiet_scale):
     return int(H * quiet_scale), int(W * quiet_scale)
 
 
+def bilinear_matrix(out_size: int, in_size: int, scale: float, dtype, device) -> torch.Tensor:
+    """(out_size, in_size) matrix of 1-D bilinear interpolation as F.interpolate(scale_factor=scale,
+    align_corners=False) computes it: src = max((dst + 0.5) / scale - 0.5, 0), neighbours
+    floor(src) and floor(src) + 1 (clamped to in_size - 1) with weights 1 - frac and frac.
+    The 2-D resize is R_h @ img @ R_w^T, so its adjoint is R_h^T @ grad @ R_w."""
+    dst = torch.arange(out_size, dtype=torch.float64, device=device)
+    src = ((dst + 0.5) / scale - 0.5).clamp(min=0)
+    i0 = src.floor().long().clamp(max=in_size - 1)
+    i1 = (i0 + 1).clamp(max=in_size - 1)
+    frac = src - i0.double()
+    m = torch.zeros(out_size, in_size, dtype=torch.float64, device=device)
+    m.scatter_add_(1, i0[:, None], (1 - frac)[:, None])
+    m.scatter_add_(1, i1[:, None], frac[:, None])
+    return m.to(dtype)
+
+
 def busy_quiet(clip, spatial_weight, temporal_weight, quiet="first", quiet_scale=None):
     """busy = motion_band_pass(clip, stride 3, "valid" in time, "reflect" in space);
     quiet = clip[:, :, 3s] ("first") or mean(clip[:, :, 3s:3s+3]) - busy ("mean_minus_busy"),

@@ -89,6 +89,8 @@ def motion_band_pass_backward(grad, x, spatial_weight, temporal_weight, temporal
         g_tw[c,j]   = sum_{n,t,h,w} gY[n,c,t] * pad_t(x)[n,c,s*t+j]
         g_x = Tf^T(gY)     (scatter of tw[c,j] * gY[t] to frame s*t+j-p, padding folded back)
     """
+    if grad.numel() == 0:
+        return torch.zeros_like(x), torch.zeros_like(spatial_weight), torch.zeros_like(temporal_weight)
     N, C, T, H, W = x.shape
     k = spatial_weight.shape[-1]
     r = (k - 1) // 2
