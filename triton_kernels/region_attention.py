@@ -348,8 +348,8 @@ def config_for(d: int, dv: int, device: torch.device, dtype: torch.dtype) -> dic
     dp, ep = _p2(d), _p2(dv)
     if _interpreting(device):
         # small tiles, and head dims > 64 chunked so the interpreter tests run every path
-        def chunk(p):  # 100 -> 2 x 64, 256 -> 2 x 128, 512 -> 4 x 128
-            return p if p <= 64 else (64 if p <= 128 else 128)
+        def chunk(p):  # 100 -> 2 x 64, 256 -> 2 x 128, 512 -> 2 x 256
+            return p if p <= 64 else p // 2
 
         def out(p):  # 512 -> 2 x 256
             return min(p, 256)

@@ -26,8 +26,9 @@ from ..reference.region_attention import (COSINE_EPS, COSINE_MODES, MODES, SOFTM
                                           region_attention_with_stats)
 
 OP = "region_attention"
-# The cpu backend's query chunk holds at most this many logits (N * chunk * L): 16 MB in fp32.
-CHUNK_ELEMENTS = 1 << 22
+# The cpu backend's query chunk holds at most this many logits (N * chunk * L): 4 MB in fp32; the
+# backward keeps two such blocks alive (logits/weights and dP/dS), the forward one.
+CHUNK_ELEMENTS = 1 << 20
 
 
 def _spatial(t: torch.Tensor):
@@ -153,8 +154,8 @@ def chunked_backward(grad_y, q, v, k, softmax: bool):
         s = torch.bmm(qc, k)                               # (N, C, L)
         dp = torch.bmm(gc.transpose(1, 2), v)              # (N, C, L)
         if softmax:
-            p = torch.softmax(s, -1)
-            dp.sub_((p * dp).sum(-1, keepdim=True))
+            p = s.sub_(torch.logsumexp(s, -1, keepdim=True)).exp_()
+            dp.sub_(torch.einsum("ncl,ncl->nc", p, dp).unsqueeze(-1))  # D_j = sum_i P_ij dP_ij
             ds = dp.mul_(p)
         else:
             ds = dp.mul_(s > 0).mul_(1.0 / L)
