@@ -86,19 +86,59 @@ def _stats_shape(q: torch.Tensor, mode: str):
 
 # ---- plain-PyTorch building blocks (cpu backend; "dot" in every fused backend) ----------------
 
-def dot_forward(q, v, k):
-    """y = V (K^T Q) / L by associativity (M = V K^T is dv x d), in fp32 (fp64 for fp64)."""
+def _fast_half(t: torch.Tensor) -> bool:
+    return t.is_cuda and t.dtype in (torch.float16, torch.bfloat16)
+
+
+def _gram(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b (batched) accumulated and returned in fp32: half-precision operands straight into
+    the tensor cores on CUDA (bmm's out_dtype), upcast copies otherwise."""
+    if a.is_cuda and a.dtype in (torch.float16, torch.bfloat16):
+        try:
+            return torch.bmm(a, b, out_dtype=torch.float32)
+        except (TypeError, RuntimeError):  # a torch without bmm(out_dtype=)
+            pass
+    return torch.bmm(a.float(), b.float())
+
+
+def _apply(m: torch.Tensor, x: torch.Tensor, out_fp32: bool = False) -> torch.Tensor:
+    """m (fp32, small) @ x (half, large) with m split into two half-precision terms hi + lo
+    (m to ~2^-16 relative, never rounded to x's dtype): bf16/fp16 GEMMs with fp32 accumulation.
+    Output in x's dtype (lo's product, 2^-8 of the total, enters as the GEMM's C input), or fp32."""
+    hi = m.to(x.dtype)
+    lo = (m - hi.to(m.dtype)).to(x.dtype)
+    if out_fp32:
+        return _gram(hi, x) + _gram(lo, x)
+    return torch.baddbmm(torch.bmm(lo, x), hi, x)
+
+
+def dot_forward(q, v, k, fast: Optional[bool] = None):
+    """y = V (K^T Q) / L by associativity (M = V K^T / L is dv x d): O(L d dv).
+    fp32 (fp64) for full-precision inputs; for half-precision CUDA inputs (fast) M comes from a
+    tensor-core GEMM with fp32 output and is applied as a hi + lo pair of half GEMMs."""
     acc = _acc(q.dtype)
     L = q.shape[2]
     k = q if k is None else k
+    if _fast_half(q) if fast is None else fast:
+        return _apply(_gram(v, k.transpose(1, 2)) / L, q)
     m = torch.bmm(v.to(acc), k.to(acc).transpose(1, 2))
     return (torch.bmm(m, q.to(acc)) / L).to(q.dtype)
 
 
-def dot_backward(grad_y, q, v, k):
+def dot_backward(grad_y, q, v, k, fast: Optional[bool] = None):
+    """gq = M^T g, gM = g Q^T / L, gv = gM K, gk = gM^T V (M = V K^T / L); k=None: gq + gk."""
     acc = _acc(q.dtype)
     L = q.shape[2]
     shared = k is None
+    if _fast_half(q) if fast is None else fast:
+        k_ = q if shared else k
+        m = _gram(v, k_.transpose(1, 2)) / L
+        gm = _gram(grad_y.to(q.dtype), q.transpose(1, 2)) / L
+        gv = _apply(gm, k_)
+        if shared:
+            gq = _apply(m.transpose(1, 2), grad_y.to(q.dtype), True) + _apply(gm.transpose(1, 2), v, True)
+            return gq.to(q.dtype), None, gv
+        return _apply(m.transpose(1, 2), grad_y.to(q.dtype)), _apply(gm.transpose(1, 2), v), gv
     qa, va, ga = q.to(acc), v.to(acc), grad_y.to(acc)
     ka = qa if shared else k.to(acc)
     m = torch.bmm(va, ka.transpose(1, 2))               # (N, dv, d)
