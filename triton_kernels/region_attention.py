@@ -58,10 +58,17 @@ def _tile(base, offs_r, stride_r, offs_c, stride_c, mask_r, mask_c):
 
 @triton.jit
 def _mma(a, b, acc, UPCAST: tl.constexpr):
+    """acc + a @ b: half-precision operands as they are (tensor cores, fp32 accumulation); fp32 and
+    fp64 operands in full precision ("ieee": no TF32); UPCAST (interpreter) multiplies in fp32."""
     if UPCAST:
-        a = a.to(tl.float32)
-        b = b.to(tl.float32)
-    return tl.dot(a, b, acc, input_precision="ieee")
+        acc = tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
+    elif a.dtype.is_fp32():
+        acc = tl.dot(a, b, acc, input_precision="ieee")
+    elif a.dtype.is_fp64():
+        acc = tl.dot(a, b, acc, input_precision="ieee")
+    else:
+        acc = tl.dot(a, b, acc)
+    return acc
 
 
 @triton.jit
@@ -82,7 +89,7 @@ def _chunked_dot(acc, a_base, offs_a, sa_r, sa_k, mask_a, b_base, offs_b, sb_k, 
 @triton.jit
 def _fwd_kernel(Q, K, V, Y, LSE, RQ, RK,
                 sq_n, sq_d, sq_l, sk_n, sk_d, sk_l, sv_n, sv_d, sv_l, sy_n, sy_d, sy_l,
-                L, D, DV, inv_L,
+                L, D, DV,
                 SOFTMAX: tl.constexpr, SCALED: tl.constexpr,
                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
                 D_CHUNKS: tl.constexpr, BLOCK_O: tl.constexpr,
@@ -145,7 +152,7 @@ def _fwd_kernel(Q, K, V, Y, LSE, RQ, RK,
         if pid_o == 0:
             tl.store(LSE + n * L + offs_m, (m_i + tl.log(l_i)).to(LSE.dtype.element_ty), mask=mask_m)
     else:
-        acc = acc * inv_L
+        acc = acc / L  # (an fp32 1/L argument would cost fp64 its precision)
     y_ptr = Y + n * sy_n + offs_m[:, None] * sy_l + offs_o[None, :] * sy_d
     tl.store(y_ptr, acc.to(Y.dtype.element_ty), mask=mask_m[:, None] & mask_o[None, :])
 
@@ -156,7 +163,7 @@ def _fwd_kernel(Q, K, V, Y, LSE, RQ, RK,
 def _bwd_dq_kernel(Q, K, V, DY, LSE, DELTA, RQ, RK, DQ,
                    sq_n, sq_d, sq_l, sk_n, sk_d, sk_l, sv_n, sv_d, sv_l, sg_n, sg_d, sg_l,
                    so_n, so_d, so_l,
-                   L, D, DV, inv_L,
+                   L, D, DV,
                    SOFTMAX: tl.constexpr, SCALED: tl.constexpr,
                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
                    D_CHUNKS: tl.constexpr, BLOCK_E: tl.constexpr, E_CHUNKS: tl.constexpr,
@@ -223,7 +230,7 @@ def _bwd_dq_kernel(Q, K, V, DY, LSE, DELTA, RQ, RK, DQ,
             p = tl.exp(tl.where(valid, s, float("-inf")) - lse[:, None])
             ds = p * (dp - delta[:, None])
         else:
-            ds = tl.where(valid & (s > 0), dp * inv_L, 0.0)
+            ds = tl.where(valid & (s > 0), dp / L, 0.0)
         if SCALED:
             ds = ds * rk[None, :]
         k_out = _tile(k_base, offs_n, sk_l, offs_o, sk_d, mask_n, mask_o)
@@ -239,7 +246,7 @@ def _bwd_dq_kernel(Q, K, V, DY, LSE, DELTA, RQ, RK, DQ,
 def _bwd_kv_kernel(Q, K, V, DY, LSE, DELTA, RQ, RK, DK, DVG,
                    sq_n, sq_d, sq_l, sk_n, sk_d, sk_l, sv_n, sv_d, sv_l, sg_n, sg_d, sg_l,
                    sdk_n, sdk_d, sdk_l, sdv_n, sdv_d, sdv_l,
-                   L, D, DV, inv_L,
+                   L, D, DV,
                    SOFTMAX: tl.constexpr, SCALED: tl.constexpr, DO_DV: tl.constexpr, DO_DK: tl.constexpr,
                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
                    D_CHUNKS: tl.constexpr, BLOCK_E: tl.constexpr, E_CHUNKS: tl.constexpr,
@@ -274,8 +281,9 @@ def _bwd_kv_kernel(Q, K, V, DY, LSE, DELTA, RQ, RK, DK, DVG,
     if D_CHUNKS == 1:
         k_tile = _tile(k_base, offs_n, sk_l, offs_d, sk_d, mask_n, offs_d < D)
     v_tile = tl.zeros([BLOCK_N, BLOCK_E], V.dtype.element_ty)
-    if DO_DK and E_CHUNKS == 1:
-        v_tile = _tile(v_base, offs_n, sv_l, offs_e, sv_d, mask_n, offs_e < DV)
+    if DO_DK:
+        if E_CHUNKS == 1:
+            v_tile = _tile(v_base, offs_n, sv_l, offs_e, sv_d, mask_n, offs_e < DV)
 
     acc_v = tl.zeros([BLOCK_N, BLOCK_OV], ACC)
     acc_k = tl.zeros([BLOCK_N, BLOCK_OK], ACC)
@@ -301,7 +309,7 @@ def _bwd_kv_kernel(Q, K, V, DY, LSE, DELTA, RQ, RK, DK, DVG,
             lse = tl.load(LSE + n * L + offs_m, mask=mask_m, other=0.0).to(ACC)
             pt = tl.exp(tl.where(valid, st, float("-inf")) - lse[None, :])
         else:
-            pt = tl.where(valid, tl.maximum(st, 0.0), 0.0) * inv_L
+            pt = tl.where(valid, tl.maximum(st, 0.0), 0.0) / L
         if DO_DV:
             g_out = _tile(g_base, offs_m, sg_l, offs_ov, sg_d, mask_m, mask_ov)
             acc_v = _mma(pt.to(DY.dtype.element_ty), g_out, acc_v, UPCAST)
@@ -317,7 +325,7 @@ def _bwd_kv_kernel(Q, K, V, DY, LSE, DELTA, RQ, RK, DK, DVG,
                 delta = tl.load(DELTA + n * L + offs_m, mask=mask_m, other=0.0).to(ACC)
                 dst = pt * (dpt - delta[None, :])
             else:
-                dst = tl.where(valid & (st > 0), dpt * inv_L, 0.0)
+                dst = tl.where(valid & (st > 0), dpt / L, 0.0)
             if SCALED:
                 dst = dst * rq[None, :]
             q_out = _tile(q_base, offs_m, sq_l, offs_ok, sq_d, mask_m, mask_ok)
@@ -455,7 +463,7 @@ def forward(q: torch.Tensor, v: torch.Tensor, k=None, mode: str = "softmax", con
     _fwd_kernel[grid](
         q, k_, v, y, lse, rq, rk,
         *q.stride(), *k_.stride(), *v.stride(), *y.stride(),
-        L, d, dv, 1.0 / L,
+        L, d, dv,
         SOFTMAX=softmax, SCALED=scaled,
         BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_D=cfg["BLOCK_D"],
         D_CHUNKS=triton.cdiv(d, cfg["BLOCK_D"]), BLOCK_O=cfg["BLOCK_O"],
@@ -498,10 +506,10 @@ def backward(grad_y: torch.Tensor, q: torch.Tensor, v: torch.Tensor, k, y: torch
     args = (q, k_, v, grad_y, lse, delta, rq, rk)
     strides = (*q.stride(), *k_.stride(), *v.stride(), *grad_y.stride())
     grid = (triton.cdiv(L, cfg["BWD_BLOCK_M"]), N, triton.cdiv(d, cfg["BLOCK_OQ"]))
-    _bwd_dq_kernel[grid](*args, dq, *strides, *dq.stride(), L, d, dv, 1.0 / L,
+    _bwd_dq_kernel[grid](*args, dq, *strides, *dq.stride(), L, d, dv,
                          BLOCK_O=cfg["BLOCK_OQ"], **common)
     kv_rows = triton.cdiv(L, cfg["BWD_BLOCK_N"])
-    kv_args = (*args, dk, dvg, *strides, *dk.stride(), *dvg.stride(), L, d, dv, 1.0 / L)
+    kv_args = (*args, dk, dvg, *strides, *dk.stride(), *dvg.stride(), L, d, dv)
     if cfg["KV_FUSED"] and cfg["BLOCK_OV"] >= dv and cfg["BLOCK_OK"] >= d:
         _bwd_kv_kernel[(kv_rows, N, 1)](*kv_args, DO_DV=True, DO_DK=True, BLOCK_OV=cfg["BLOCK_OV"],
                                         BLOCK_OK=cfg["BLOCK_OK"], **common)
