@@ -357,14 +357,14 @@ def test_cpu_backend_never_allocates_l_by_l(mode):
     with _AllocationRecorder() as rec:
         y, stats = ra_ops._Cpu.forward(q, v, k, mode)
         ra_ops._Cpu.backward(grad, q, v, k, y, stats, mode)
-    assert rec.largest <= ra_ops.CHUNK_ELEMENTS <= L * L // 16, rec.largest
-    # live bytes: a few chunk blocks plus O(L (d + dv)) vectors, a fraction of one L x L fp32 map
-    assert rec.peak <= 4 * 4 * ra_ops.CHUNK_ELEMENTS + 16 * 4 * L * 32 < 4 * L * L // 2, rec.peak
+    assert rec.largest <= ra_ops.CHUNK_ELEMENTS <= L * L // 4, rec.largest
+    # live bytes: two or three chunk blocks plus O(L (d + dv)) vectors, less than one L x L map
+    assert rec.peak < 4 * L * L, rec.peak
 
 
 def test_cpu_chunks_scale_with_l():
     """The chunked path's largest intermediate stays at the chunk budget as L grows."""
-    budget = 64 * 512
+    budget = 256 * 512
     old = ra_ops.CHUNK_ELEMENTS
     try:
         ra_ops.CHUNK_ELEMENTS = budget
@@ -372,7 +372,7 @@ def test_cpu_chunks_scale_with_l():
             q, v, _ = make(1, 8, L, 8, True, torch.float32)
             with _AllocationRecorder() as rec:
                 ra_ops._Cpu.forward(q, v, None, "relu")
-            assert rec.largest <= max(budget, 8 * L), (L, rec.largest)
+            assert rec.largest <= max(budget, 64 * L), (L, rec.largest)  # >= 64 query rows per chunk
     finally:
         ra_ops.CHUNK_ELEMENTS = old
 
@@ -457,3 +457,27 @@ def test_dot_split_half_path_on_cpu():
                 continue
             assert g.dtype == torch.bfloat16
             assert (g.double() - w).abs().max() <= 2 * 2 ** -8 * w.abs().max()
+
+
+def test_triton_config_fallback_on_out_of_resources():
+    """A config that does not fit (compile-time OutOfResources on a GPU) is shrunk and remembered."""
+    pytest.importorskip("triton")
+    from triton.runtime.errors import OutOfResources
+
+    tk = importlib.import_module("vidops.triton_kernels.region_attention")
+    cfg = tk.config_for(512, 512, torch.device("cuda"), torch.bfloat16)
+    tried = []
+
+    def launch(c):
+        tried.append(dict(c))
+        if c["BLOCK_M"] > 32 or c["num_stages"] > 1:
+            raise OutOfResources(300000, 232448, "shared memory")
+
+    q = torch.empty(1, 512, 8)
+    tk._with_fallback("fwd", launch, cfg, q, 512, 512, "softmax")
+    assert tried[-1]["BLOCK_M"] == 32 and tried[-1]["num_stages"] == 1 and len(tried) == 3
+    tried.clear()
+    tk._with_fallback("fwd", launch, cfg, q, 512, 512, "softmax")
+    assert len(tried) == 1  # remembered
+    with pytest.raises(OutOfResources):
+        tk._with_fallback("bwd", lambda c: launch(dict(c, BLOCK_M=64)), cfg, q, 512, 512, "softmax")

@@ -440,6 +440,46 @@ def _normalize_backward(g: torch.Tensor, x: torch.Tensor, r: torch.Tensor, eps: 
     return r * g - torch.where(big, r * r * r * xg, torch.zeros_like(xg)) * x
 
 
+# configs that had to shrink (compile-time OutOfResources), by (kind, device, d, dv, dtype, mode)
+_SHRUNK: dict = {}
+
+
+def _shrink(cfg: dict, kind: str):
+    """The next smaller config after an OutOfResources, or None: fewer pipeline stages, then smaller
+    row tiles, then narrower head-dim chunks and output tiles."""
+    cfg = dict(cfg)
+    if cfg["num_stages"] > 1:
+        cfg["num_stages"] = 1
+        return cfg
+    rows = ("BLOCK_M", "BLOCK_N") if kind == "fwd" else ("BWD_BLOCK_M", "BWD_BLOCK_N")
+    for keys in (rows, ("BLOCK_O", "BLOCK_OQ", "BLOCK_OV", "BLOCK_OK"), ("BLOCK_D", "BLOCK_E")):
+        big = max(cfg[key] for key in keys)
+        if big > 16:
+            for key in keys:
+                if cfg[key] == big:
+                    cfg[key] //= 2
+            return cfg
+    return None
+
+
+def _with_fallback(kind: str, launch, cfg: dict, q: torch.Tensor, d: int, dv: int, mode: str) -> None:
+    """launch(cfg); on a compile-time OutOfResources (shared memory or registers; raised before the
+    kernel runs) retry with smaller tiles and remember the config that fits."""
+    from triton.runtime.errors import OutOfResources
+
+    key = (kind, str(q.device), d, dv, q.dtype, mode, tuple(sorted(cfg.items())))
+    cfg = _SHRUNK.get(key, cfg)
+    while True:
+        try:
+            launch(cfg)
+            return
+        except OutOfResources:
+            smaller = _shrink(cfg, kind)
+            if smaller is None:
+                raise
+            cfg = _SHRUNK[key] = smaller
+
+
 def forward(q: torch.Tensor, v: torch.Tensor, k=None, mode: str = "softmax", config=None):
     """y (N, dv, L) in the input dtype and stats (N, L) (the per-query logsumexp in the softmax
     modes; (N, 0) otherwise), for q, k (N, d, L) and v (N, dv, L) with any strides."""
@@ -453,22 +493,25 @@ def forward(q: torch.Tensor, v: torch.Tensor, k=None, mode: str = "softmax", con
     stats = torch.empty((N, L if softmax else 0), device=q.device, dtype=acc)
     if N == 0 or L == 0:
         return y, stats
-    cfg = dict(config or config_for(d, dv, q.device, q.dtype))
     scaled = mode in COSINE_MODES
     dummy = torch.zeros(1, device=q.device, dtype=acc)  # for pointer arguments a mode does not read
     rq = inverse_norms(q) if scaled else dummy
     rk = (rq if k is None else inverse_norms(k_)) if scaled else dummy
     lse = stats if softmax else dummy
-    grid = (triton.cdiv(L, cfg["BLOCK_M"]), N, triton.cdiv(dv, cfg["BLOCK_O"]))
-    _fwd_kernel[grid](
-        q, k_, v, y, lse, rq, rk,
-        *q.stride(), *k_.stride(), *v.stride(), *y.stride(),
-        L, d, dv,
-        SOFTMAX=softmax, SCALED=scaled,
-        BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_D=cfg["BLOCK_D"],
-        D_CHUNKS=triton.cdiv(d, cfg["BLOCK_D"]), BLOCK_O=cfg["BLOCK_O"],
-        UPCAST=_upcast(q.device, q.dtype), INT64=_needs_int64(q, k_, v, y), ACC=_tl_acc(q.dtype),
-        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+
+    def launch(cfg):
+        grid = (triton.cdiv(L, cfg["BLOCK_M"]), N, triton.cdiv(dv, cfg["BLOCK_O"]))
+        _fwd_kernel[grid](
+            q, k_, v, y, lse, rq, rk,
+            *q.stride(), *k_.stride(), *v.stride(), *y.stride(),
+            L, d, dv,
+            SOFTMAX=softmax, SCALED=scaled,
+            BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_D=cfg["BLOCK_D"],
+            D_CHUNKS=triton.cdiv(d, cfg["BLOCK_D"]), BLOCK_O=cfg["BLOCK_O"],
+            UPCAST=_upcast(q.device, q.dtype), INT64=_needs_int64(q, k_, v, y), ACC=_tl_acc(q.dtype),
+            num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+
+    _with_fallback("fwd", launch, config or config_for(d, dv, q.device, q.dtype), q, d, dv, mode)
     return y, stats
 
 
@@ -485,39 +528,42 @@ def backward(grad_y: torch.Tensor, q: torch.Tensor, v: torch.Tensor, k, y: torch
     acc = _acc_dtype(q.dtype)
     softmax = mode in SOFTMAX_MODES
     scaled = mode in COSINE_MODES
-    dq = torch.zeros((N, d, L), device=q.device, dtype=acc)
-    dk = torch.zeros((N, d, L), device=q.device, dtype=acc)
-    dvg = torch.zeros((N, dv, L), device=q.device, dtype=acc)
+    # every element is written by exactly one program
+    dq = torch.empty((N, d, L), device=q.device, dtype=acc)
+    dk = torch.empty((N, d, L), device=q.device, dtype=acc)
+    dvg = torch.empty((N, dv, L), device=q.device, dtype=acc)
     if N == 0 or L == 0:
         return dq.to(q.dtype), (None if shared else dk.to(k_.dtype)), dvg.to(v.dtype)
     if softmax and stats.shape[-1] != L:  # no logsumexp from the forward: recompute it
         y, stats = forward(q, v, k, mode, config)
-    cfg = dict(config or config_for(d, dv, q.device, q.dtype))
     dummy = torch.zeros(1, device=q.device, dtype=acc)  # for pointer arguments a mode does not read
     lse = stats if softmax else dummy
     delta = (grad_y.to(acc) * y.to(acc)).sum(1) if softmax else dummy
     rq = inverse_norms(q) if scaled else dummy
     rk = (rq if shared else inverse_norms(k_)) if scaled else dummy
-    common = dict(SOFTMAX=softmax, SCALED=scaled, BLOCK_M=cfg["BWD_BLOCK_M"], BLOCK_N=cfg["BWD_BLOCK_N"],
-                  BLOCK_D=cfg["BLOCK_D"], D_CHUNKS=triton.cdiv(d, cfg["BLOCK_D"]),
-                  BLOCK_E=cfg["BLOCK_E"], E_CHUNKS=triton.cdiv(dv, cfg["BLOCK_E"]),
-                  UPCAST=_upcast(q.device, q.dtype), INT64=_needs_int64(q, k_, v, grad_y, dq, dvg),
-                  ACC=_tl_acc(q.dtype), num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
     args = (q, k_, v, grad_y, lse, delta, rq, rk)
     strides = (*q.stride(), *k_.stride(), *v.stride(), *grad_y.stride())
-    grid = (triton.cdiv(L, cfg["BWD_BLOCK_M"]), N, triton.cdiv(d, cfg["BLOCK_OQ"]))
-    _bwd_dq_kernel[grid](*args, dq, *strides, *dq.stride(), L, d, dv,
-                         BLOCK_O=cfg["BLOCK_OQ"], **common)
-    kv_rows = triton.cdiv(L, cfg["BWD_BLOCK_N"])
-    kv_args = (*args, dk, dvg, *strides, *dk.stride(), *dvg.stride(), L, d, dv)
-    if cfg["KV_FUSED"] and cfg["BLOCK_OV"] >= dv and cfg["BLOCK_OK"] >= d:
-        _bwd_kv_kernel[(kv_rows, N, 1)](*kv_args, DO_DV=True, DO_DK=True, BLOCK_OV=cfg["BLOCK_OV"],
-                                        BLOCK_OK=cfg["BLOCK_OK"], **common)
-    else:
-        _bwd_kv_kernel[(kv_rows, N, triton.cdiv(dv, cfg["BLOCK_OV"]))](
-            *kv_args, DO_DV=True, DO_DK=False, BLOCK_OV=cfg["BLOCK_OV"], BLOCK_OK=16, **common)
-        _bwd_kv_kernel[(kv_rows, N, triton.cdiv(d, cfg["BLOCK_OK"]))](
-            *kv_args, DO_DV=False, DO_DK=True, BLOCK_OV=16, BLOCK_OK=cfg["BLOCK_OK"], **common)
+
+    def launch(cfg):
+        common = dict(SOFTMAX=softmax, SCALED=scaled, BLOCK_M=cfg["BWD_BLOCK_M"], BLOCK_N=cfg["BWD_BLOCK_N"],
+                      BLOCK_D=cfg["BLOCK_D"], D_CHUNKS=triton.cdiv(d, cfg["BLOCK_D"]),
+                      BLOCK_E=cfg["BLOCK_E"], E_CHUNKS=triton.cdiv(dv, cfg["BLOCK_E"]),
+                      UPCAST=_upcast(q.device, q.dtype), INT64=_needs_int64(q, k_, v, grad_y, dq, dvg),
+                      ACC=_tl_acc(q.dtype), num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+        grid = (triton.cdiv(L, cfg["BWD_BLOCK_M"]), N, triton.cdiv(d, cfg["BLOCK_OQ"]))
+        _bwd_dq_kernel[grid](*args, dq, *strides, *dq.stride(), L, d, dv, BLOCK_O=cfg["BLOCK_OQ"], **common)
+        kv_rows = triton.cdiv(L, cfg["BWD_BLOCK_N"])
+        kv_args = (*args, dk, dvg, *strides, *dk.stride(), *dvg.stride(), L, d, dv)
+        if cfg["KV_FUSED"] and cfg["BLOCK_OV"] >= dv and cfg["BLOCK_OK"] >= d:
+            _bwd_kv_kernel[(kv_rows, N, 1)](*kv_args, DO_DV=True, DO_DK=True, BLOCK_OV=cfg["BLOCK_OV"],
+                                            BLOCK_OK=cfg["BLOCK_OK"], **common)
+        else:
+            _bwd_kv_kernel[(kv_rows, N, triton.cdiv(dv, cfg["BLOCK_OV"]))](
+                *kv_args, DO_DV=True, DO_DK=False, BLOCK_OV=cfg["BLOCK_OV"], BLOCK_OK=16, **common)
+            _bwd_kv_kernel[(kv_rows, N, triton.cdiv(d, cfg["BLOCK_OK"]))](
+                *kv_args, DO_DV=False, DO_DK=True, BLOCK_OV=16, BLOCK_OK=cfg["BLOCK_OK"], **common)
+
+    _with_fallback("bwd", launch, config or config_for(d, dv, q.device, q.dtype), q, d, dv, mode)
     if shared:
         dq += dk
         if scaled:

@@ -26,9 +26,9 @@ from ..reference.region_attention import (COSINE_EPS, COSINE_MODES, MODES, SOFTM
                                           region_attention_with_stats)
 
 OP = "region_attention"
-# The cpu backend's query chunk holds at most this many logits (N * chunk * L): 4 MB in fp32; the
+# The cpu backend's query chunk (one sample) holds at most this many logits: 16 MB in fp32; the
 # backward keeps two such blocks alive (logits/weights and dP/dS), the forward one.
-CHUNK_ELEMENTS = 1 << 20
+CHUNK_ELEMENTS = 1 << 22
 
 
 def _spatial(t: torch.Tensor):
@@ -121,8 +121,8 @@ def dot_forward(q, v, k, fast: Optional[bool] = None):
     k = q if k is None else k
     if _fast_half(q) if fast is None else fast:
         return _apply(_gram(v, k.transpose(1, 2)) / L, q)
-    m = torch.bmm(v.to(acc), k.to(acc).transpose(1, 2))
-    return (torch.bmm(m, q.to(acc)) / L).to(q.dtype)
+    m = torch.bmm(v.to(acc), k.to(acc).transpose(1, 2)).div_(L)
+    return torch.bmm(m, q.to(acc)).to(q.dtype)
 
 
 def dot_backward(grad_y, q, v, k, fast: Optional[bool] = None):
@@ -151,30 +151,36 @@ def dot_backward(grad_y, q, v, k, fast: Optional[bool] = None):
     return gq.to(q.dtype), gk.to(k.dtype), gv.to(v.dtype)
 
 
-def query_chunk(N: int, L: int) -> int:
-    """Queries per chunk so that one (N, chunk, L) logit block holds <= CHUNK_ELEMENTS."""
-    return max(1, min(L, CHUNK_ELEMENTS // max(1, N * L)))
+def query_chunk(L: int) -> int:
+    """Queries per chunk so that one sample's (chunk, L) logit block holds <= CHUNK_ELEMENTS
+    (668 at L=6272). Per sample, so the GEMMs stay large whatever the batch: on 2 cores chunks of
+    ~170 rows measured ~2x slower than ~700-2000."""
+    return max(1, min(L, max(64, CHUNK_ELEMENTS // max(1, L))))
 
 
 def chunked_forward(q, v, k, softmax: bool):
-    """(y, lse) with the logits formed for a chunk of queries at a time (memory O(chunk L)).
-    q, k (N, d, L), v (N, dv, L) in the accumulation dtype."""
+    """(y, lse) with the logits formed for a chunk of queries of one sample at a time (memory
+    O(chunk L)). q, k (N, d, L), v (N, dv, L) in the accumulation dtype."""
     N, d, L = q.shape
     dv = v.shape[1]
     y = v.new_empty((N, dv, L))
     lse = q.new_empty((N, L if softmax else 0))
-    qt = q.transpose(1, 2)
-    C = query_chunk(N, L)
-    for j0 in range(0, L, C):
-        j1 = min(L, j0 + C)
-        s = torch.bmm(qt[:, j0:j1], k)                   # (N, C, L): queries x keys
-        if softmax:
-            lse_c = torch.logsumexp(s, -1)
-            lse[:, j0:j1] = lse_c
-            p = s.sub_(lse_c.unsqueeze(-1)).exp_()
-        else:
-            p = s.clamp_min_(0).mul_(1.0 / L)
-        y[:, :, j0:j1] = torch.bmm(v, p.transpose(1, 2))
+    C = query_chunk(L)
+    for n in range(N):
+        qn, kn, vn = q[n], k[n], v[n]
+        for j0 in range(0, L, C):
+            j1 = min(L, j0 + C)
+            s = torch.mm(qn[:, j0:j1].t(), kn)              # (C, L): queries x keys
+            if softmax:
+                m = s.amax(-1, keepdim=True)
+                p = s.sub_(m).exp_()                          # in place: one (C, L) block alive
+                l = p.sum(-1, keepdim=True)
+                lse[n, j0:j1] = (m + l.log()).squeeze(-1)
+                y[n, :, j0:j1] = torch.mm(vn, p.t()).div_(l.t())
+            else:
+                p = s.clamp_min_(0)
+                y[n, :, j0:j1] = torch.mm(vn, p.t()).mul_(1.0 / L)
+            del s, p
     return y, lse
 
 
@@ -185,24 +191,27 @@ def chunked_backward(grad_y, q, v, k, softmax: bool):
     dq = torch.empty_like(q)
     dk = torch.zeros_like(k)
     dv = torch.zeros_like(v)
-    qt = q.transpose(1, 2)
-    C = query_chunk(N, L)
-    for j0 in range(0, L, C):
-        j1 = min(L, j0 + C)
-        qc = qt[:, j0:j1]                                  # (N, C, d)
-        gc = grad_y[:, :, j0:j1]                           # (N, dv, C)
-        s = torch.bmm(qc, k)                               # (N, C, L)
-        dp = torch.bmm(gc.transpose(1, 2), v)              # (N, C, L)
-        if softmax:
-            p = s.sub_(torch.logsumexp(s, -1, keepdim=True)).exp_()
-            dp.sub_(torch.einsum("ncl,ncl->nc", p, dp).unsqueeze(-1))  # D_j = sum_i P_ij dP_ij
-            ds = dp.mul_(p)
-        else:
-            ds = dp.mul_(s > 0).mul_(1.0 / L)
-            p = s.clamp_min_(0).mul_(1.0 / L)
-        dv.baddbmm_(gc, p)                                 # dv_i += sum_j a_ij g_j
-        dq[:, :, j0:j1] = torch.bmm(k, ds.transpose(1, 2))  # dq_j = sum_i ds_ij k_i
-        dk.baddbmm_(qc.transpose(1, 2), ds)                # dk_i += sum_j ds_ij q_j
+    C = query_chunk(L)
+    for n in range(N):
+        qn, kn, vn, gn = q[n], k[n], v[n], grad_y[n]
+        for j0 in range(0, L, C):
+            j1 = min(L, j0 + C)
+            qc = qn[:, j0:j1]                                # (d, C)
+            gc = gn[:, j0:j1]                                # (dv, C)
+            s = torch.mm(qc.t(), kn)                         # (C, L)
+            dp = torch.mm(gc.t(), vn)                        # (C, L)
+            if softmax:
+                p = s.sub_(s.amax(-1, keepdim=True)).exp_()  # in place (no logsumexp temporary)
+                p.div_(p.sum(-1, keepdim=True))
+                dp.sub_(torch.einsum("cl,cl->c", p, dp).unsqueeze(-1))  # D_j = sum_i P_ij dP_ij
+                ds = dp.mul_(p)
+            else:
+                ds = dp.mul_(s > 0).mul_(1.0 / L)
+                p = s.clamp_min_(0).mul_(1.0 / L)
+            dv[n].addmm_(gc, p)                              # dv_i += sum_j a_ij g_j
+            dq[n, :, j0:j1] = torch.mm(kn, ds.t())           # dq_j = sum_i ds_ij k_i
+            dk[n].addmm_(qc, ds)                             # dk_i += sum_j ds_ij q_j
+            del s, dp, p, ds                                 # before the next chunk's blocks
     return dq, dk, dv
 
 
