@@ -46,7 +46,7 @@ from typing import Callable, Optional
 
 import torch
 
-CASE_MODULES = ("motion_band_pass", "busy_quiet")
+CASE_MODULES = ("motion_band_pass", "busy_quiet", "depthwise_conv3d", "region_attention")
 
 MODES = ("fwd", "fwd+bwd")
 

@@ -9,3 +9,4 @@ from .temporal_relation import temporal_relation  # noqa: F401
 from .pixelwise_temporal_projection import pixelwise_temporal_projection  # noqa: F401
 from .temporal_squeeze import temporal_squeeze  # noqa: F401
 from .depthwise_conv3d import depthwise_conv3d, diagonalwise_conv3d  # noqa: F401
+from .region_attention import region_attention, region_attention_backward  # noqa: F401

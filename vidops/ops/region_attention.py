@@ -1,0 +1,408 @@
+"""`vidops.region_attention`: the attention of the region non-local block (spec 5.1).
+
+    y_j = sum_i a_ij v_i,   a_ij the weight of key i for query j, s_ij = k_i . q_j (no 1/sqrt(d)):
+        softmax         a_ij = exp(s_ij) / sum_i' exp(s_i'j)
+        cosine_softmax  the same with s_ij = cos(k_i, q_j)
+        relu            a_ij = ReLU(s_ij) / L
+        dot             a_ij = s_ij / L                     (computed as Q (K^T V) / L, O(L d^2))
+        cosine_relu     a_ij = ReLU(cos(k_i, q_j)) / L
+    cos(k, q) = k.q / (max(|k|, 1e-12) max(|q|, 1e-12)) (F.normalize's eps: a zero vector has
+    cosine 0 with everything).
+
+q, k (N, d, L) or (N, d, T, H, W); v (N, dv, L) or (N, dv, T, H, W); k=None: the keys are the
+queries (RNL). The L x L matrix is never stored by the cpu and triton backends. Backends: triton
+(flash-style kernels), cpu (PyTorch's fused CPU flash attention for the softmax modes, query
+chunks otherwise), reference (the authors' bmm/softmax/bmm).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .. import _checks, _dispatch
+from ..reference.region_attention import (COSINE_EPS, COSINE_MODES, MODES, SOFTMAX_MODES, normalize,
+                                          normalize_backward, region_attention_backward,
+                                          region_attention_with_stats)
+
+OP = "region_attention"
+# The cpu backend's query chunk (one sample) holds at most this many logits: 16 MB in fp32; the
+# backward keeps two such blocks alive (logits/weights and dP/dS), the forward one.
+CHUNK_ELEMENTS = 1 << 22
+
+
+def _spatial(t: torch.Tensor):
+    return tuple(t.shape[2:])
+
+
+def check_args(q, v, k, mode, op=OP):
+    _checks.tensor(op, "q", q)
+    _checks.tensor(op, "v", v)
+    if q.dim() not in (3, 5):
+        raise ValueError(f"vidops.{op}: q must be (N, d, L) or (N, d, T, H, W), got shape {tuple(q.shape)}")
+    if v.dim() not in (3, 5):
+        raise ValueError(f"vidops.{op}: v must be (N, dv, L) or (N, dv, T, H, W), got shape {tuple(v.shape)}")
+    others = {"v": v}
+    if k is not None:
+        _checks.tensor(op, "k", k)
+        if k.shape != q.shape:
+            raise ValueError(f"vidops.{op}: k must have q's shape {tuple(q.shape)}, got {tuple(k.shape)}")
+        others["k"] = k
+    _checks.same_device(op, "q", q, **others)
+    for name, t in others.items():
+        if t.dtype != q.dtype:
+            raise TypeError(f"vidops.{op}: {name} must have q's dtype {q.dtype}, got {t.dtype}")
+    _checks.choice(op, "mode", mode, MODES)
+    Lq = _numel(_spatial(q))
+    Lv = _numel(_spatial(v))
+    if v.shape[0] != q.shape[0]:
+        raise ValueError(f"vidops.{op}: v has batch {v.shape[0]} but q has batch {q.shape[0]}")
+    if q.dim() == 5 and v.dim() == 5 and _spatial(v) != _spatial(q):
+        raise ValueError(f"vidops.{op}: v's (T, H, W) {_spatial(v)} differs from q's {_spatial(q)}")
+    if Lv != Lq:
+        raise ValueError(f"vidops.{op}: v has L={Lv} positions but q has L={Lq} "
+                         f"(q {tuple(q.shape)}, v {tuple(v.shape)})")
+
+
+def _numel(shape) -> int:
+    out = 1
+    for s in shape:
+        out *= s
+    return out
+
+
+def _flat(x: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """(N, C, T, H, W) -> (N, C, L): a view whenever T, H, W merge (contiguous, channels_last_3d)."""
+    return x.flatten(2) if x is not None and x.dim() == 5 else x
+
+
+def _acc(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _stats_shape(q: torch.Tensor, mode: str):
+    return (q.shape[0], q.shape[2] if mode in SOFTMAX_MODES else 0)
+
+
+# ---- plain-PyTorch building blocks (cpu backend; "dot" in every fused backend) ----------------
+
+def _fast_half(t: torch.Tensor) -> bool:
+    return t.is_cuda and t.dtype in (torch.float16, torch.bfloat16)
+
+
+def _gram(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b (batched) accumulated and returned in fp32: half-precision operands straight into
+    the tensor cores on CUDA (bmm's out_dtype), upcast copies otherwise."""
+    if a.is_cuda and a.dtype in (torch.float16, torch.bfloat16):
+        try:
+            return torch.bmm(a, b, out_dtype=torch.float32)
+        except (TypeError, RuntimeError):  # a torch without bmm(out_dtype=)
+            pass
+    return torch.bmm(a.float(), b.float())
+
+
+def _apply(m: torch.Tensor, x: torch.Tensor, out_fp32: bool = False) -> torch.Tensor:
+    """m (fp32, small) @ x (half, large) with m split into two half-precision terms hi + lo
+    (m to ~2^-16 relative, never rounded to x's dtype): bf16/fp16 GEMMs with fp32 accumulation.
+    Output in x's dtype (lo's product, 2^-8 of the total, enters as the GEMM's C input), or fp32."""
+    hi = m.to(x.dtype)
+    lo = (m - hi.to(m.dtype)).to(x.dtype)
+    if out_fp32:
+        return _gram(hi, x) + _gram(lo, x)
+    return torch.baddbmm(torch.bmm(lo, x), hi, x)
+
+
+def dot_forward(q, v, k, fast: Optional[bool] = None):
+    """y = V (K^T Q) / L by associativity (M = V K^T / L is dv x d): O(L d dv).
+    fp32 (fp64) for full-precision inputs; for half-precision CUDA inputs (fast) M comes from a
+    tensor-core GEMM with fp32 output and is applied as a hi + lo pair of half GEMMs."""
+    acc = _acc(q.dtype)
+    L = q.shape[2]
+    k = q if k is None else k
+    if _fast_half(q) if fast is None else fast:
+        return _apply(_gram(v, k.transpose(1, 2)) / L, q)
+    m = torch.bmm(v.to(acc), k.to(acc).transpose(1, 2)).div_(L)
+    return torch.bmm(m, q.to(acc)).to(q.dtype)
+
+
+def dot_backward(grad_y, q, v, k, fast: Optional[bool] = None):
+    """gq = M^T g, gM = g Q^T / L, gv = gM K, gk = gM^T V (M = V K^T / L); k=None: gq + gk."""
+    acc = _acc(q.dtype)
+    L = q.shape[2]
+    shared = k is None
+    if _fast_half(q) if fast is None else fast:
+        k_ = q if shared else k
+        m = _gram(v, k_.transpose(1, 2)) / L
+        gm = _gram(grad_y.to(q.dtype), q.transpose(1, 2)) / L
+        gv = _apply(gm, k_)
+        if shared:
+            gq = _apply(m.transpose(1, 2), grad_y.to(q.dtype), True) + _apply(gm.transpose(1, 2), v, True)
+            return gq.to(q.dtype), None, gv
+        return _apply(m.transpose(1, 2), grad_y.to(q.dtype)), _apply(gm.transpose(1, 2), v), gv
+    qa, va, ga = q.to(acc), v.to(acc), grad_y.to(acc)
+    ka = qa if shared else k.to(acc)
+    m = torch.bmm(va, ka.transpose(1, 2))               # (N, dv, d)
+    gq = torch.bmm(m.transpose(1, 2), ga) / L           # (N, d, L)
+    gm = torch.bmm(ga, qa.transpose(1, 2)) / L          # (N, dv, d)
+    gv = torch.bmm(gm, ka)                              # (N, dv, L)
+    gk = torch.bmm(gm.transpose(1, 2), va)              # (N, d, L)
+    if shared:
+        return (gq + gk).to(q.dtype), None, gv.to(v.dtype)
+    return gq.to(q.dtype), gk.to(k.dtype), gv.to(v.dtype)
+
+
+def query_chunk(L: int) -> int:
+    """Queries per chunk so that one sample's (chunk, L) logit block holds <= CHUNK_ELEMENTS
+    (668 at L=6272). Per sample, so the GEMMs stay large whatever the batch: on 2 cores chunks of
+    ~170 rows measured ~2x slower than ~700-2000."""
+    return max(1, min(L, max(64, CHUNK_ELEMENTS // max(1, L))))
+
+
+def chunked_forward(q, v, k, softmax: bool):
+    """(y, lse) with the logits formed for a chunk of queries of one sample at a time (memory
+    O(chunk L)). q, k (N, d, L), v (N, dv, L) in the accumulation dtype."""
+    N, d, L = q.shape
+    dv = v.shape[1]
+    y = v.new_empty((N, dv, L))
+    lse = q.new_empty((N, L if softmax else 0))
+    C = query_chunk(L)
+    for n in range(N):
+        qn, kn, vn = q[n], k[n], v[n]
+        for j0 in range(0, L, C):
+            j1 = min(L, j0 + C)
+            s = torch.mm(qn[:, j0:j1].t(), kn)              # (C, L): queries x keys
+            if softmax:
+                m = s.amax(-1, keepdim=True)
+                p = s.sub_(m).exp_()                          # in place: one (C, L) block alive
+                l = p.sum(-1, keepdim=True)
+                lse[n, j0:j1] = (m + l.log()).squeeze(-1)
+                y[n, :, j0:j1] = torch.mm(vn, p.t()).div_(l.t())
+            else:
+                p = s.clamp_min_(0)
+                y[n, :, j0:j1] = torch.mm(vn, p.t()).mul_(1.0 / L)
+            del s, p
+    return y, lse
+
+
+def chunked_backward(grad_y, q, v, k, softmax: bool):
+    """(dq, dk, dv) w.r.t. the (possibly normalised) q, k and v by recomputing the logits per
+    query chunk; dS = P (dP - rowsum(P dP)) (softmax) or [S > 0] dP / L. Accumulation dtype."""
+    N, d, L = q.shape
+    dq = torch.empty_like(q)
+    dk = torch.zeros_like(k)
+    dv = torch.zeros_like(v)
+    C = query_chunk(L)
+    for n in range(N):
+        qn, kn, vn, gn = q[n], k[n], v[n], grad_y[n]
+        for j0 in range(0, L, C):
+            j1 = min(L, j0 + C)
+            qc = qn[:, j0:j1]                                # (d, C)
+            gc = gn[:, j0:j1]                                # (dv, C)
+            s = torch.mm(qc.t(), kn)                         # (C, L)
+            dp = torch.mm(gc.t(), vn)                        # (C, L)
+            if softmax:
+                p = s.sub_(s.amax(-1, keepdim=True)).exp_()  # in place (no logsumexp temporary)
+                p.div_(p.sum(-1, keepdim=True))
+                dp.sub_(torch.einsum("cl,cl->c", p, dp).unsqueeze(-1))  # D_j = sum_i P_ij dP_ij
+                ds = dp.mul_(p)
+            else:
+                ds = dp.mul_(s > 0).mul_(1.0 / L)
+                p = s.clamp_min_(0).mul_(1.0 / L)
+            dv[n].addmm_(gc, p)                              # dv_i += sum_j a_ij g_j
+            dq[n, :, j0:j1] = torch.mm(kn, ds.t())           # dq_j = sum_i ds_ij k_i
+            dk[n].addmm_(qc, ds)                             # dk_i += sum_j ds_ij q_j
+            del s, dp, p, ds                                 # before the next chunk's blocks
+    return dq, dk, dv
+
+
+def _flash_cpu(q, v, k):
+    """PyTorch's fused CPU flash attention with scale 1 (d == dv): (y, lse)."""
+    k = q if k is None else k
+    qt = q.transpose(1, 2).unsqueeze(1).contiguous()   # its strided path is ~6x slower
+    kt = qt if k is q else k.transpose(1, 2).unsqueeze(1).contiguous()
+    vt = v.transpose(1, 2).unsqueeze(1).contiguous()
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(qt, kt, vt, scale=1.0)
+    return out.squeeze(1).transpose(1, 2).contiguous(), lse.squeeze(1).contiguous()
+
+
+# ---- backends --------------------------------------------------------------------------------
+
+class _Reference:
+    @staticmethod
+    def forward(q, v, k, mode):
+        y, stats = region_attention_with_stats(q, v, k, mode)
+        return y.contiguous(), stats
+
+    @staticmethod
+    def backward(grad_y, q, v, k, y, stats, mode):
+        return region_attention_backward(grad_y, q, v, k, mode)
+
+
+class _Cpu:
+    """Softmax modes: torch's CPU flash attention (d == dv), else query chunks of MKL GEMMs;
+    backward: query chunks (faster on CPU than the flash backward, measured 4x at d=256)."""
+
+    @staticmethod
+    def forward(q, v, k, mode):
+        if mode == "dot":
+            return dot_forward(q, v, k), q.new_empty(_stats_shape(q, mode), dtype=_acc(q.dtype))
+        acc = _acc(q.dtype)
+        qa, va = q.to(acc), v.to(acc)
+        ka = None if k is None else k.to(acc)
+        if mode in COSINE_MODES:
+            qa = normalize(qa, COSINE_EPS)
+            ka = None if ka is None else normalize(ka, COSINE_EPS)
+        softmax = mode in SOFTMAX_MODES
+        if softmax and q.shape[1] == v.shape[1] and hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu"):
+            y, lse = _flash_cpu(qa, va, ka)
+        else:
+            y, lse = chunked_forward(qa, va, qa if ka is None else ka, softmax)
+        return y.to(q.dtype), lse.to(acc)
+
+    @staticmethod
+    def backward(grad_y, q, v, k, y, stats, mode):
+        if mode == "dot":
+            return dot_backward(grad_y, q, v, k)
+        acc = _acc(q.dtype)
+        shared = k is None
+        qa, va, ga = q.to(acc), v.to(acc), grad_y.to(acc)
+        ka = qa if shared else k.to(acc)
+        cosine = mode in COSINE_MODES
+        qn, kn = (normalize(qa), normalize(ka)) if cosine else (qa, ka)
+        dq, dk, dv = chunked_backward(ga, qn, va, kn, mode in SOFTMAX_MODES)
+        if shared:
+            dq = dq + dk
+            if cosine:
+                dq = normalize_backward(dq, qa)
+            return dq.to(q.dtype), None, dv.to(v.dtype)
+        if cosine:
+            dq, dk = normalize_backward(dq, qa), normalize_backward(dk, ka)
+        return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype)
+
+
+class _Triton:
+    @staticmethod
+    def forward(q, v, k, mode):
+        if mode == "dot":  # O(L d^2) by associativity: plain GEMMs (cuBLAS) beat any fused kernel
+            return dot_forward(q, v, k), q.new_empty(_stats_shape(q, mode), dtype=_acc(q.dtype))
+        from .._triton import kernels
+        return kernels(OP).forward(q, v, k, mode)
+
+    @staticmethod
+    def backward(grad_y, q, v, k, y, stats, mode):
+        if mode == "dot":
+            return dot_backward(grad_y, q, v, k)
+        from .._triton import kernels
+        return kernels(OP).backward(grad_y, q, v, k, y, stats, mode)
+
+
+def _cpu_device(device: torch.device) -> Optional[str]:
+    if device.type != "cpu":
+        return f"the cpu backend runs on CPU tensors, got a {device.type} tensor"
+    return None
+
+
+_dispatch.register_op(OP, preference={"cpu": ("cpu", "reference"), "cuda": ("triton", "reference")})
+_dispatch.register_backend(OP, "reference", _dispatch.always, _Reference)
+_dispatch.register_backend(OP, "cpu", _cpu_device, _Cpu)
+_dispatch.register_backend(OP, "triton", _dispatch.triton_kernel(OP), _Triton)
+
+
+# ---- the custom ops ----------------------------------------------------------------------------
+
+@torch.library.custom_op("vidops::region_attention", mutates_args=())
+def _region_attention_op(q: torch.Tensor, v: torch.Tensor, k: Optional[torch.Tensor], mode: str,
+                         backend: Optional[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y, stats): y (N, dv, L); stats the per-query logsumexp (N, L) in the softmax modes (saved
+    for the backward), (N, 0) otherwise; float32 (float64 for float64 inputs)."""
+    check_args(q, v, k, mode)
+    N, d, L = q.shape
+    if N == 0 or L == 0:
+        return q.new_empty((N, v.shape[1], L)), q.new_empty(_stats_shape(q, mode), dtype=_acc(q.dtype))
+    name = _dispatch.choose(OP, q.device, backend)
+    y, stats = _dispatch.impl(OP, name).forward(q, v, k, mode)
+    return y.contiguous(), stats.contiguous()
+
+
+@_region_attention_op.register_fake
+def _(q, v, k, mode, backend):
+    check_args(q, v, k, mode)
+    N, d, L = q.shape
+    return q.new_empty((N, v.shape[1], L)), q.new_empty(_stats_shape(q, mode), dtype=_acc(q.dtype))
+
+
+@torch.library.custom_op("vidops::region_attention_backward", mutates_args=())
+def _region_attention_backward_op(grad_y: torch.Tensor, q: torch.Tensor, v: torch.Tensor,
+                                  k: Optional[torch.Tensor], y: Optional[torch.Tensor], stats: torch.Tensor,
+                                  mode: str, backend: Optional[str]
+                                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(grad_q, grad_k, grad_v); with k=None grad_q holds both roles and grad_k is empty (0,)."""
+    N, d, L = q.shape
+    if N == 0 or L == 0:
+        gq, gk, gv = torch.zeros_like(q), (None if k is None else torch.zeros_like(k)), torch.zeros_like(v)
+    else:
+        name = _dispatch.choose(OP, q.device, backend)
+        gq, gk, gv = _dispatch.impl(OP, name).backward(grad_y, q, v, k, y, stats, mode)
+    gk = q.new_empty((0,)) if k is None else gk.to(k.dtype).contiguous()
+    return gq.to(q.dtype).contiguous(), gk, gv.to(v.dtype).contiguous()
+
+
+@_region_attention_backward_op.register_fake
+def _(grad_y, q, v, k, y, stats, mode, backend):
+    gk = q.new_empty((0,)) if k is None else torch.empty_like(k, memory_format=torch.contiguous_format)
+    return torch.empty_like(q, memory_format=torch.contiguous_format), gk, \
+        torch.empty_like(v, memory_format=torch.contiguous_format)
+
+
+def _setup_context(ctx, inputs, output):
+    q, v, k, mode, backend = inputs
+    y, stats = output
+    ctx.mark_non_differentiable(stats)
+    ctx.mode = mode
+    ctx.shared = k is None
+    # resolve the backend now, so that the backward runs where the forward ran (its stats)
+    ctx.backend = _dispatch.choose(OP, q.device, backend)
+    ctx.save_for_backward(q, v, k, y if mode in SOFTMAX_MODES else None, stats)
+
+
+def _backward(ctx, grad_y, grad_stats):
+    q, v, k, y, stats = ctx.saved_tensors
+    gq, gk, gv = _region_attention_backward_op(grad_y, q, v, k, y, stats, ctx.mode, ctx.backend)
+    return gq, gv, (None if ctx.shared else gk), None, None
+
+
+_region_attention_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def region_attention(q: torch.Tensor, v: torch.Tensor, k: Optional[torch.Tensor] = None,
+                     mode: str = "softmax", *, backend: Optional[str] = None) -> torch.Tensor:
+    """Region attention of the RNL block (spec 5.1).
+
+        y_j = sum_i a_ij v_i,  s_ij = k_i . q_j (no 1/sqrt(d) scaling)
+        softmax:        a_ij = exp(s_ij) / sum_i' exp(s_i'j)   (== SDPA with scale=1.0)
+        cosine_softmax: a_ij = exp(c_ij) / sum_i' exp(c_i'j),  c_ij = cos(k_i, q_j)
+        relu:           a_ij = ReLU(s_ij) / L
+        dot:            a_ij = s_ij / L                         (run as Q (K^T V) / L)
+        cosine_relu:    a_ij = ReLU(c_ij) / L
+        cos(k, q) = k.q / (max(|k|, 1e-12) max(|q|, 1e-12))    (zero vectors: cos = 0, no NaN)
+
+    Args:
+        q: queries (N, d, L) or (N, d, T, H, W) (L = T*H*W), any strides (read in place).
+        v: values (N, dv, L) or (N, dv, T, H, W).
+        k: keys, q's shape; None: the keys are the queries (RNL); q's gradient then sums both roles.
+        mode: "softmax" (the reference RNL), "cosine_softmax" (its use_norm=True), "relu" (its
+            activation="relu"), "dot" (thesis eq. 4.6) or "cosine_relu" (thesis eq. 4.7).
+        backend: "triton", "cpu" or "reference"; None picks the fastest available (see
+            vidops.use_backend and VIDOPS_BACKEND).
+
+    The softmax subtracts the running maximum in float32 (unscaled logits of 1e3 are fine);
+    half-precision inputs are accumulated in float32. Memory is O(L (d + dv)) per sample except on
+    the reference backend (L x L).
+
+    Returns: y, (N, dv, L) or (N, dv, T, H, W) following q's layout, a fresh contiguous tensor.
+    """
+    check_args(q, v, k, mode)
+    y, _ = _region_attention_op(_flat(q), _flat(v), _flat(k), mode, backend)
+    if q.dim() == 5:
+        y = y.view(q.shape[0], v.shape[1], *q.shape[2:])
+    return y
