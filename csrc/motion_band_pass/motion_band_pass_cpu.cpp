@@ -180,8 +180,8 @@ void backward_kernel(const at::Tensor& grad, const at::Tensor& x, const Weights<
         const scalar_t* g_t = gp + n * gN + c * gC + t * gT;
         for (int64_t i = 0; i < g.H; ++i) {
           acc_t* d = G.interior(Gp) + i * G.Wp;
-          const scalar_t* s = g_t + i * gH;
-          for (int64_t j = 0; j < g.W; ++j) d[j] = static_cast<acc_t>(s[j * gW]);
+          const acc_t* s = row_of(g_t + i * gH, gW, g.W, d);
+          if (s != d) std::memcpy(d, s, sizeof(acc_t) * g.W);
         }
         // gY = S^T(grad): flipped-kernel stencil, on the whole padded domain for reflect (then
         // folded), on the interior only for zeros.
