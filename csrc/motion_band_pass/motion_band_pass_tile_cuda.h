@@ -133,63 +133,71 @@ __device__ __forceinline__ void load_weights(acc_t* __restrict__ s, const acc_t*
   }
 }
 
-// Loader layout: each warp takes whole halo rows (warp w: rows w, w + kWarps, ...) and its lane l
-// the columns l, l + 32, ... < stride, so a warp reads 32 consecutive columns of a row (coalesced
-// when x's W stride is 1), each thread resolves the padding of its column once, and the row's
-// source is the same for the whole warp. Rows are unrolled so several loads are in flight.
-constexpr int kWarps = kThreads / 32;
+// ---- Halo loading ---------------------------------------------------------------------------
+// Per tile, the block first resolves the padding of every halo row and column once, into two
+// small shared tables of element offsets (fill_halo_offsets): roff[hr] = source row * row stride,
+// coff[hc] = source column * column stride, -1 where the cell is zero. The loader then walks the
+// rows x stride cells linearly (consecutive threads: consecutive columns, coalesced when x's W
+// stride is 1), kLoadUnroll cells per step with all their loads issued before the first use.
 
-// Fills the halo tile `s` whose cell (hr, hc) is extended image position (row0 + hr, col0 + hc)
-// with the temporally filtered frame Y = sum_j tw[j] * x[frame[j]] (frame[j] < 0: a zero pad
-// frame), through the spatial padding (halo_source); 0 where the padding is zero, past the padded
-// image, and in the stride padding columns. The three taps are summed in j order in acc_t.
-template <typename scalar_t, typename acc_t>
-__device__ __forceinline__ void load_filtered_halo(acc_t* __restrict__ s, const Halo& h,
-                                                   const scalar_t* __restrict__ plane, int64_t sT, int64_t sH,
-                                                   int64_t sW, const int64_t (&frame)[3], const acc_t (&tw)[3],
-                                                   int64_t H, int64_t W, int64_t row0, int64_t col0, int spad) {
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const scalar_t* tap[3];
-#pragma unroll
-  for (int j = 0; j < 3; ++j) tap[j] = plane + (frame[j] >= 0 ? frame[j] * sT : 0);
-  for (int hc = lane; hc < h.stride; hc += 32) {
-    const int64_t sj = hc < h.cols ? halo_source(col0 + hc, W, h.r, spad) : -1;
-    const int64_t col_off = sj * sW;
-#pragma unroll 2
-    for (int hr = warp; hr < h.rows; hr += kWarps) {
-      const int64_t si = halo_source(row0 + hr, H, h.r, spad);
-      acc_t v = 0;
-      if (si >= 0 && sj >= 0) {
-        const int64_t off = si * sH + col_off;
-#pragma unroll
-        for (int j = 0; j < 3; ++j)
-          if (frame[j] >= 0) v += tw[j] * to_acc(tap[j][off]);
-      }
-      s[hr * h.stride + hc] = v;
+constexpr int kLoadUnroll = 4;
+
+// Bytes of the two offset tables of a halo (rows + stride int64), a multiple of 16.
+VIDOPS_HD int halo_table_bytes(const Halo& h) { return ((h.rows + h.stride) * 8 + 15) / 16 * 16; }
+
+// roff[hr] / coff[hc] for the halo whose cell (hr, hc) is extended position (row0 + hr, col0 + hc):
+// halo_source under spatial padding `mode` (kSpatialZeros: zero extension), times the stride.
+// Columns [h.cols, h.stride) are -1.
+__device__ __forceinline__ void fill_halo_offsets(int64_t* __restrict__ roff, int64_t* __restrict__ coff,
+                                                  const Halo& h, int64_t H, int64_t W, int64_t row0, int64_t col0,
+                                                  int64_t sH, int64_t sW, int mode) {
+  for (int i = threadIdx.x; i < h.rows + h.stride; i += kThreads) {
+    if (i < h.rows) {
+      const int64_t si = halo_source(row0 + i, H, h.r, mode);
+      roff[i] = si >= 0 ? si * sH : -1;
+    } else {
+      const int hc = i - h.rows;
+      const int64_t sj = hc < h.cols ? halo_source(col0 + hc, W, h.r, mode) : -1;
+      coff[hc] = sj >= 0 ? sj * sW : -1;
     }
   }
 }
 
-// Fills the halo tile `s` with one frame of g (cell (hr, hc) = g[row0 + hr, col0 + hc]), zero
-// outside the image and in the stride padding columns: the zero-extended gradient the adjoint
-// stencil reads. Same layout as load_filtered_halo.
-template <typename scalar_t, typename acc_t>
-__device__ __forceinline__ void load_zero_padded_halo(acc_t* __restrict__ s, const Halo& h,
-                                                      const scalar_t* __restrict__ frame_ptr, int64_t sH,
-                                                      int64_t sW, int64_t H, int64_t W, int64_t row0,
-                                                      int64_t col0) {
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  for (int hc = lane; hc < h.stride; hc += 32) {
-    const int64_t j = col0 + hc;
-    const bool col_in = hc < h.cols && j >= 0 && j < W;
-    const int64_t col_off = col_in ? j * sW : 0;
-#pragma unroll 2
-    for (int hr = warp; hr < h.rows; hr += kWarps) {
-      const int64_t i = row0 + hr;
-      acc_t v = 0;
-      if (col_in && i >= 0 && i < H) v = to_acc(frame_ptr[i * sH + col_off]);
-      s[hr * h.stride + hc] = v;
+// s[hr * stride + hc] = sum_{j < kTaps, tap[j] != nullptr} tw[j] * src_j[roff[hr] + coff[hc]], summed
+// in j order from 0 in acc_t; 0 where roff or coff is -1. tap[j] points at the frame of tap j
+// (nullptr: a zero pad frame). With one tap and tw = 1 it copies (exactly) a zero-extended frame.
+template <int kTaps, typename scalar_t, typename acc_t>
+__device__ __forceinline__ void load_halo(acc_t* __restrict__ s, const Halo& h, const int64_t* __restrict__ roff,
+                                          const int64_t* __restrict__ coff,
+                                          const scalar_t* const (&tap)[kTaps], const acc_t (&tw)[kTaps]) {
+  const int cells = h.rows * h.stride;
+  int e = threadIdx.x;
+  int hr = e / h.stride, hc = e - hr * h.stride;
+  for (; e < cells; e += kLoadUnroll * kThreads) {
+    acc_t v[kLoadUnroll];
+    int idx[kLoadUnroll];
+#pragma unroll
+    for (int u = 0; u < kLoadUnroll; ++u) {
+      idx[u] = e + u * kThreads;
+      v[u] = 0;
+      if (idx[u] < cells) {
+        const int64_t ro = roff[hr], co = coff[hc];
+        if ((ro | co) >= 0) {  // both >= 0
+          const int64_t off = ro + co;
+#pragma unroll
+          for (int j = 0; j < kTaps; ++j)
+            if (tap[j] != nullptr) v[u] += tw[j] * to_acc(tap[j][off]);
+        }
+      }
+      hc += kThreads;  // the cell kThreads further on
+      while (hc >= h.stride) {
+        hc -= h.stride;
+        ++hr;
+      }
     }
+#pragma unroll
+    for (int u = 0; u < kLoadUnroll; ++u)
+      if (idx[u] < cells) s[idx[u]] = v[u];
   }
 }
 
