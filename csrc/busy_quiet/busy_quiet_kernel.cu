@@ -95,29 +95,31 @@ __global__ void __launch_bounds__(kThreads) busy_quiet_kernel(const BqParams<sca
 
     const int64_t plane_index = (ti.n * p.C + ti.c) * p.S + ti.t;
     const int64_t col = ti.q0 + tx * kColsPerThread;
-    acc_t q_vals[kRowsPerThread][kColsPerThread];
 #pragma unroll
     for (int o = 0; o < kRowsPerThread; ++o) {
+      // Quiet's source values of this row (0 outside the image): straight to quiet when there is
+      // no resize, else to s_q, the tile plus one row and column of Q for the resize below.
       const int64_t row = ti.p0 + ty * kRowsPerThread + o;
+      acc_t q_row[kColsPerThread];
 #pragma unroll
       for (int q = 0; q < kColsPerThread; ++q) {
-        q_vals[o][q] = 0;
+        q_row[q] = 0;
         if (row < p.H && col + q < p.W)
-          q_vals[o][q] = quiet_source(plane, frame, p.sT, row * p.sH + (col + q) * p.sW, busy[o][q], p.mode);
+          q_row[q] = quiet_source(plane, frame, p.sT, row * p.sH + (col + q) * p.sW, busy[o][q], p.mode);
       }
       if (row < p.H && col < p.W) {
         store_row(p.busy + (plane_index * p.H + row) * p.W + col, busy[o], p.W - col, p.vec_busy);
-        if (!p.resize) store_row(p.quiet + (plane_index * p.H + row) * p.W + col, q_vals[o], p.W - col, p.vec_quiet);
+        if (!p.resize) store_row(p.quiet + (plane_index * p.H + row) * p.W + col, q_row, p.W - col, p.vec_quiet);
+      }
+      if (p.resize) {
+#pragma unroll
+        for (int q = 0; q < kColsPerThread; ++q)
+          s_q[(ty * kRowsPerThread + o) * kQStride + tx * kColsPerThread + q] = q_row[q];
       }
     }
     if (!p.resize) continue;
 
-    // Q on the tile plus the row below and the column right of it (0 outside the image).
-#pragma unroll
-    for (int o = 0; o < kRowsPerThread; ++o)
-#pragma unroll
-      for (int q = 0; q < kColsPerThread; ++q)
-        s_q[(ty * kRowsPerThread + o) * kQStride + tx * kColsPerThread + q] = q_vals[o][q];
+    // The row below and the column right of the tile (0 outside the image).
     for (int e = tid; e < kTileW + 1 + kTileH; e += kThreads) {
       const int i = e <= kTileW ? kTileH : e - (kTileW + 1);
       const int j = e <= kTileW ? e : kTileW;
