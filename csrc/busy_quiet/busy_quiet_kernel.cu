@@ -62,8 +62,10 @@ __global__ void __launch_bounds__(kThreads) busy_quiet_kernel(const BqParams<sca
   using acc_t = typename Acc<scalar_t>::type;
   const int k = K > 0 ? K : p.k;
   const Halo h = make_halo(k, 1);
-  VIDOPS_DYNAMIC_SMEM(acc_t, smem);
-  acc_t* s_y = smem;                                       // h.rows x h.stride
+  VIDOPS_DYNAMIC_SMEM(unsigned char, smem);
+  int64_t* s_roff = reinterpret_cast<int64_t*>(smem);                  // h.rows source row offsets
+  int64_t* s_coff = s_roff + h.rows;                                   // h.stride source column offsets
+  acc_t* s_y = reinterpret_cast<acc_t*>(smem + halo_table_bytes(h));   // h.rows x h.stride
   acc_t* s_w = s_y + h.rows * h.stride;                    // k x weight_row_stride(k)
   acc_t* s_q = s_w + k * weight_row_stride(k);             // (kTileH + 1) x kQStride
   const int tid = threadIdx.x;
@@ -73,15 +75,19 @@ __global__ void __launch_bounds__(kThreads) busy_quiet_kernel(const BqParams<sca
     const TileIndex ti = decode_tile(blk, p.tiles_x, p.tiles_y, p.S, p.N);  // ti.t: the segment
     __syncthreads();  // every thread is done with the previous tile's shared memory
     load_weights(s_w, p.sw + ti.c * k * k, k, /*flip=*/false);
+    fill_halo_offsets(s_roff, s_coff, h, p.H, p.W, ti.p0 - h.r, ti.q0 - h.r, p.sH, p.sW, p.spad);
     acc_t tw[3];
     int64_t frame[3];
+    const scalar_t* tap[3];
+    const scalar_t* plane = p.x + ti.n * p.sN + ti.c * p.sC;
 #pragma unroll
     for (int j = 0; j < 3; ++j) {
       tw[j] = p.tw[ti.c * 3 + j];
-      frame[j] = temporal_source(ti.t, j, 3, kValid, p.T);  // 3 s + j
+      frame[j] = temporal_source(ti.t, j, 3, kValid, p.T);  // 3 s + j, always inside the clip
+      tap[j] = plane + frame[j] * p.sT;
     }
-    const scalar_t* plane = p.x + ti.n * p.sN + ti.c * p.sC;
-    load_filtered_halo(s_y, h, plane, p.sT, p.sH, p.sW, frame, tw, p.H, p.W, ti.p0 - h.r, ti.q0 - h.r, p.spad);
+    __syncthreads();  // offset tables ready
+    load_halo(s_y, h, s_roff, s_coff, tap, tw);
     __syncthreads();
 
     acc_t busy[kRowsPerThread][kColsPerThread] = {};
@@ -89,29 +95,31 @@ __global__ void __launch_bounds__(kThreads) busy_quiet_kernel(const BqParams<sca
 
     const int64_t plane_index = (ti.n * p.C + ti.c) * p.S + ti.t;
     const int64_t col = ti.q0 + tx * kColsPerThread;
-    acc_t q_vals[kRowsPerThread][kColsPerThread];
 #pragma unroll
     for (int o = 0; o < kRowsPerThread; ++o) {
+      // Quiet's source values of this row (0 outside the image): straight to quiet when there is
+      // no resize, else to s_q, the tile plus one row and column of Q for the resize below.
       const int64_t row = ti.p0 + ty * kRowsPerThread + o;
+      acc_t q_row[kColsPerThread];
 #pragma unroll
       for (int q = 0; q < kColsPerThread; ++q) {
-        q_vals[o][q] = 0;
+        q_row[q] = 0;
         if (row < p.H && col + q < p.W)
-          q_vals[o][q] = quiet_source(plane, frame, p.sT, row * p.sH + (col + q) * p.sW, busy[o][q], p.mode);
+          q_row[q] = quiet_source(plane, frame, p.sT, row * p.sH + (col + q) * p.sW, busy[o][q], p.mode);
       }
       if (row < p.H && col < p.W) {
         store_row(p.busy + (plane_index * p.H + row) * p.W + col, busy[o], p.W - col, p.vec_busy);
-        if (!p.resize) store_row(p.quiet + (plane_index * p.H + row) * p.W + col, q_vals[o], p.W - col, p.vec_quiet);
+        if (!p.resize) store_row(p.quiet + (plane_index * p.H + row) * p.W + col, q_row, p.W - col, p.vec_quiet);
+      }
+      if (p.resize) {
+#pragma unroll
+        for (int q = 0; q < kColsPerThread; ++q)
+          s_q[(ty * kRowsPerThread + o) * kQStride + tx * kColsPerThread + q] = q_row[q];
       }
     }
     if (!p.resize) continue;
 
-    // Q on the tile plus the row below and the column right of it (0 outside the image).
-#pragma unroll
-    for (int o = 0; o < kRowsPerThread; ++o)
-#pragma unroll
-      for (int q = 0; q < kColsPerThread; ++q)
-        s_q[(ty * kRowsPerThread + o) * kQStride + tx * kColsPerThread + q] = q_vals[o][q];
+    // The row below and the column right of the tile (0 outside the image).
     for (int e = tid; e < kTileW + 1 + kTileH; e += kThreads) {
       const int i = e <= kTileW ? kTileH : e - (kTileW + 1);
       const int j = e <= kTileW ? e : kTileW;
@@ -193,8 +201,9 @@ const char* busy_quiet(const VidopsBusyQuietProblem& bp, const void* x, const vo
   p.vec_quiet = pr.W % kColsPerThread == 0 && reinterpret_cast<uintptr_t>(quiet) % vec_bytes == 0;
   const Halo h = make_halo(pr.k, 1);
   const size_t smem =
+      halo_table_bytes(h) +
       static_cast<size_t>(h.rows * h.stride + pr.k * weight_row_stride(pr.k) + (kTileH + 1) * kQStride) *
-      sizeof(acc_t);
+          sizeof(acc_t);
   switch (pr.k) {
     case 3: return run_busy_quiet<scalar_t, 3>(p, smem, stream);
     case 5: return run_busy_quiet<scalar_t, 5>(p, smem, stream);

@@ -60,17 +60,23 @@ struct BwdParams {
 // group g takes the tile rows i = g, g + groups, ...
 __host__ __device__ inline int weight_grad_groups(int k) { return kThreads / k > 0 ? kThreads / k : 1; }
 
-// Shared memory of the tile kernel, in acc_t elements: s_y, s_g (haloed tiles), s_w, s_wf (kernel and
-// flipped kernel), s_gy (the tile's gY, for the reflect folds), s_gsw (groups x k*k partials),
-// s_gtw (3 x kThreads partials). Offsets are multiples of 4 elements (16-byte vector loads).
+// Shared memory of the tile kernel: first the halo offset tables of x (padded) and of grad (zero
+// extended), halo_table_bytes each; then, in acc_t elements from `acc_base` bytes: s_y, s_g (haloed
+// tiles), s_w, s_wf (kernel and flipped kernel), s_gy (the tile's gY, for the reflect folds), s_gsw
+// (groups x k*k partials), s_gtw (3 x kThreads partials). Vector-loaded arrays start at multiples
+// of 4 elements (16 bytes).
 struct BwdSmem {
-  int y, g, w, wf, gy, gsw, gtw, total;
+  int xtab, gtab, acc_base;                  // bytes
+  int y, g, w, wf, gy, gsw, gtw, acc_total;  // acc_t elements from acc_base
 };
 
 __host__ __device__ inline BwdSmem bwd_smem_layout(int k) {
   const Halo h = make_halo(k, 0);
   const int tile = h.rows * h.stride, wsize = k * weight_row_stride(k);
   BwdSmem l;
+  l.xtab = 0;
+  l.gtab = halo_table_bytes(h);
+  l.acc_base = 2 * halo_table_bytes(h);
   l.y = 0;
   l.g = l.y + tile;
   l.w = l.g + tile;
@@ -78,8 +84,14 @@ __host__ __device__ inline BwdSmem bwd_smem_layout(int k) {
   l.gy = l.wf + wsize;
   l.gsw = l.gy + kTileH * kTileW;
   l.gtw = l.gsw + weight_grad_groups(k) * k * k;
-  l.total = l.gtw + 3 * kThreads;
+  l.acc_total = l.gtw + 3 * kThreads;
   return l;
+}
+
+template <typename acc_t>
+__host__ __device__ inline size_t bwd_smem_bytes(int k) {
+  const BwdSmem l = bwd_smem_layout(k);
+  return static_cast<size_t>(l.acc_base) + static_cast<size_t>(l.acc_total) * sizeof(acc_t);
 }
 
 // The reflect-border terms of the adjoint at pixel (pr, pc), whose cell in the halo tile s_g is
@@ -156,14 +168,19 @@ __global__ void __launch_bounds__(kThreads) mbp_backward_tile_kernel(const BwdPa
   const int kk = k * k;
   const Halo h = make_halo(k, 0);
   const BwdSmem l = bwd_smem_layout(k);
-  VIDOPS_DYNAMIC_SMEM(acc_t, smem);
-  acc_t* s_y = smem + l.y;
-  acc_t* s_g = smem + l.g;
-  acc_t* s_w = smem + l.w;
-  acc_t* s_wf = smem + l.wf;
-  acc_t* s_gy = smem + l.gy;
-  acc_t* s_gsw = smem + l.gsw;
-  acc_t* s_gtw = smem + l.gtw;
+  VIDOPS_DYNAMIC_SMEM(unsigned char, smem);
+  int64_t* s_xroff = reinterpret_cast<int64_t*>(smem + l.xtab);
+  int64_t* s_xcoff = s_xroff + h.rows;
+  int64_t* s_groff = reinterpret_cast<int64_t*>(smem + l.gtab);
+  int64_t* s_gcoff = s_groff + h.rows;
+  acc_t* acc_smem = reinterpret_cast<acc_t*>(smem + l.acc_base);
+  acc_t* s_y = acc_smem + l.y;
+  acc_t* s_g = acc_smem + l.g;
+  acc_t* s_w = acc_smem + l.w;
+  acc_t* s_wf = acc_smem + l.wf;
+  acc_t* s_gy = acc_smem + l.gy;
+  acc_t* s_gsw = acc_smem + l.gsw;
+  acc_t* s_gtw = acc_smem + l.gtw;
   const int tid = threadIdx.x;
   const int tx = tid % kThreadsX, ty = tid / kThreadsX;
   const int groups = weight_grad_groups(k);
@@ -173,17 +190,23 @@ __global__ void __launch_bounds__(kThreads) mbp_backward_tile_kernel(const BwdPa
     __syncthreads();  // every thread is done with the previous tile's shared memory
     load_weights(s_w, p.sw + ti.c * kk, k, /*flip=*/false);
     load_weights(s_wf, p.sw + ti.c * kk, k, /*flip=*/true);
+    fill_halo_offsets(s_xroff, s_xcoff, h, p.H, p.W, ti.p0 - h.r, ti.q0 - h.r, p.sH, p.sW, p.spad);
+    fill_halo_offsets(s_groff, s_gcoff, h, p.H, p.W, ti.p0 - h.r, ti.q0 - h.r, p.gH, p.gW, kSpatialZeros);
     acc_t tw[3];
     int64_t frame[3];
+    const scalar_t* tap[3];  // the source frame of each temporal tap, nullptr for a zero pad frame
+    const scalar_t* x_plane = p.x + ti.n * p.sN + ti.c * p.sC;
 #pragma unroll
     for (int j = 0; j < 3; ++j) {
       tw[j] = p.tw[ti.c * 3 + j];
       frame[j] = temporal_source(ti.t, j, p.stride, p.tpad, p.T);
+      tap[j] = frame[j] >= 0 ? x_plane + frame[j] * p.sT : nullptr;
     }
-    const scalar_t* x_plane = p.x + ti.n * p.sN + ti.c * p.sC;
-    load_filtered_halo(s_y, h, x_plane, p.sT, p.sH, p.sW, frame, tw, p.H, p.W, ti.p0 - h.r, ti.q0 - h.r, p.spad);
-    const scalar_t* g_frame = p.g + ti.n * p.gN + ti.c * p.gC + ti.t * p.gT;
-    load_zero_padded_halo(s_g, h, g_frame, p.gH, p.gW, p.H, p.W, ti.p0 - h.r, ti.q0 - h.r);
+    const scalar_t* g_tap[1] = {p.g + ti.n * p.gN + ti.c * p.gC + ti.t * p.gT};
+    const acc_t one[1] = {acc_t(1)};
+    __syncthreads();  // offset tables ready
+    load_halo(s_y, h, s_xroff, s_xcoff, tap, tw);        // pad_s(Y), as the forward
+    load_halo(s_g, h, s_groff, s_gcoff, g_tap, one);     // grad, zero-extended
     __syncthreads();
 
     // gY at the thread's 4 x 4 pixels.
@@ -433,7 +456,7 @@ const char* backward(const VidopsMbpProblem& pr, const BwdPlan& pl, const void* 
     const size_t bytes = static_cast<size_t>(pr.N * pr.C * pr.T * pr.H * pr.W) * sizeof(scalar_t);
     if (const char* e = gpu::memset_async(gx, 0, bytes, stream)) return e;
   }
-  const size_t smem = static_cast<size_t>(bwd_smem_layout(pr.k).total) * sizeof(acc_t);
+  const size_t smem = bwd_smem_bytes<acc_t>(pr.k);
   const char* err = nullptr;
   switch (pr.k) {
     case 3: err = run_tile_kernel<scalar_t, 3>(p, smem, stream); break;

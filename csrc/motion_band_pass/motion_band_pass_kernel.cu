@@ -1,9 +1,10 @@
 // Forward CUDA kernel of the motion band-pass filter (spec 1.1):
 //     out[n,c,t] = sum_{a,b} K_c[a,b] * pad_s(Y)[n,c,t][i+a, j+b],
 //     Y[n,c,t]   = sum_{j=0..2} tw[c,j] * x[n,c, s*t + j - p_t]      (temporal filter first)
-// One block per 32 x 32 tile of one output frame (motion_band_pass_tile_cuda.h): it reads the
-// tile plus a halo of r = (k-1)/2 from the three source frames, combines the taps in fp32 (fp64
-// for float64) while staging Y in shared memory with the spatial padding applied, then runs the
+// One block per 32 x 32 tile of one output frame (motion_band_pass_tile_cuda.h): it resolves the
+// padding of the halo rows and columns once, reads the tile plus a halo of r = (k-1)/2 from the
+// three source frames, combines the taps in fp32 (fp64 for float64) while staging Y in shared
+// memory with the spatial padding applied, then runs the
 // k x k stencil from shared memory, 4 x 4 outputs per thread. x is read through its strides (any
 // layout); the output is contiguous in x's dtype.
 #include <cuda_bf16.h>
@@ -38,24 +39,29 @@ __global__ void __launch_bounds__(kThreads) mbp_forward_kernel(const FwdParams<s
   using acc_t = typename Acc<scalar_t>::type;
   const int k = K > 0 ? K : p.k;
   const Halo h = make_halo(k, 0);
-  VIDOPS_DYNAMIC_SMEM(acc_t, smem);
-  acc_t* s_y = smem;                        // h.rows x h.stride: Y of the tile and its halo
-  acc_t* s_w = smem + h.rows * h.stride;    // k x weight_row_stride(k)
+  VIDOPS_DYNAMIC_SMEM(unsigned char, smem);
+  int64_t* s_roff = reinterpret_cast<int64_t*>(smem);                       // h.rows source row offsets
+  int64_t* s_coff = s_roff + h.rows;                                        // h.stride source column offsets
+  acc_t* s_y = reinterpret_cast<acc_t*>(smem + halo_table_bytes(h));      // h.rows x h.stride: Y with halo
+  acc_t* s_w = s_y + h.rows * h.stride;                                     // k x weight_row_stride(k)
   const int tx = threadIdx.x % kThreadsX, ty = threadIdx.x / kThreadsX;
 
   for (int64_t blk = blockIdx.x; blk < p.blocks; blk += gridDim.x) {
     const TileIndex ti = decode_tile(blk, p.tiles_x, p.tiles_y, p.T_out, p.N);
     __syncthreads();  // every thread is done reading the previous tile's shared memory
     load_weights(s_w, p.sw + ti.c * k * k, k, /*flip=*/false);
+    fill_halo_offsets(s_roff, s_coff, h, p.H, p.W, ti.p0 - h.r, ti.q0 - h.r, p.sH, p.sW, p.spad);
     acc_t tw[3];
-    int64_t frame[3];
+    const scalar_t* tap[3];  // the source frame of each temporal tap, nullptr for a zero pad frame
+    const scalar_t* plane = p.x + ti.n * p.sN + ti.c * p.sC;
 #pragma unroll
     for (int j = 0; j < 3; ++j) {
       tw[j] = p.tw[ti.c * 3 + j];
-      frame[j] = temporal_source(ti.t, j, p.stride, p.tpad, p.T);
+      const int64_t f = temporal_source(ti.t, j, p.stride, p.tpad, p.T);
+      tap[j] = f >= 0 ? plane + f * p.sT : nullptr;
     }
-    const scalar_t* plane = p.x + ti.n * p.sN + ti.c * p.sC;
-    load_filtered_halo(s_y, h, plane, p.sT, p.sH, p.sW, frame, tw, p.H, p.W, ti.p0 - h.r, ti.q0 - h.r, p.spad);
+    __syncthreads();  // offset tables ready
+    load_halo(s_y, h, s_roff, s_coff, tap, tw);
     __syncthreads();
 
     acc_t acc[kRowsPerThread][kColsPerThread] = {};
@@ -110,7 +116,8 @@ const char* forward(const VidopsMbpProblem& pr, const void* x, const void* sw, c
   p.vec_out = pr.W % kColsPerThread == 0 &&
               reinterpret_cast<uintptr_t>(out) % (sizeof(scalar_t) * kColsPerThread) == 0;
   const Halo h = make_halo(pr.k, 0);
-  const size_t smem = static_cast<size_t>(h.rows * h.stride + pr.k * weight_row_stride(pr.k)) * sizeof(acc_t);
+  const size_t smem = halo_table_bytes(h) +
+                      static_cast<size_t>(h.rows * h.stride + pr.k * weight_row_stride(pr.k)) * sizeof(acc_t);
   switch (pr.k) {
     case 3: return run_forward<scalar_t, 3>(p, smem, stream);
     case 5: return run_forward<scalar_t, 5>(p, smem, stream);

@@ -23,6 +23,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "common/cuda_launch.h"
 #include "common/host_device.h"
@@ -36,6 +37,7 @@ namespace cuda {
 constexpr int kThreadsX = 8;
 constexpr int kThreadsY = 8;
 constexpr int kThreads = kThreadsX * kThreadsY;  // 64, blockDim.x of every tile kernel
+static_assert(kThreads % 32 == 0, "tile kernels run whole warps");
 constexpr int kRowsPerThread = 4;
 constexpr int kColsPerThread = 4;
 constexpr int kTileW = kThreadsX * kColsPerThread;  // 32
@@ -131,48 +133,71 @@ __device__ __forceinline__ void load_weights(acc_t* __restrict__ s, const acc_t*
   }
 }
 
-// Fills the halo tile `s` whose cell (hr, hc) is extended image position (row0 + hr, col0 + hc)
-// with the temporally filtered frame Y = sum_j tw[j] * x[frame[j]] (frame[j] < 0: a zero pad
-// frame), through the spatial padding (halo_source); 0 where the padding is zero, past the padded
-// image, and in the stride padding columns. The three taps are summed in j order in acc_t.
-template <typename scalar_t, typename acc_t>
-__device__ __forceinline__ void load_filtered_halo(acc_t* __restrict__ s, const Halo& h,
-                                                   const scalar_t* __restrict__ plane, int64_t sT, int64_t sH,
-                                                   int64_t sW, const int64_t (&frame)[3], const acc_t (&tw)[3],
-                                                   int64_t H, int64_t W, int64_t row0, int64_t col0, int spad) {
-  const int cells = h.rows * h.stride;
-  for (int e = threadIdx.x; e < cells; e += kThreads) {
-    const int hr = e / h.stride, hc = e - hr * h.stride;
-    acc_t v = 0;
-    if (hc < h.cols) {
-      const int64_t si = halo_source(row0 + hr, H, h.r, spad);
-      const int64_t sj = halo_source(col0 + hc, W, h.r, spad);
-      if (si >= 0 && sj >= 0) {
-        const scalar_t* px = plane + si * sH + sj * sW;
-#pragma unroll
-        for (int j = 0; j < 3; ++j)
-          if (frame[j] >= 0) v += tw[j] * to_acc(px[frame[j] * sT]);
-      }
+// ---- Halo loading ---------------------------------------------------------------------------
+// Per tile, the block first resolves the padding of every halo row and column once, into two
+// small shared tables of element offsets (fill_halo_offsets): roff[hr] = source row * row stride,
+// coff[hc] = source column * column stride, -1 where the cell is zero. The loader then walks the
+// rows x stride cells linearly (consecutive threads: consecutive columns, coalesced when x's W
+// stride is 1), kLoadUnroll cells per step with all their loads issued before the first use.
+
+constexpr int kLoadUnroll = 4;
+
+// Bytes of the two offset tables of a halo (rows + stride int64), a multiple of 16.
+VIDOPS_HD int halo_table_bytes(const Halo& h) { return ((h.rows + h.stride) * 8 + 15) / 16 * 16; }
+
+// roff[hr] / coff[hc] for the halo whose cell (hr, hc) is extended position (row0 + hr, col0 + hc):
+// halo_source under spatial padding `mode` (kSpatialZeros: zero extension), times the stride.
+// Columns [h.cols, h.stride) are -1.
+__device__ __forceinline__ void fill_halo_offsets(int64_t* __restrict__ roff, int64_t* __restrict__ coff,
+                                                  const Halo& h, int64_t H, int64_t W, int64_t row0, int64_t col0,
+                                                  int64_t sH, int64_t sW, int mode) {
+  for (int i = threadIdx.x; i < h.rows + h.stride; i += kThreads) {
+    if (i < h.rows) {
+      const int64_t si = halo_source(row0 + i, H, h.r, mode);
+      roff[i] = si >= 0 ? si * sH : -1;
+    } else {
+      const int hc = i - h.rows;
+      const int64_t sj = hc < h.cols ? halo_source(col0 + hc, W, h.r, mode) : -1;
+      coff[hc] = sj >= 0 ? sj * sW : -1;
     }
-    s[e] = v;
   }
 }
 
-// Fills the halo tile `s` with one frame of g (cell (hr, hc) = g[row0 + hr, col0 + hc]), zero
-// outside the image and in the stride padding columns: the zero-extended gradient the adjoint
-// stencil reads.
-template <typename scalar_t, typename acc_t>
-__device__ __forceinline__ void load_zero_padded_halo(acc_t* __restrict__ s, const Halo& h,
-                                                      const scalar_t* __restrict__ frame_ptr, int64_t sH,
-                                                      int64_t sW, int64_t H, int64_t W, int64_t row0,
-                                                      int64_t col0) {
+// s[hr * stride + hc] = sum_{j < kTaps, tap[j] != nullptr} tw[j] * src_j[roff[hr] + coff[hc]], summed
+// in j order from 0 in acc_t; 0 where roff or coff is -1. tap[j] points at the frame of tap j
+// (nullptr: a zero pad frame). With one tap and tw = 1 it copies (exactly) a zero-extended frame.
+template <int kTaps, typename scalar_t, typename acc_t>
+__device__ __forceinline__ void load_halo(acc_t* __restrict__ s, const Halo& h, const int64_t* __restrict__ roff,
+                                          const int64_t* __restrict__ coff,
+                                          const scalar_t* const (&tap)[kTaps], const acc_t (&tw)[kTaps]) {
   const int cells = h.rows * h.stride;
-  for (int e = threadIdx.x; e < cells; e += kThreads) {
-    const int hr = e / h.stride, hc = e - hr * h.stride;
-    const int64_t i = row0 + hr, j = col0 + hc;
-    acc_t v = 0;
-    if (hc < h.cols && i >= 0 && i < H && j >= 0 && j < W) v = to_acc(frame_ptr[i * sH + j * sW]);
-    s[e] = v;
+  int e = threadIdx.x;
+  int hr = e / h.stride, hc = e - hr * h.stride;
+  for (; e < cells; e += kLoadUnroll * kThreads) {
+    acc_t v[kLoadUnroll];
+    int idx[kLoadUnroll];
+#pragma unroll
+    for (int u = 0; u < kLoadUnroll; ++u) {
+      idx[u] = e + u * kThreads;
+      v[u] = 0;
+      if (idx[u] < cells) {
+        const int64_t ro = roff[hr], co = coff[hc];
+        if ((ro | co) >= 0) {  // both >= 0
+          const int64_t off = ro + co;
+#pragma unroll
+          for (int j = 0; j < kTaps; ++j)
+            if (tap[j] != nullptr) v[u] += tw[j] * to_acc(tap[j][off]);
+        }
+      }
+      hc += kThreads;  // the cell kThreads further on
+      while (hc >= h.stride) {
+        hc -= h.stride;
+        ++hr;
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kLoadUnroll; ++u)
+      if (idx[u] < cells) s[idx[u]] = v[u];
   }
 }
 
@@ -254,22 +279,46 @@ __device__ __forceinline__ acc_t stencil_at(const acc_t* __restrict__ s, int str
   return v;
 }
 
-// Writes the thread's 4 values of one output row: dst points at the first of them, `valid` of
-// them lie inside the image (<= 0: none). vec: dst is aligned to 4 elements and the row holds a
-// multiple of 4 (one 8-, 16- or 32-byte store when all 4 are valid).
-template <typename scalar_t>
-struct alignas(sizeof(scalar_t) * kColsPerThread) OutVec {
-  scalar_t v[kColsPerThread];
-};
+// Stores 4 consecutive values with one vector store: dst aligned to 4 elements (16 bytes for float,
+// 8 for half types; double takes two 16-byte stores). On the GPU through __stwb (a plain
+// write-back store): an assignment through a cast pointer was split back into scalar stores by
+// nvcc 13 inside the kernels.
+#ifdef VIDOPS_CUDA_EMULATION
+template <typename V>
+inline void vector_store(V* dst, V value) { *dst = value; }
+#else
+template <typename V>
+__device__ __forceinline__ void vector_store(V* dst, V value) { __stwb(dst, value); }
+#endif
 
+__device__ __forceinline__ void store4(float* dst, const float (&v)[kColsPerThread]) {
+  vector_store(reinterpret_cast<float4*>(dst), make_float4(v[0], v[1], v[2], v[3]));
+}
+__device__ __forceinline__ void store4(double* dst, const double (&v)[kColsPerThread]) {
+  vector_store(reinterpret_cast<double2*>(dst), make_double2(v[0], v[1]));
+  vector_store(reinterpret_cast<double2*>(dst) + 1, make_double2(v[2], v[3]));
+}
+template <typename half_t>
+__device__ __forceinline__ void store4_half(half_t* dst, const float (&v)[kColsPerThread]) {
+  static_assert(sizeof(half_t) == 2, "16-bit types");
+  half_t h[kColsPerThread];
+#pragma unroll
+  for (int q = 0; q < kColsPerThread; ++q) h[q] = from_acc<half_t>(v[q]);
+  uint2 bits;
+  memcpy(&bits, h, sizeof(bits));
+  vector_store(reinterpret_cast<uint2*>(dst), bits);
+}
+__device__ __forceinline__ void store4(__half* dst, const float (&v)[kColsPerThread]) { store4_half(dst, v); }
+__device__ __forceinline__ void store4(__nv_bfloat16* dst, const float (&v)[kColsPerThread]) { store4_half(dst, v); }
+
+// Writes the thread's 4 values of one output row: dst points at the first of them, `valid` of
+// them lie inside the image (<= 0: none). vec: dst is aligned to 4 elements (the host checks the
+// base pointer and W % 4 == 0), so a full group of 4 goes out as one vector store.
 template <typename scalar_t, typename acc_t>
 __device__ __forceinline__ void store_row(scalar_t* __restrict__ dst, const acc_t (&vals)[kColsPerThread],
                                           int64_t valid, bool vec) {
   if (vec && valid >= kColsPerThread) {
-    OutVec<scalar_t> pack;
-#pragma unroll
-    for (int q = 0; q < kColsPerThread; ++q) pack.v[q] = from_acc<scalar_t>(vals[q]);
-    *reinterpret_cast<OutVec<scalar_t>*>(dst) = pack;
+    store4(dst, vals);
   } else {
 #pragma unroll
     for (int q = 0; q < kColsPerThread; ++q)
