@@ -50,7 +50,7 @@ def _busy_quiet_kernel(x_ptr, sw_ptr, tw_ptr, busy_ptr, q_ptr,
     cols = wblk * BLOCK_W + tl.arange(0, BLOCK_W)
     p0, p1, p2, tw0, tw1, tw2, _, _, _ = _plane_frames(
         x_ptr, tw_ptr, n, c, s, T, sxn, sxc, sxt, stc, stj, 3, 0, cols, 3, ACC)
-    wts = _spatial_weights(sw_ptr + c.to(tl.int64) * ssc, ssa, ssb, K, ACC)
+    wts = _spatial_weights(sw_ptr + c.to(tl.int64) * ssc, ssa, ssb, K, BLOCK_W, ACC)
     offs, _ = _column_taps(cols - R, W, sxw, K, True, IDX64)
 
     o0 = hblk.to(tl.int64) * ROWS  # row scalars in int64 (no int32 overflow checks in the interpreter)

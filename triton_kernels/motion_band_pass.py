@@ -102,14 +102,15 @@ def _column_taps(cols, W, sxw, K: tl.constexpr, REFLECT: tl.constexpr, IDX64: tl
 
 
 @triton.jit
-def _spatial_weights(swb, ssa, ssb, K: tl.constexpr, ACC: tl.constexpr):
-    """The K x K taps of one channel as scalars kept in registers, wts[a][b] (nested tuples: a
-    flat K*K tuple built by appends costs O(K^4) type bookkeeping under the interpreter)."""
+def _spatial_weights(swb, ssa, ssb, K: tl.constexpr, BLOCK_W: tl.constexpr, ACC: tl.constexpr):
+    """The K x K taps of one channel kept in registers, wts[a][b], broadcast to [BLOCK_W] (free on
+    the GPU, one value per thread; it spares the interpreter a splat per FMA). Nested tuples: a
+    flat K*K tuple built by appends costs O(K^4) type bookkeeping under the interpreter."""
     wts = ()
     for a in tl.static_range(K):
         row = ()
         for b in tl.static_range(K):
-            row = row + (tl.load(swb + a * ssa + b * ssb).to(ACC),)
+            row = row + (tl.broadcast_to(tl.load(swb + a * ssa + b * ssb).to(ACC), [BLOCK_W]),)
         wts = wts + (row,)
     return wts
 
@@ -118,8 +119,9 @@ def _spatial_weights(swb, ssa, ssb, K: tl.constexpr, ACC: tl.constexpr):
 def _plane_frames(x_ptr, tw_ptr, n, c, t, T, sxn, sxc, sxt, stc, stj, stride, pad_t, cols,
                   NF: tl.constexpr, ACC: tl.constexpr):
     """Pointers to the frames output frame t reads (NF=3: frames s*t + j - p, clamped, which is
-    "replicate"), their temporal weights, and masks like cols that are False on a frame outside
-    the clip (read as zero with temporal_padding="zeros"). NF=1: frame t itself, weight 1."""
+    "replicate"), their temporal weights (broadcast like cols), and masks like cols that are False
+    on a frame outside the clip (read as zero with temporal_padding="zeros"). NF=1: frame t
+    itself, weight 1."""
     xb = x_ptr + (n.to(tl.int64) * sxn + c.to(tl.int64) * sxc)
     if NF == 3:
         f = t * stride - pad_t
@@ -131,15 +133,15 @@ def _plane_frames(x_ptr, tw_ptr, n, c, t, T, sxn, sxc, sxt, stc, stj, stride, pa
         ok1 = (fv >= -1) & (fv < T - 1)
         ok2 = (fv >= -2) & (fv < T - 2)
         twb = tw_ptr + c.to(tl.int64) * stc
-        tw0 = tl.load(twb).to(ACC)
-        tw1 = tl.load(twb + stj).to(ACC)
-        tw2 = tl.load(twb + 2 * stj).to(ACC)
+        tw0 = tl.broadcast_to(tl.load(twb).to(ACC), cols.shape)
+        tw1 = tl.broadcast_to(tl.load(twb + stj).to(ACC), cols.shape)
+        tw2 = tl.broadcast_to(tl.load(twb + 2 * stj).to(ACC), cols.shape)
     else:
         p0 = xb + t.to(tl.int64) * sxt
         p1, p2 = p0, p0
         ok0 = cols >= -(1 << 30)
         ok1, ok2 = ok0, ok0
-        tw0 = tl.full([], 1.0, ACC)
+        tw0 = tl.full(cols.shape, 1.0, ACC)
         tw1, tw2 = tw0, tw0
     return p0, p1, p2, tw0, tw1, tw2, ok0, ok1, ok2
 
@@ -176,7 +178,7 @@ def _mbp_fwd_kernel(x_ptr, sw_ptr, tw_ptr, out_ptr,
     cols = wblk * BLOCK_W + tl.arange(0, BLOCK_W)
     p0, p1, p2, tw0, tw1, tw2, ok0, ok1, ok2 = _plane_frames(
         x_ptr, tw_ptr, n, c, t, T, sxn, sxc, sxt, stc, stj, stride, pad_t, cols, NF, ACC)
-    wts = _spatial_weights(sw_ptr + c.to(tl.int64) * ssc, ssa, ssb, K, ACC)
+    wts = _spatial_weights(sw_ptr + c.to(tl.int64) * ssc, ssa, ssb, K, BLOCK_W, ACC)
     offs, inside = _column_taps(cols - OFF - R, W, sxw, K, REFLECT, IDX64)
 
     o0 = hblk.to(tl.int64) * ROWS  # row scalars in int64 (no int32 overflow checks in the interpreter)
@@ -402,7 +404,8 @@ def row_config(planes: int, out_h: int, out_w: int, block_w=None, rows=None):
 
     One column per thread (BLOCK_W = 32 * num_warps, up to 128) keeps the k accumulators, the k
     tap-column offsets and the k^2 weights in registers. ROWS trades the k-1 halo rows each chunk
-    re-reads against parallelism: 64 unless that leaves fewer than _TARGET_PROGRAMS programs.
+    re-reads against parallelism: 64, halved (down to 16, where the halo of k = 9 is already half
+    the rows) while that leaves fewer than _TARGET_PROGRAMS programs.
     Under the interpreter, whose cost is per operation rather than per element, one program per
     plane of up to 64 columns (tests pass block_w / rows to exercise the tiling)."""
     if block_w is None:
@@ -415,7 +418,7 @@ def row_config(planes: int, out_h: int, out_w: int, block_w=None, rows=None):
             rows = out_h
         else:
             rows = 64
-            while rows > 8 and planes * n_wblk * triton.cdiv(out_h, rows) < _TARGET_PROGRAMS:
+            while rows > 16 and planes * n_wblk * triton.cdiv(out_h, rows) < _TARGET_PROGRAMS:
                 rows //= 2
     rows = max(1, min(rows, out_h))
     return block_w, num_warps, rows, n_wblk, triton.cdiv(out_h, rows)
