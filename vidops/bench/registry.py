@@ -26,4 +26,4 @@ class Case:
     shape: dict = field(default_factory=dict)  # the shape parameters, for the JSON/CSV record
 
 
-CASE_MODULES = ("motion_band_pass",)
+CASE_MODULES = ("motion_band_pass", "temporal_relation", "pixelwise_temporal_projection", "temporal_squeeze")
