@@ -1,337 +1,467 @@
 // CPU kernels of the pixel-wise temporal projection (spec 3.2), OpenMP over the rows (n, h) of the
-// output. One pass over x: per row, the basis is interpolated vertically (low-res row) then
-// horizontally (full-res row) into a (T*D, W) buffer, never to the full image; per pixel the
-// packed Gram matrix, G^{-1} (LDL^T, D <= 4 unrolled) and the pbar weights w are formed once and
-// shared by all channels; per channel x is read once for b = A^T x, x^T x and w^T x.
-// Every per-pixel quantity lives in structure-of-arrays row buffers (pixel index innermost) so the
-// loops over pixels vectorise. ENoPR: one double partial per row, summed in row order
-// (deterministic, independent of the thread count).
+// output, SIMD across neighbouring pixels of a row.
 //
-// Backward per row and channel: y = M b, p = x - A y, q = grad_pbar/T + 2 g_e p (g_e =
+// Forward, one pass over x: per row the basis is interpolated vertically into a low-res row
+// buffer (never to the full image); per block of L pixels (L = SIMD lanes) the horizontal
+// interpolation gives A (T*D vectors), then the packed Gram matrix, G^{-1} (LDL^T, D <= 4
+// unrolled) and the pbar weights w are formed once in registers and shared by all channels;
+// per channel x is read once for b = A^T x, x^T x and w^T x, then y = G^{-1} b and
+// ||p||^2 = x^T x - b^T y - lam y^T y. The per-pixel math is the shared header's
+// (pixelwise_temporal_projection_math.h), instantiated with S = a GCC vector whose lanes are
+// pixels. ENoPR: one partial per row (float lanes, summed in double), rows summed in row order:
+// deterministic and independent of the thread count.
+//
+// Backward per block and channel: y = M b, p = x - A y, q = grad_pbar/T + 2 g_e p (g_e =
 // grad_enopr/(H W C)), A^T q = grad_pbar/T A^T 1 + 2 g_e lam y (A^T p = lam y exactly),
 // z = M A^T q, grad_x = q - A z, grad_A -= q y^T + p z^T; after the channels
 // grad_A += A (sum_c z y^T) + (2 eps / D) tr(sum_c z y^T) A. The adjoint of the horizontal
 // interpolation is applied per row; the vertical one in a second pass over the low-res rows that
 // sums the full-res rows in ascending order (deterministic, no atomics).
+//
+// The kernels are compiled three times (baseline x86-64 / other CPUs with 16-byte vectors,
+// AVX2+FMA with 32-byte vectors, AVX-512 with 64-byte vectors) and the widest the CPU supports is
+// used; VIDOPS_CPU_ISA=base|avx2|avx512 caps it.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
 #include <vector>
+
+// Wide vector types only ever cross always-inline boundaries inside target-specific callers.
+#pragma GCC diagnostic ignored "-Wpsabi"
 
 #include "pixelwise_temporal_projection/pixelwise_temporal_projection_math.h"
 
 namespace vidops {
+namespace pwtp {
+namespace cpu {
+
+template <typename S, int VB>
+struct VecOf {
+  typedef S type __attribute__((vector_size(VB)));
+};
+
+}  // namespace cpu
+
+#define VIDOPS_PWTP_LANES(S, VB)                     \
+  template <>                                        \
+  struct Lanes<typename cpu::VecOf<S, VB>::type> {   \
+    using scalar = S;                                \
+  };
+VIDOPS_PWTP_LANES(float, 16)
+VIDOPS_PWTP_LANES(float, 32)
+VIDOPS_PWTP_LANES(float, 64)
+VIDOPS_PWTP_LANES(double, 16)
+VIDOPS_PWTP_LANES(double, 32)
+VIDOPS_PWTP_LANES(double, 64)
+#undef VIDOPS_PWTP_LANES
+
+namespace cpu {
 namespace {
 
-using pwtp::tri;
+#define VIDOPS_AI inline __attribute__((always_inline))
 
-template <typename S>
-struct Resize {  // bilinear tables of one axis
-  std::vector<int64_t> i0, i1;
-  std::vector<S> l1;
-  Resize(int64_t in, int64_t out) : i0(out), i1(out), l1(out) {
-    for (int64_t o = 0; o < out; ++o) pwtp::bilinear_source<S>(o, in, out, i0[o], i1[o], l1[o]);
-  }
-};
+enum class Isa { kBase, kAvx2, kAvx512 };
 
-// Per-row state shared by the forward and the backward: A (T*D rows of W, stride a_stride),
-// M = G^{-1} packed (P rows of W), lam (W), v = M A^T 1 (D rows of W).
-template <int D, typename S>
-struct RowBasis {
-  static constexpr int P = D * (D + 1) / 2;
-  int64_t T, H, W, h, w;
-  S eps;
-  const Resize<S>& ry;
-  const Resize<S>& rx;
-  std::vector<S> rowb, abuf, m, lam, v, colsum;
-  const S* A = nullptr;
-  int64_t a_stride = 0;
-
-  RowBasis(int64_t T_, int64_t H_, int64_t W_, int64_t h_, int64_t w_, S eps_, const Resize<S>& ry_,
-           const Resize<S>& rx_)
-      : T(T_), H(H_), W(W_), h(h_), w(w_), eps(eps_), ry(ry_), rx(rx_),
-        rowb(h_ == H_ ? 0 : T_ * D * w_), abuf(w_ == W_ ? 0 : T_ * D * W_), m(P * W_), lam(W_), v(D * W_),
-        colsum(D * W_) {}
-
-  // basis_n: (T*D, h, w) of sample n.
-  void build(const S* basis_n, int64_t hh) {
-    const int64_t TD = T * D;
-    // vertical interpolation -> rb (TD rows of w, stride rb_stride)
-    const S* rb;
-    int64_t rb_stride;
-    if (h == H) {
-      rb = basis_n + hh * w;
-      rb_stride = h * w;
-    } else {
-      const int64_t y0 = ry.i0[hh], y1 = ry.i1[hh];
-      const S l1 = ry.l1[hh], l0 = S(1) - l1;
-      for (int64_t td = 0; td < TD; ++td) {
-        const S* r0 = basis_n + td * h * w + y0 * w;
-        const S* r1 = basis_n + td * h * w + y1 * w;
-        S* o = rowb.data() + td * w;
-        for (int64_t j = 0; j < w; ++j) o[j] = l0 * r0[j] + l1 * r1[j];
-      }
-      rb = rowb.data();
-      rb_stride = w;
-    }
-    // horizontal interpolation -> A (TD rows of W)
-    if (w == W) {
-      A = rb;
-      a_stride = rb_stride;
-    } else {
-      const int64_t* x0 = rx.i0.data();
-      const int64_t* x1 = rx.i1.data();
-      const S* l1 = rx.l1.data();
-      for (int64_t td = 0; td < TD; ++td) {
-        const S* r = rb + td * rb_stride;
-        S* o = abuf.data() + td * W;
-        for (int64_t i = 0; i < W; ++i) o[i] = (S(1) - l1[i]) * r[x0[i]] + l1[i] * r[x1[i]];
-      }
-      A = abuf.data();
-      a_stride = W;
-    }
-    // packed Gram matrix (into m, overwritten by G^{-1} below) and column sums
-    S* g = m.data();
-    S* s = colsum.data();
-    std::fill(m.begin(), m.end(), S(0));
-    std::fill(colsum.begin(), colsum.end(), S(0));
-    for (int64_t t = 0; t < T; ++t) {
-      const S* at = A + t * D * a_stride;
-      for (int64_t i = 0; i < W; ++i) {
-        S a[D];
-        VIDOPS_UNROLL
-        for (int d = 0; d < D; ++d) a[d] = at[d * a_stride + i];
-        VIDOPS_UNROLL
-        for (int d1 = 0; d1 < D; ++d1) {
-          s[d1 * W + i] += a[d1];
-          VIDOPS_UNROLL
-          for (int d2 = 0; d2 <= d1; ++d2) g[tri(d1, d2) * W + i] += a[d1] * a[d2];
-        }
-      }
-    }
-    // per pixel: lam, M = G^{-1}, v = M A^T 1
-    S* lm = lam.data();
-    S* vv = v.data();
-#pragma omp simd
-    for (int64_t i = 0; i < W; ++i) {
-      S gp[P], mi[P], si[D], vi[D];
-      VIDOPS_UNROLL
-      for (int k = 0; k < P; ++k) gp[k] = g[k * W + i];
-      VIDOPS_UNROLL
-      for (int d = 0; d < D; ++d) si[d] = s[d * W + i];
-      const S l = pwtp::regulariser<D, S>(gp, eps);
-      pwtp::Ldl<D, S> f;
-      pwtp::ldl_factor<D, S>(gp, l, f);
-      pwtp::ldl_inverse<D, S>(f, mi);
-      pwtp::sym_matvec<D, S>(mi, si, vi);
-      lm[i] = l;
-      VIDOPS_UNROLL
-      for (int k = 0; k < P; ++k) g[k * W + i] = mi[k];
-      VIDOPS_UNROLL
-      for (int d = 0; d < D; ++d) vv[d * W + i] = vi[d];
-    }
-  }
-};
-
-template <int D, typename scalar_t, typename S>
-void pwtp_forward(const scalar_t* x, const S* basis, scalar_t* pbar, double* row_sums, int64_t N, int64_t C,
-                  int64_t T, int64_t H, int64_t W, int64_t h, int64_t w, S eps) {
-  const Resize<S> ry(h, H), rx(w, W);
-  const int64_t TD = T * D, HW = H * W;
-  const S inv_T = S(1) / S(T);
-  at::parallel_for(0, N * H, 1, [&](int64_t begin, int64_t end) {
-    RowBasis<D, S> rb(T, H, W, h, w, eps, ry, rx);
-    std::vector<S> wv(T * W), b(D * W), xx(W), pb(W), r(W);
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t n = row / H, hh = row % H;
-      rb.build(basis + n * TD * h * w, hh);
-      const S* A = rb.A;
-      const int64_t as = rb.a_stride;
-      for (int64_t t = 0; t < T; ++t)
-        for (int64_t i = 0; i < W; ++i)
-          wv[t * W + i] = pwtp::projection_weight<D, S>(A + t * D * as + i, as, rb.v.data() + i, W, inv_T);
-      double acc = 0.0;
-      for (int64_t c = 0; c < C; ++c) {
-        const scalar_t* xc = x + (n * C + c) * T * HW + hh * W;
-        std::fill(b.begin(), b.end(), S(0));
-        std::fill(xx.begin(), xx.end(), S(0));
-        std::fill(pb.begin(), pb.end(), S(0));
-        for (int64_t t = 0; t < T; ++t) {
-          const scalar_t* xt = xc + t * HW;
-          const S* at = A + t * D * as;
-          const S* wt = wv.data() + t * W;
-          for (int64_t i = 0; i < W; ++i) {
-            const S xv = static_cast<S>(xt[i]);
-            xx[i] += xv * xv;
-            pb[i] += wt[i] * xv;
-            VIDOPS_UNROLL
-            for (int d = 0; d < D; ++d) b[d * W + i] += at[d * as + i] * xv;
-          }
-        }
-        scalar_t* out = pbar + (n * C + c) * HW + hh * W;
-        const S* m = rb.m.data();
-        const S* lm = rb.lam.data();
-#pragma omp simd
-        for (int64_t i = 0; i < W; ++i) {
-          S mi[RowBasis<D, S>::P], bi[D], yi[D];
-          VIDOPS_UNROLL
-          for (int k = 0; k < RowBasis<D, S>::P; ++k) mi[k] = m[k * W + i];
-          VIDOPS_UNROLL
-          for (int d = 0; d < D; ++d) bi[d] = b[d * W + i];
-          pwtp::sym_matvec<D, S>(mi, bi, yi);
-          r[i] = pwtp::residual_sq<D, S>(xx[i], bi, yi, lm[i]);
-          out[i] = static_cast<scalar_t>(pb[i]);
-        }
-        for (int64_t i = 0; i < W; ++i) acc += static_cast<double>(r[i]);
-      }
-      row_sums[row] = acc;
-    }
-  });
+Isa detect_isa() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const Isa isa = [] {
+    __builtin_cpu_init();
+    Isa best = Isa::kBase;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = Isa::kAvx2;
+    if (best == Isa::kAvx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
+      best = Isa::kAvx512;
+    const char* cap = std::getenv("VIDOPS_CPU_ISA");
+    if (cap != nullptr && std::strcmp(cap, "base") == 0) return Isa::kBase;
+    if (cap != nullptr && std::strcmp(cap, "avx2") == 0 && best == Isa::kAvx512) return Isa::kAvx2;
+    return best;
+  }();
+  return isa;
+#else
+  return Isa::kBase;
+#endif
 }
 
-template <int D, typename scalar_t, typename S>
-void pwtp_backward(const S* grad_pbar, const double* grad_enopr, const scalar_t* x, const S* basis,
-                   scalar_t* grad_x, S* grad_basis, S* rows_buf, int64_t N, int64_t C, int64_t T, int64_t H,
-                   int64_t W, int64_t h, int64_t w, S eps) {
-  constexpr int P = D * (D + 1) / 2;
-  const Resize<S> ry(h, H), rx(w, W);
-  const int64_t TD = T * D, HW = H * W;
-  const S inv_T = S(1) / S(T);
-  const S two_eps_D = S(2) * eps / S(D);
-  // rows_buf: the horizontally-reduced grad_A of every full-res row, (N, H, TD, w); when h == H it
-  // is grad_basis itself viewed as (N, TD, h, w) (row hh written only by row hh).
-  at::parallel_for(0, N * H, 1, [&](int64_t begin, int64_t end) {
-    RowBasis<D, S> rb(T, H, W, h, w, eps, ry, rx);
-    std::vector<S> b(D * W), y(D * W), z(D * W), szy(D * D * W), ga(TD * W);
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t n = row / H, hh = row % H;
-      rb.build(basis + n * TD * h * w, hh);
-      const S* A = rb.A;
-      const int64_t as = rb.a_stride;
-      const S* m = rb.m.data();
-      const S* lm = rb.lam.data();
-      const S* s = rb.colsum.data();
-      const S ge2 = static_cast<S>(2.0 * grad_enopr[n] / static_cast<double>(HW * C));
-      std::fill(szy.begin(), szy.end(), S(0));
-      std::fill(ga.begin(), ga.end(), S(0));
+// A 64-byte aligned array of vectors (std::vector of GCC vector types does not keep their
+// alignment through std::allocator here).
+template <typename V>
+struct VecBuf {
+  V* p;
+  explicit VecBuf(int64_t n) {
+    const size_t bytes = (static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(V) + 63) / 64 * 64;
+    p = static_cast<V*>(std::aligned_alloc(64, bytes));
+    TORCH_CHECK(p != nullptr, "vidops.pixelwise_temporal_projection: out of memory");
+  }
+  ~VecBuf() { std::free(p); }
+  VecBuf(const VecBuf&) = delete;
+  VecBuf& operator=(const VecBuf&) = delete;
+  V* data() { return p; }
+  V& operator[](int64_t i) { return p[i]; }
+};
+
+// n valid lanes from p (the rest 0), converted to S.
+template <typename V, typename S, typename T>
+VIDOPS_AI V vload(const T* p, int n) {
+  constexpr int L = sizeof(V) / sizeof(S);
+  V v;
+  if constexpr (std::is_same_v<T, S>) {
+    if (n == L) {
+      std::memcpy(&v, p, sizeof(V));
+      return v;
+    }
+  }
+  v = V{};
+  for (int l = 0; l < n; ++l) v[l] = static_cast<S>(p[l]);
+  return v;
+}
+
+template <typename V, typename S, typename T>
+VIDOPS_AI void vstore(T* p, const V& v, int n) {
+  constexpr int L = sizeof(V) / sizeof(S);
+  if constexpr (std::is_same_v<T, S>) {
+    if (n == L) {
+      std::memcpy(p, &v, sizeof(V));
+      return;
+    }
+  }
+  for (int l = 0; l < n; ++l) p[l] = static_cast<T>(v[l]);
+}
+
+template <typename V, typename S>
+VIDOPS_AI double hsum(const V& v) {
+  constexpr int L = sizeof(V) / sizeof(S);
+  double acc = 0.0;
+  for (int l = 0; l < L; ++l) acc += static_cast<double>(v[l]);
+  return acc;
+}
+
+template <typename S>
+struct Resize {  // bilinear table of one axis, padded to a multiple of the widest vector
+  std::vector<int64_t> i0, i1;
+  std::vector<S> l1;
+  Resize(int64_t in, int64_t out) {
+    const int64_t padded = (out + 15) / 16 * 16;
+    i0.resize(padded);
+    i1.resize(padded);
+    l1.resize(padded);
+    for (int64_t o = 0; o < padded; ++o)  // pad entries repeat the last one (finite lanes)
+      bilinear_source<S>(std::min(o, out - 1), in, out, i0[o], i1[o], l1[o]);
+  }
+};
+
+template <typename scalar_t, typename S>
+struct Problem {
+  const scalar_t* x;
+  const S* basis;         // (N, T*D, h, w) in S
+  int64_t N, C, T, H, W, h, w;
+  S eps;
+  const Resize<S>* ry;
+  const Resize<S>* rx;
+  // forward
+  scalar_t* pbar = nullptr;
+  double* row_sums = nullptr;
+  // backward
+  const S* grad_pbar = nullptr;      // (N, C, H, W) in S
+  const double* grad_enopr = nullptr;
+  scalar_t* grad_x = nullptr;
+  S* grad_basis = nullptr;           // (N, T*D, h, w) in S
+  S* rows_buf = nullptr;             // (N, H, T*D, w), when h != H
+};
+
+// Per row: the vertically interpolated basis row (T*D rows of w values, stride `stride`).
+template <int D, typename S, typename scalar_t>
+VIDOPS_AI const S* vertical_row(const Problem<scalar_t, S>& pb, int64_t n, int64_t hh, S* buf, int64_t& stride) {
+  const int64_t TD = pb.T * D, h = pb.h, w = pb.w;
+  const S* basis_n = pb.basis + n * TD * h * w;
+  if (h == pb.H) {
+    stride = h * w;
+    return basis_n + hh * w;
+  }
+  const int64_t y0 = pb.ry->i0[hh], y1 = pb.ry->i1[hh];
+  const S l1 = pb.ry->l1[hh], l0 = S(1) - l1;
+  for (int64_t td = 0; td < TD; ++td) {
+    const S* r0 = basis_n + td * h * w + y0 * w;
+    const S* r1 = basis_n + td * h * w + y1 * w;
+    S* o = buf + td * w;
+    for (int64_t j = 0; j < w; ++j) o[j] = l0 * r0[j] + l1 * r1[j];
+  }
+  stride = w;
+  return buf;
+}
+
+// The per-pixel solve data of a block of L pixels: A (T*D vectors), M = G^{-1} packed, lam,
+// the column sums s = A^T 1 and v = M s.
+template <int D, typename V>
+struct Block {
+  static constexpr int P = D * (D + 1) / 2;
+  V m[P], s[D], v[D], lam;
+};
+
+template <int D, typename V, typename S, typename scalar_t>
+VIDOPS_AI void block_basis(const Problem<scalar_t, S>& pb, const S* rb, int64_t rs, int64_t i0, int nl, V* A,
+                           Block<D, V>& blk) {
+  constexpr int L = sizeof(V) / sizeof(S);
+  constexpr int P = Block<D, V>::P;
+  const int64_t T = pb.T, TD = T * D;
+  if (pb.w == pb.W) {
+    for (int64_t td = 0; td < TD; ++td) A[td] = vload<V, S>(rb + td * rs + i0, nl);
+  } else {
+    const int64_t* x0 = pb.rx->i0.data() + i0;
+    const int64_t* x1 = pb.rx->i1.data() + i0;
+    const V lx = vload<V, S>(pb.rx->l1.data() + i0, L);
+    for (int64_t td = 0; td < TD; ++td) {
+      const S* r = rb + td * rs;
+      V a0, a1;
+      for (int l = 0; l < L; ++l) {
+        a0[l] = r[x0[l]];
+        a1[l] = r[x1[l]];
+      }
+      A[td] = a0 + lx * (a1 - a0);
+    }
+  }
+  V g[P];
+  for (int k = 0; k < P; ++k) g[k] = V{};
+  for (int d = 0; d < D; ++d) blk.s[d] = V{};
+  for (int64_t t = 0; t < T; ++t) {
+    const V* a = A + t * D;
+    VIDOPS_UNROLL
+    for (int d1 = 0; d1 < D; ++d1) {
+      blk.s[d1] += a[d1];
+      VIDOPS_UNROLL
+      for (int d2 = 0; d2 <= d1; ++d2) g[tri(d1, d2)] += a[d1] * a[d2];
+    }
+  }
+  blk.lam = regulariser<D, V>(g, splat<V>(pb.eps));
+  Ldl<D, V> f;
+  ldl_factor<D, V>(g, blk.lam, f);
+  ldl_inverse<D, V>(f, blk.m);
+  sym_matvec<D, V>(blk.m, blk.s, blk.v);
+}
+
+template <int D, typename V, typename S, typename scalar_t>
+VIDOPS_AI void forward_rows_impl(const Problem<scalar_t, S>& pb, int64_t begin, int64_t end) {
+  constexpr int L = sizeof(V) / sizeof(S);
+  const int64_t C = pb.C, T = pb.T, H = pb.H, W = pb.W, HW = H * W, TD = T * D;
+  std::vector<S> rowbuf(pb.h == H ? 0 : TD * pb.w);
+  VecBuf<V> A(TD), wv(T);
+  const V inv_T = splat<V>(1.0 / static_cast<double>(T));
+  for (int64_t row = begin; row < end; ++row) {
+    const int64_t n = row / H, hh = row % H;
+    int64_t rs;
+    const S* rb = vertical_row<D>(pb, n, hh, rowbuf.data(), rs);
+    V racc = V{};
+    for (int64_t i0 = 0; i0 < W; i0 += L) {
+      const int nl = static_cast<int>(std::min<int64_t>(L, W - i0));
+      Block<D, V> blk;
+      block_basis<D, V, S>(pb, rb, rs, i0, nl, A.data(), blk);
+      for (int64_t t = 0; t < T; ++t) wv[t] = projection_weight<D, V>(A.data() + t * D, 1, blk.v, 1, inv_T);
       for (int64_t c = 0; c < C; ++c) {
-        const scalar_t* xc = x + (n * C + c) * T * HW + hh * W;
-        scalar_t* gxc = grad_x + (n * C + c) * T * HW + hh * W;
-        const S* gp = grad_pbar + (n * C + c) * HW + hh * W;
-        std::fill(b.begin(), b.end(), S(0));
+        const scalar_t* xc = pb.x + (n * C + c) * T * HW + hh * W + i0;
+        V b[D], xx = V{}, pw = V{};
+        for (int d = 0; d < D; ++d) b[d] = V{};
         for (int64_t t = 0; t < T; ++t) {
-          const scalar_t* xt = xc + t * HW;
-          const S* at = A + t * D * as;
-          for (int64_t i = 0; i < W; ++i) {
-            const S xv = static_cast<S>(xt[i]);
-            VIDOPS_UNROLL
-            for (int d = 0; d < D; ++d) b[d * W + i] += at[d * as + i] * xv;
-          }
+          __builtin_prefetch(xc + t * HW + 4 * L, 0, 3);
+          const V xv = vload<V, S>(xc + t * HW, nl);
+          xx += xv * xv;
+          pw += wv[t] * xv;
+          const V* a = A.data() + t * D;
+          VIDOPS_UNROLL
+          for (int d = 0; d < D; ++d) b[d] += a[d] * xv;
         }
-#pragma omp simd
-        for (int64_t i = 0; i < W; ++i) {
-          S mi[P], bi[D], yi[D], atq[D], zi[D];
+        V y[D];
+        sym_matvec<D, V>(blk.m, b, y);
+        racc += residual_sq<D, V>(xx, b, y, blk.lam);  // 0 in the lanes past the row (x = 0 there)
+        vstore<V, S>(pb.pbar + (n * C + c) * HW + hh * W + i0, pw, nl);
+      }
+    }
+    pb.row_sums[row] = hsum<V, S>(racc);
+  }
+}
+
+template <int D, typename V, typename S, typename scalar_t>
+VIDOPS_AI void backward_rows_impl(const Problem<scalar_t, S>& pb, int64_t begin, int64_t end) {
+  constexpr int L = sizeof(V) / sizeof(S);
+  const int64_t C = pb.C, T = pb.T, H = pb.H, W = pb.W, HW = H * W, TD = T * D, h = pb.h, w = pb.w;
+  std::vector<S> rowbuf(h == H ? 0 : TD * w), gh(w == W ? 0 : TD * w);
+  VecBuf<V> A(TD), ga(TD);
+  const V inv_T = splat<V>(1.0 / static_cast<double>(T));
+  const V two_eps_D = splat<V>(2.0 * static_cast<double>(pb.eps) / D);
+  for (int64_t row = begin; row < end; ++row) {
+    const int64_t n = row / H, hh = row % H;
+    int64_t rs;
+    const S* rb = vertical_row<D>(pb, n, hh, rowbuf.data(), rs);
+    const V ge2 = splat<V>(2.0 * pb.grad_enopr[n] / static_cast<double>(HW * C));
+    // this row's slot of the horizontally reduced grad_A
+    S* dst;
+    int64_t dst_stride;
+    if (h == H) {
+      dst = pb.grad_basis + n * TD * h * w + hh * w;
+      dst_stride = h * w;
+    } else {
+      dst = pb.rows_buf + row * TD * w;
+      dst_stride = w;
+    }
+    std::fill(gh.begin(), gh.end(), S(0));
+    for (int64_t i0 = 0; i0 < W; i0 += L) {
+      const int nl = static_cast<int>(std::min<int64_t>(L, W - i0));
+      Block<D, V> blk;
+      block_basis<D, V, S>(pb, rb, rs, i0, nl, A.data(), blk);
+      for (int64_t td = 0; td < TD; ++td) ga[td] = V{};
+      V szy[D * D];
+      for (int k = 0; k < D * D; ++k) szy[k] = V{};
+      for (int64_t c = 0; c < C; ++c) {
+        const scalar_t* xc = pb.x + (n * C + c) * T * HW + hh * W + i0;
+        scalar_t* gxc = pb.grad_x + (n * C + c) * T * HW + hh * W + i0;
+        const S* gpc = pb.grad_pbar + (n * C + c) * HW + hh * W + i0;
+        __builtin_prefetch(gpc + 4 * L, 0, 3);
+        const V gpt = vload<V, S>(gpc, nl) * inv_T;
+        V b[D];
+        for (int d = 0; d < D; ++d) b[d] = V{};
+        for (int64_t t = 0; t < T; ++t) {
+          // 2 T C streams (x and grad_x) exceed the hardware prefetchers: prefetch 4 blocks ahead
+          __builtin_prefetch(xc + t * HW + 4 * L, 0, 3);
+          __builtin_prefetch(gxc + t * HW + 4 * L, 1, 3);
+          const V xv = vload<V, S>(xc + t * HW, nl);
+          const V* a = A.data() + t * D;
           VIDOPS_UNROLL
-          for (int k = 0; k < P; ++k) mi[k] = m[k * W + i];
+          for (int d = 0; d < D; ++d) b[d] += a[d] * xv;
+        }
+        V y[D], atq[D], z[D];
+        sym_matvec<D, V>(blk.m, b, y);
+        const V gl = ge2 * blk.lam;
+        VIDOPS_UNROLL
+        for (int d = 0; d < D; ++d) atq[d] = gpt * blk.s[d] + gl * y[d];
+        sym_matvec<D, V>(blk.m, atq, z);
+        VIDOPS_UNROLL
+        for (int d = 0; d < D; ++d) {
           VIDOPS_UNROLL
-          for (int d = 0; d < D; ++d) bi[d] = b[d * W + i];
-          pwtp::sym_matvec<D, S>(mi, bi, yi);
-          const S gpt = gp[i] * inv_T, gl = ge2 * lm[i];
-          VIDOPS_UNROLL
-          for (int d = 0; d < D; ++d) atq[d] = gpt * s[d * W + i] + gl * yi[d];
-          pwtp::sym_matvec<D, S>(mi, atq, zi);
+          for (int e = 0; e < D; ++e) szy[d * D + e] += z[d] * y[e];
+        }
+        for (int64_t t = 0; t < T; ++t) {
+          const V xv = vload<V, S>(xc + t * HW, nl);
+          const V* a = A.data() + t * D;
+          V ay = V{}, az = V{};
           VIDOPS_UNROLL
           for (int d = 0; d < D; ++d) {
-            y[d * W + i] = yi[d];
-            z[d * W + i] = zi[d];
-            VIDOPS_UNROLL
-            for (int e = 0; e < D; ++e) szy[(d * D + e) * W + i] += zi[d] * yi[e];
+            ay += a[d] * y[d];
+            az += a[d] * z[d];
           }
-        }
-        for (int64_t t = 0; t < T; ++t) {
-          const scalar_t* xt = xc + t * HW;
-          scalar_t* gxt = gxc + t * HW;
-          const S* at = A + t * D * as;
-          S* gat = ga.data() + t * D * W;
-          for (int64_t i = 0; i < W; ++i) {
-            S ay = S(0), az = S(0);
-            VIDOPS_UNROLL
-            for (int d = 0; d < D; ++d) {
-              ay += at[d * as + i] * y[d * W + i];
-              az += at[d * as + i] * z[d * W + i];
-            }
-            const S p = static_cast<S>(xt[i]) - ay;
-            const S q = gp[i] * inv_T + ge2 * p;
-            gxt[i] = static_cast<scalar_t>(q - az);
-            VIDOPS_UNROLL
-            for (int d = 0; d < D; ++d) gat[d * W + i] -= q * y[d * W + i] + p * z[d * W + i];
-          }
+          const V p = xv - ay;
+          const V q = gpt + ge2 * p;
+          vstore<V, S>(gxc + t * HW, q - az, nl);
+          V* g = ga.data() + t * D;
+          VIDOPS_UNROLL
+          for (int d = 0; d < D; ++d) g[d] -= q * y[d] + p * z[d];
         }
       }
       // grad_A += A Szy + (2 eps / D) tr(Szy) A
+      V tr = V{};
+      for (int d = 0; d < D; ++d) tr += szy[d * D + d];
+      const V te = two_eps_D * tr;
       for (int64_t t = 0; t < T; ++t) {
-        const S* at = A + t * D * as;
-        S* gat = ga.data() + t * D * W;
-        for (int64_t i = 0; i < W; ++i) {
-          S a[D], tr = S(0);
+        const V* a = A.data() + t * D;
+        V* g = ga.data() + t * D;
+        VIDOPS_UNROLL
+        for (int e = 0; e < D; ++e) {
+          V v = te * a[e];
           VIDOPS_UNROLL
-          for (int d = 0; d < D; ++d) {
-            a[d] = at[d * as + i];
-            tr += szy[(d * D + d) * W + i];
-          }
-          VIDOPS_UNROLL
-          for (int e = 0; e < D; ++e) {
-            S v = two_eps_D * tr * a[e];
-            VIDOPS_UNROLL
-            for (int k = 0; k < D; ++k) v += a[k] * szy[(k * D + e) * W + i];
-            gat[e * W + i] += v;
-          }
+          for (int k = 0; k < D; ++k) v += a[k] * szy[k * D + e];
+          g[e] += v;
         }
       }
-      // adjoint of the horizontal interpolation, into this row's slot
-      S* dst;
-      int64_t dst_stride;
-      if (h == H) {
-        dst = grad_basis + n * TD * h * w + hh * w;
-        dst_stride = h * w;
+      // adjoint of the horizontal interpolation
+      if (w == W) {
+        for (int64_t td = 0; td < TD; ++td) vstore<V, S>(dst + td * dst_stride + i0, ga[td], nl);
       } else {
-        dst = rows_buf + row * TD * w;
-        dst_stride = w;
-      }
-      for (int64_t td = 0; td < TD; ++td) {
-        const S* g = ga.data() + td * W;
-        S* o = dst + td * dst_stride;
-        if (w == W) {
-          for (int64_t i = 0; i < W; ++i) o[i] = g[i];
-        } else {
-          for (int64_t j = 0; j < w; ++j) o[j] = S(0);
-          for (int64_t i = 0; i < W; ++i) {
-            o[rx.i0[i]] += (S(1) - rx.l1[i]) * g[i];
-            o[rx.i1[i]] += rx.l1[i] * g[i];
+        // gh is (w, T*D), td fastest: consecutive updates touch different addresses (no
+        // store-to-load forwarding chain through one low-res column).
+        const int64_t* x0 = pb.rx->i0.data() + i0;
+        const int64_t* x1 = pb.rx->i1.data() + i0;
+        const S* lx = pb.rx->l1.data() + i0;
+        const S* gs = reinterpret_cast<const S*>(ga.data());
+        for (int l = 0; l < nl; ++l) {
+          S* o0 = gh.data() + x0[l] * TD;
+          S* o1 = gh.data() + x1[l] * TD;
+          const S w1 = lx[l], w0 = S(1) - w1;
+          for (int64_t td = 0; td < TD; ++td) {
+            const S g = gs[td * L + l];
+            o0[td] += w0 * g;
+            o1[td] += w1 * g;
           }
         }
       }
     }
-  });
-  if (h == H) return;
-  // adjoint of the vertical interpolation: low-res row j of sample n sums the full-res rows that
-  // read it, in ascending order.
-  at::parallel_for(0, N * h, 1, [&](int64_t begin, int64_t end) {
+    if (w != W)
+      for (int64_t td = 0; td < TD; ++td)
+        for (int64_t j = 0; j < w; ++j) dst[td * dst_stride + j] = gh[j * TD + td];
+  }
+}
+
+// The ISA variants.
+#define VIDOPS_PWTP_VARIANTS(NAME, IMPL)                                                                  \
+  template <int D, typename S, typename scalar_t>                                                         \
+  void NAME##_base(const Problem<scalar_t, S>& pb, int64_t b, int64_t e) {                                \
+    IMPL<D, typename VecOf<S, 16>::type, S, scalar_t>(pb, b, e);                                           \
+  }                                                                                                        \
+  VIDOPS_PWTP_X86_VARIANTS(NAME, IMPL)                                                                     \
+  template <int D, typename S, typename scalar_t>                                                         \
+  void NAME(const Problem<scalar_t, S>& pb, int64_t b, int64_t e) {                                       \
+    switch (detect_isa()) {                                                                                \
+      VIDOPS_PWTP_X86_CASES(NAME)                                                                          \
+      default: return NAME##_base<D, S, scalar_t>(pb, b, e);                                               \
+    }                                                                                                      \
+  }
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define VIDOPS_PWTP_X86_VARIANTS(NAME, IMPL)                                                              \
+  template <int D, typename S, typename scalar_t>                                                         \
+  __attribute__((target("avx2,fma"))) void NAME##_avx2(const Problem<scalar_t, S>& pb, int64_t b, int64_t e) { \
+    IMPL<D, typename VecOf<S, 32>::type, S, scalar_t>(pb, b, e);                                           \
+  }                                                                                                        \
+  template <int D, typename S, typename scalar_t>                                                         \
+  __attribute__((target("avx512f,avx512vl,avx2,fma"))) void NAME##_avx512(const Problem<scalar_t, S>& pb, \
+                                                                          int64_t b, int64_t e) {          \
+    IMPL<D, typename VecOf<S, 64>::type, S, scalar_t>(pb, b, e);                                           \
+  }
+#define VIDOPS_PWTP_X86_CASES(NAME)                           \
+  case Isa::kAvx512: return NAME##_avx512<D, S, scalar_t>(pb, b, e); \
+  case Isa::kAvx2: return NAME##_avx2<D, S, scalar_t>(pb, b, e);
+#else
+#define VIDOPS_PWTP_X86_VARIANTS(NAME, IMPL)
+#define VIDOPS_PWTP_X86_CASES(NAME)
+#endif
+
+VIDOPS_PWTP_VARIANTS(forward_rows, forward_rows_impl)
+VIDOPS_PWTP_VARIANTS(backward_rows, backward_rows_impl)
+
+// at::parallel_for grain: tasks of at least ~64K element-operations, so small calls stay on the
+// calling thread (waking the OpenMP team costs more than they do).
+int64_t grain_for(int64_t work_per_task) {
+  return std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, work_per_task));
+}
+
+// Adjoint of the vertical interpolation: low-res row j of sample n sums the full-res rows that
+// read it, in ascending order.
+template <typename S, typename scalar_t>
+void vertical_adjoint(const Problem<scalar_t, S>& pb, int64_t TD) {
+  const int64_t N = pb.N, H = pb.H, h = pb.h, w = pb.w;
+  const Resize<S>& ry = *pb.ry;
+  at::parallel_for(0, N * h, grain_for(TD * w * (H / h + 2)), [&](int64_t begin, int64_t end) {
     for (int64_t nj = begin; nj < end; ++nj) {
       const int64_t n = nj / h, j = nj % h;
-      for (int64_t td = 0; td < TD; ++td) {
-        S* o = grad_basis + n * TD * h * w + td * h * w + j * w;
-        for (int64_t k = 0; k < w; ++k) o[k] = S(0);
-      }
+      for (int64_t td = 0; td < TD; ++td) std::fill_n(pb.grad_basis + n * TD * h * w + td * h * w + j * w, w, S(0));
       for (int64_t hh = 0; hh < H; ++hh) {
         const bool r0 = ry.i0[hh] == j, r1 = ry.i1[hh] == j;
         if (!r0 && !r1) continue;
         const S wgt = (r0 ? S(1) - ry.l1[hh] : S(0)) + (r1 ? ry.l1[hh] : S(0));
-        const S* src = rows_buf + (n * H + hh) * TD * w;
+        const S* src = pb.rows_buf + (n * H + hh) * TD * w;
         for (int64_t td = 0; td < TD; ++td) {
-          S* o = grad_basis + n * TD * h * w + td * h * w + j * w;
+          S* o = pb.grad_basis + n * TD * h * w + td * h * w + j * w;
           const S* g = src + td * w;
           for (int64_t k = 0; k < w; ++k) o[k] += wgt * g[k];
         }
@@ -352,13 +482,17 @@ void dispatch_D(int64_t D, F&& f) {
 }
 
 void check_inputs(const at::Tensor& x, const at::Tensor& basis, int64_t D) {
-  TORCH_CHECK(x.dim() == 5, "vidops.pixelwise_temporal_projection: x must be (N, C, T, H, W)");
-  TORCH_CHECK(basis.dim() == 4, "vidops.pixelwise_temporal_projection: basis must be (N, T*D, h, w)");
+  TORCH_CHECK(x.dim() == 5, "vidops.pixelwise_temporal_projection: x must be (N, C, T, H, W), got ", x.sizes());
+  TORCH_CHECK(basis.dim() == 4, "vidops.pixelwise_temporal_projection: basis must be (N, T*D, h, w), got ",
+              basis.sizes());
   const int64_t T = x.size(2);
   TORCH_CHECK(D >= 1 && D <= 4 && D < T && basis.size(1) == T * D && basis.size(0) == x.size(0),
-              "vidops.pixelwise_temporal_projection: basis must be (N, T*D, h, w) with 1 <= D <= 4, D < T");
+              "vidops.pixelwise_temporal_projection: basis must be (N, T*D, h, w) with 1 <= D <= 4, D < T; got D=",
+              D, ", x ", x.sizes(), ", basis ", basis.sizes());
   TORCH_CHECK(basis.size(2) >= 1 && basis.size(2) <= x.size(3) && basis.size(3) >= 1 && basis.size(3) <= x.size(4),
-              "vidops.pixelwise_temporal_projection: basis resolution must not exceed x's");
+              "vidops.pixelwise_temporal_projection: the basis resolution must not exceed x's");
+  TORCH_CHECK(x.size(1) >= 1 && x.size(3) >= 1 && x.size(4) >= 1,
+              "vidops.pixelwise_temporal_projection: x must have C, H, W >= 1");
 }
 
 at::ScalarType compute_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
@@ -372,24 +506,30 @@ std::tuple<at::Tensor, at::Tensor> pwtp_fwd_cpu(const at::Tensor& x_, const at::
   const int64_t N = x.size(0), C = x.size(1), T = x.size(2), H = x.size(3), W = x.size(4);
   const int64_t h = basis.size(2), w = basis.size(3);
   at::Tensor pbar = at::empty({N, C, H, W}, x.options());
-  at::Tensor enopr = at::empty({N}, x.options().dtype(at::kDouble));
-  if (N == 0) return {pbar, enopr.to(ct)};
+  at::Tensor enopr = at::empty({N}, x.options().dtype(ct));
+  if (N == 0) return {pbar, enopr};
   std::vector<double> rows(N * H);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "pwtp_fwd_cpu", [&] {
     using S = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+    const Resize<S> ry(h, H), rx(w, W);
+    Problem<scalar_t, S> pb{x.data_ptr<scalar_t>(), basis.data_ptr<S>(), N, C, T, H, W, h, w,
+                            static_cast<S>(eps), &ry, &rx};
+    pb.pbar = pbar.data_ptr<scalar_t>();
+    pb.row_sums = rows.data();
     dispatch_D(D, [&](auto Dc) {
-      pwtp_forward<decltype(Dc)::value, scalar_t, S>(x.data_ptr<scalar_t>(), basis.data_ptr<S>(),
-                                                     pbar.data_ptr<scalar_t>(), rows.data(), N, C, T, H, W, h, w,
-                                                     static_cast<S>(eps));
+      constexpr int Dv = decltype(Dc)::value;
+      at::parallel_for(0, N * H, grain_for(W * T * (C + Dv)), [&](int64_t b, int64_t e) {
+        forward_rows<Dv, S, scalar_t>(pb, b, e);
+      });
     });
+    S* e = enopr.data_ptr<S>();
+    for (int64_t n = 0; n < N; ++n) {
+      double acc = 0.0;
+      for (int64_t r = 0; r < H; ++r) acc += rows[n * H + r];
+      e[n] = static_cast<S>(acc / static_cast<double>(H * W * C));
+    }
   });
-  double* e = enopr.data_ptr<double>();
-  for (int64_t n = 0; n < N; ++n) {
-    double acc = 0.0;
-    for (int64_t r = 0; r < H; ++r) acc += rows[n * H + r];
-    e[n] = acc / static_cast<double>(H * W * C);
-  }
-  return {pbar, enopr.to(ct)};
+  return {pbar, enopr};
 }
 
 std::tuple<at::Tensor, at::Tensor> pwtp_bwd_cpu(const at::Tensor& grad_pbar_, const at::Tensor& grad_enopr_,
@@ -402,9 +542,9 @@ std::tuple<at::Tensor, at::Tensor> pwtp_bwd_cpu(const at::Tensor& grad_pbar_, co
   const int64_t N = x.size(0), C = x.size(1), T = x.size(2), H = x.size(3), W = x.size(4);
   const int64_t h = basis.size(2), w = basis.size(3);
   TORCH_CHECK(grad_pbar_.sizes() == at::IntArrayRef({N, C, H, W}),
-              "vidops.pixelwise_temporal_projection: grad_pbar must be (N, C, H, W)");
+              "vidops.pixelwise_temporal_projection: grad_pbar must be (N, C, H, W), got ", grad_pbar_.sizes());
   TORCH_CHECK(grad_enopr_.dim() == 1 && grad_enopr_.size(0) == N,
-              "vidops.pixelwise_temporal_projection: grad_enopr must be (N,)");
+              "vidops.pixelwise_temporal_projection: grad_enopr must be (N,), got ", grad_enopr_.sizes());
   const at::Tensor grad_pbar = grad_pbar_.to(ct).contiguous();
   const at::Tensor grad_enopr = grad_enopr_.to(at::kDouble).contiguous();
   at::Tensor grad_x = at::empty_like(x, at::MemoryFormat::Contiguous);
@@ -413,20 +553,31 @@ std::tuple<at::Tensor, at::Tensor> pwtp_bwd_cpu(const at::Tensor& grad_pbar_, co
   at::Tensor rows_buf = h == H ? at::Tensor() : at::empty({N, H, T * D, w}, basis.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "pwtp_bwd_cpu", [&] {
     using S = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+    const Resize<S> ry(h, H), rx(w, W);
+    Problem<scalar_t, S> pb{x.data_ptr<scalar_t>(), basis.data_ptr<S>(), N, C, T, H, W, h, w,
+                            static_cast<S>(eps), &ry, &rx};
+    pb.grad_pbar = grad_pbar.data_ptr<S>();
+    pb.grad_enopr = grad_enopr.data_ptr<double>();
+    pb.grad_x = grad_x.data_ptr<scalar_t>();
+    pb.grad_basis = grad_basis.data_ptr<S>();
+    pb.rows_buf = h == H ? nullptr : rows_buf.data_ptr<S>();
     dispatch_D(D, [&](auto Dc) {
-      pwtp_backward<decltype(Dc)::value, scalar_t, S>(
-          grad_pbar.data_ptr<S>(), grad_enopr.data_ptr<double>(), x.data_ptr<scalar_t>(), basis.data_ptr<S>(),
-          grad_x.data_ptr<scalar_t>(), grad_basis.data_ptr<S>(), h == H ? nullptr : rows_buf.data_ptr<S>(), N, C,
-          T, H, W, h, w, static_cast<S>(eps));
+      constexpr int Dv = decltype(Dc)::value;
+      at::parallel_for(0, N * H, grain_for(2 * W * T * (C + Dv)), [&](int64_t b, int64_t e) {
+        backward_rows<Dv, S, scalar_t>(pb, b, e);
+      });
     });
+    if (h != H) vertical_adjoint<S>(pb, T * D);
   });
   return {grad_x, grad_basis.to(basis_.scalar_type())};
 }
 
 }  // namespace
+}  // namespace cpu
+}  // namespace pwtp
 }  // namespace vidops
 
 TORCH_LIBRARY_IMPL(vidops, CPU, m) {
-  m.impl("_pixelwise_temporal_projection_fwd", &vidops::pwtp_fwd_cpu);
-  m.impl("_pixelwise_temporal_projection_bwd", &vidops::pwtp_bwd_cpu);
+  m.impl("_pixelwise_temporal_projection_fwd", &vidops::pwtp::cpu::pwtp_fwd_cpu);
+  m.impl("_pixelwise_temporal_projection_bwd", &vidops::pwtp::cpu::pwtp_bwd_cpu);
 }

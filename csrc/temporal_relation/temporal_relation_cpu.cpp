@@ -22,7 +22,8 @@ void trel_forward(const scalar_t* f, scalar_t* u, int64_t N, int64_t C, int64_t 
   const int64_t P = trel::num_pairs(T);
   const int64_t chunks = (L + kChunk - 1) / kChunk;
   const S inv_C = S(1) / S(C);
-  at::parallel_for(0, N * chunks, 1, [&](int64_t begin, int64_t end) {
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / (kChunk * C * T));  // small calls stay inline
+  at::parallel_for(0, N * chunks, grain, [&](int64_t begin, int64_t end) {
     std::vector<S> acc(P * kChunk), fr(T * kChunk);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / chunks, j0 = (task % chunks) * kChunk;
@@ -57,7 +58,8 @@ void trel_backward(const scalar_t* gu, const scalar_t* f, scalar_t* gf, int64_t 
   const int64_t P = trel::num_pairs(T);
   const int64_t chunks = (L + kChunk - 1) / kChunk;
   const S inv_C = S(1) / S(C);
-  at::parallel_for(0, N * chunks, 1, [&](int64_t begin, int64_t end) {
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / (kChunk * C * T));  // small calls stay inline
+  at::parallel_for(0, N * chunks, grain, [&](int64_t begin, int64_t end) {
     std::vector<S> g(P * kChunk), fr(T * kChunk), acc(kChunk);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / chunks, j0 = (task % chunks) * kChunk;

@@ -85,7 +85,8 @@ void tsp_forward(const scalar_t* x, const S* basis, scalar_t* yout, double* task
   sbs.reserve(N);
   for (int64_t n = 0; n < N; ++n) sbs.emplace_back(basis + n * K * D, K, eps);
   const int64_t chunks = (HW + kChunk - 1) / kChunk;
-  at::parallel_for(0, N * C * chunks, 1, [&](int64_t begin, int64_t end) {
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / (kChunk * K));  // small calls stay inline
+  at::parallel_for(0, N * C * chunks, grain, [&](int64_t begin, int64_t end) {
     std::vector<S> y(D * kChunk), nrm2(kChunk);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t nc = task / chunks, j0 = (task % chunks) * kChunk, n = nc / C;
@@ -111,7 +112,8 @@ void tsp_backward(const S* grad_y, const double* grad_l, const scalar_t* x, cons
   const int64_t chunks = (HW + kChunk - 1) / kChunk;
   const int64_t R = 2 * K * D + D * D;  // per task: sum q y^T (K,D), sum p z^T (K,D), sum z y^T (D,D)
   std::vector<double> partial(N * C * chunks * R);
-  at::parallel_for(0, N * C * chunks, 1, [&](int64_t begin, int64_t end) {
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / (kChunk * K));  // small calls stay inline
+  at::parallel_for(0, N * C * chunks, grain, [&](int64_t begin, int64_t end) {
     std::vector<S> y(D * kChunk), nrm2(kChunk), z(D * kChunk), inv(kChunk);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t nc = task / chunks, j0 = (task % chunks) * kChunk, n = nc / C;

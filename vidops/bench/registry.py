@@ -46,7 +46,8 @@ from typing import Callable, Optional
 
 import torch
 
-CASE_MODULES = ("motion_band_pass", "busy_quiet", "depthwise_conv3d", "region_attention")
+CASE_MODULES = ("motion_band_pass", "busy_quiet", "pixelwise_temporal_projection", "temporal_relation",
+                "temporal_squeeze", "region_attention", "depthwise_conv3d")
 
 MODES = ("fwd", "fwd+bwd")
 
