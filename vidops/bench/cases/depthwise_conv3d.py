@@ -63,8 +63,8 @@ def shapes(device: torch.device, quick: bool, smoke: bool = False) -> list:
 def make_inputs(s: Shape, dtype: torch.dtype, device: torch.device) -> dict:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(s.N, s.C, s.T, s.H, s.W, generator=g).to(device=device, dtype=dtype)
-    w = (torch.randn(s.C, *s.k, generator=g) * 0.05).to(device=device,
-                                                        dtype=torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype)
+    wdtype = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype  # fp32 master weights
+    w = (torch.randn(s.C, *s.k, generator=g) * 0.05).to(device=device, dtype=wdtype)
     grad = torch.randn(s.N, s.C, s.T, s.H, s.W, generator=g).to(device=device, dtype=dtype)
     return {"x": x, "w": w, "grad": grad}
 
