@@ -21,7 +21,7 @@ MODES = ("softmax", "cosine_softmax", "relu", "dot", "cosine_relu")
 
 
 def _region_attention(q: torch.Tensor, v: torch.Tensor, k: Optional[torch.Tensor], mode: str,
-                     backend: Optional[str] = None) -> torch.Tensor:
+                      backend: Optional[str] = None) -> torch.Tensor:
     """vidops.region_attention on the flattened (N, d, L) views; the result is (N, dv, L_q).
 
     Looked up at call time: the op is its own module (spec 5.1) and this file must import without it."""
