@@ -20,8 +20,8 @@ from ._layout import WeightHolder, to_frames, to_video
 MODES = ("softmax", "cosine_softmax", "relu", "dot", "cosine_relu")
 
 
-def region_attention(q: torch.Tensor, v: torch.Tensor, k: Optional[torch.Tensor], mode: str,
-                     backend: Optional[str] = None) -> torch.Tensor:
+def _region_attention(q: torch.Tensor, v: torch.Tensor, k: Optional[torch.Tensor], mode: str,
+                      backend: Optional[str] = None) -> torch.Tensor:
     """vidops.region_attention on the flattened (N, d, L) views; the result is (N, dv, L_q).
 
     Looked up at call time: the op is its own module (spec 5.1) and this file must import without it."""
@@ -187,7 +187,7 @@ class RegionNonLocal(nn.Module):
                 mode = "softmax" if mode == "cosine_softmax" else "relu"
             keys = F.max_pool3d(p, (1, 2, 2))
             v = F.max_pool3d(v, (1, 2, 2))
-        y = region_attention(p, v, keys, mode, self.attention_backend)
+        y = _region_attention(p, v, keys, mode, self.attention_backend)
         z = self.W(y.reshape(video.shape[0], self.inter_channels, *video.shape[2:])) + video
         return z if x.dim() == 5 else to_frames(z)
 
@@ -228,8 +228,8 @@ class NonLocal(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         video = to_video(x, self.num_segments, type(self).__name__)
-        y = region_attention(self.theta(video), self.g(video), self.phi(video), self.mode,
-                             self.attention_backend)
+        y = _region_attention(self.theta(video), self.g(video), self.phi(video), self.mode,
+                              self.attention_backend)
         z = self.W(y.reshape(video.shape[0], self.inter_channels, *video.shape[2:])) + video
         return z if x.dim() == 5 else to_frames(z)
 

@@ -13,7 +13,7 @@ Providers:
   diagonalwise        the authors' DiagonalwiseRefactorization (grouped conv, 32 channels per
                       group, masked weight: 32x the FLOPs; CUDA only, hopeless on CPU);
   vidops_<backend>    vidops.depthwise_conv3d(..., backend=<backend>).
-fwd+bwd providers run their own backward (gradients of x and weight).
+fwd+bwd: the harness runs the backward for x and weight (grad_inputs).
 
 Traffic: fwd reads x and writes y; fwd+bwd adds reading grad_out and x and writing grad_x.
 FLOPs: 2*kt*kh*kw per output element forward, 3x that for fwd+bwd.
@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import registry
-from ..registry import Case
+from ..registry import Case, CaseOptions, Target, compiled, dtype_of, itemsize, vidops_providers
 
 OP = "depthwise_conv3d"
+HALF = ("float16", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,10 @@ class Shape:
     def numel(self) -> int:
         return self.N * self.C * self.T * self.H * self.W
 
+    @property
+    def taps(self) -> int:
+        return self.k[0] * self.k[1] * self.k[2]
+
 
 def shapes(device: torch.device, quick: bool, smoke: bool = False) -> list:
     if smoke:
@@ -60,87 +64,76 @@ def shapes(device: torch.device, quick: bool, smoke: bool = False) -> list:
             Shape("cpa_res3", N, 1, 8, 28, 28, (3, 9, 9))]
 
 
-def make_inputs(s: Shape, dtype: torch.dtype, device: torch.device) -> dict:
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(s.N, s.C, s.T, s.H, s.W, generator=g).to(device=device, dtype=dtype)
-    w = (torch.randn(s.C, *s.k, generator=g) * 0.05).to(device=device,
-                                                        dtype=torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype)
-    grad = torch.randn(s.N, s.C, s.T, s.H, s.W, generator=g).to(device=device, dtype=dtype)
-    return {"x": x, "w": w, "grad": grad}
+def make_inputs(s: Shape, dtype: str, device: torch.device, seed: int = 0) -> dict:
+    """x standard normal; weight 0.05 * standard normal, float32 for half-precision x."""
+    g = torch.Generator().manual_seed(seed)
+    dt = dtype_of(dtype)
+    wdt = torch.float32 if dtype in HALF else dt
+    x = torch.randn(s.N, s.C, s.T, s.H, s.W, generator=g).to(device=device, dtype=dt)
+    w = (0.05 * torch.randn(s.C, *s.k, generator=g)).to(device=device, dtype=wdt)
+    return {"x": x, "w": w}
 
 
-def _fwd_bwd(fn):
-    """A provider that runs fn(x, w) and the backward for x and w (its own backward)."""
-
-    def run(i):
-        x = i["x"].detach().requires_grad_(True)
-        w = i["w"].detach().requires_grad_(True)
-        y = fn(x, w)
-        y.backward(i["grad"])
-        return y, x.grad, w.grad
-
-    return run
+def traffic(s: Shape, dtype: str, mode: str) -> int:
+    es = itemsize(dtype)
+    w = s.C * s.taps * (4 if dtype in HALF else es)
+    return es * 2 * s.numel + w if mode == "fwd" else es * 5 * s.numel + 2 * w
 
 
-def cases(device: torch.device, quick: bool, options=None) -> list:
-    from ...ops.depthwise_conv3d import depthwise_conv3d
+def flop_count(s: Shape, mode: str) -> int:
+    fwd = 2 * s.taps * s.numel
+    return fwd if mode == "fwd" else 3 * fwd
+
+
+def targets(s: Shape, mode: str, dtype: str, device: torch.device) -> list:
+    t = []
+    if device.type == "cpu" and mode == "fwd+bwd" and s.label == "rnl_res3":
+        t.append(Target("speedup", 8, "reference", source="issue #4: CPU fwd+bwd >= 8x grouped conv3d (2 threads)"))
+    if mode == "fwd":
+        t.append(Target("peak_memory", itemsize(dtype) * s.numel + 2**20 + 1024 * s.C,
+                        source="the forward allocates its output and O(C) workspace only"))
+    return t
+
+
+def diagonalwise(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """The authors' DiagonalwiseRefactorization: grouped conv, cpg = C // max(C // 32, 1)."""
+    from ...nn.region_non_local import depthwise_to_diagonalwise
+    from ...reference.depthwise_conv3d import diagonalwise_conv3d
+
+    mask, full = depthwise_to_diagonalwise(w)
+    return diagonalwise_conv3d(x, full.to(x.dtype), mask.to(x.dtype))
+
+
+def cases(device: torch.device, quick: bool, options: CaseOptions | None = None) -> list:
     from ...reference.depthwise_conv3d import depthwise_conv3d as reference
-    from ...reference.depthwise_conv3d import diagonalwise_conv3d, diagonalwise_mask
 
-    dtypes = tuple(getattr(options, "dtypes", ("float32",)))
-    modes = tuple(getattr(options, "modes", ("fwd", "fwd+bwd")))
-    smoke = bool(getattr(options, "smoke", False))
-    compiled = getattr(registry, "compiled", None)
-    Target = getattr(registry, "Target", None)
-    backends = registry.vidops_backends(OP, device) if hasattr(registry, "vidops_backends") else \
-        [b for b in ("cpu", "cuda", "triton") if _available(b, device)]
+    options = options or CaseOptions()
+
+    def make_vidops(backend):
+        from ... import depthwise_conv3d
+
+        return lambda i: depthwise_conv3d(i["x"], i["w"], backend=backend)
 
     out = []
-    for s in shapes(device, quick, smoke):
-        for dtype_name in dtypes:
-            dtype = getattr(torch, dtype_name)
-            if dtype in (torch.float16, torch.bfloat16) and device.type != "cuda":
-                continue
-            cpg = s.C // max(s.C // 32, 1)
-
-            def diag(x, w, cpg=cpg, s=s):
-                mask = diagonalwise_mask(s.C, cpg, s.k, w.dtype, w.device)
-                full = torch.zeros(s.C, cpg, *s.k, dtype=w.dtype, device=w.device)
-                o = torch.arange(s.C, device=w.device)
-                full = full.index_put((o, o % cpg), w)
-                return diagonalwise_conv3d(x, full, mask)
-
-            fns = {"reference": reference}
-            if compiled is not None:
-                fns["reference_compiled"] = compiled(reference)
-            if device.type == "cuda" and s.C % cpg == 0:
-                fns["diagonalwise"] = diag
-            for b in backends:
-                fns[f"vidops_{b}"] = (lambda b: lambda x, w: depthwise_conv3d(x, w, backend=b))(b)
-            taps = s.k[0] * s.k[1] * s.k[2]
-            es = torch.empty((), dtype=dtype).element_size()
-            for mode in ("fwd", "fwd+bwd"):
-                if mode not in modes:
-                    continue
-                if mode == "fwd":
-                    providers = {k: (lambda f: lambda i: f(i["x"], i["w"]))(f) for k, f in fns.items()}
-                    traffic, flops = es * 2 * s.numel, 2 * taps * s.numel
-                else:
-                    providers = {k: _fwd_bwd(f) for k, f in fns.items()}
-                    traffic, flops = es * 5 * s.numel, 6 * taps * s.numel
-                kwargs = {}
-                if Target is not None and device.type == "cpu" and mode == "fwd+bwd" and s.label == "rnl_res3":
-                    kwargs["targets"] = [Target("speedup", 8.0, source="issue #4: CPU fwd+bwd >= 8x grouped conv3d")]
-                out.append(Case(op=OP, name=s.name(), mode=mode, dtype=dtype_name,
-                                setup=(lambda s=s, dtype=dtype: make_inputs(s, dtype, device)),
-                                providers=providers, bytes=traffic + 4 * s.C * taps, flops=flops,
-                                shape=s.as_dict(), **kwargs))
+    for s in shapes(device, quick, options.smoke):
+        for dtype in options.dtypes:
+            for mode in options.modes:
+                providers = {
+                    "reference": lambda i: reference(i["x"], i["w"]),
+                    "reference_compiled": lambda i, f=compiled(reference): f(i["x"], i["w"]),
+                }
+                if device.type == "cuda" and s.C % (s.C // max(s.C // 32, 1)) == 0:
+                    providers["diagonalwise"] = lambda i: diagonalwise(i["x"], i["w"])
+                providers.update(vidops_providers(OP, device, make_vidops))
+                out.append(Case(
+                    op=OP, name=s.name(), mode=mode, dtype=dtype,
+                    setup=lambda s=s, dtype=dtype: make_inputs(s, dtype, device),
+                    providers=providers,
+                    bytes=traffic(s, dtype, mode), flops=flop_count(s, mode),
+                    shape=s.as_dict(),
+                    grad_inputs=("x", "w") if mode == "fwd+bwd" else (),
+                    targets=targets(s, mode, dtype, device),
+                    note=("CPU runs N=4, the shape of the issue's CPU target"
+                          if device.type == "cpu" and not options.smoke else ""),
+                ))
     return out
-
-
-def _available(backend: str, device: torch.device) -> bool:
-    from ... import _dispatch, _triton
-
-    if backend == "triton" and device.type != "cuda" and _triton.interpreter():
-        return False
-    return _dispatch.reasons(OP, device).get(backend) is None
