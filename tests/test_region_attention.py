@@ -365,7 +365,7 @@ def test_cpu_backend_never_allocates_l_by_l(mode):
 
 def test_cpu_chunks_scale_with_l():
     """The chunked path's largest intermediate stays at the chunk budget as L grows."""
-    budget = 256 * 512
+    budget = 256 * 256
     old = ra_ops.CHUNK_ELEMENTS
     try:
         ra_ops.CHUNK_ELEMENTS = budget

@@ -26,8 +26,9 @@ from ..reference.region_attention import (COSINE_EPS, COSINE_MODES, MODES, SOFTM
                                           region_attention_with_stats)
 
 OP = "region_attention"
-# The cpu backend's query chunk (one sample) holds at most this many logits (32 MB in fp32) and at
-# most a quarter of the L x L map; the backward keeps up to three such blocks alive, the forward one.
+# The cpu backend's query chunk (one sample) holds at most this many logits (32 MB in fp32), and at
+# most a quarter of the L x L map when that map is larger; the backward keeps up to three such
+# blocks alive, the forward one.
 CHUNK_ELEMENTS = 1 << 23
 
 
@@ -152,10 +153,14 @@ def dot_backward(grad_y, q, v, k, fast: Optional[bool] = None):
 
 
 def query_chunk(L: int) -> int:
-    """Queries per chunk: one sample's (chunk, L) logit block holds <= CHUNK_ELEMENTS and <= L^2/4
-    (1337 rows at L=6272, 668 at 12544, 392 at 1568), at least 64 rows. Per sample, so the GEMMs
-    stay large whatever the batch: on 2 cores, blocks of 2^20 logits ran ~2x slower than 2^22-2^24."""
-    return max(1, min(L, max(64, min(CHUNK_ELEMENTS // max(1, L), L // 4))))
+    """Queries per chunk of one sample: all L when the sample's L x L logits fit CHUNK_ELEMENTS
+    (L <= 2896: at most 32 MB), else at most CHUNK_ELEMENTS // L and L // 4 rows (1337 at L=6272,
+    668 at 12544, 1024 at 4096), so the chunk never holds more than a quarter of a large L x L
+    map. Per sample, so the GEMMs stay large whatever the batch: on 2 cores, chunks of a few
+    hundred rows ran ~1.5-2x slower than whole samples or chunks of 1000-2700 rows."""
+    if L * L <= CHUNK_ELEMENTS:
+        return max(1, L)
+    return max(64, min(CHUNK_ELEMENTS // L, L // 4))
 
 
 def chunked_forward(q, v, k, softmax: bool):
