@@ -96,26 +96,22 @@ def cpp_kernel(kernel: str) -> Callable[[torch.device], Optional[str]]:
     return available
 
 
-def cpu_kernel(kernel: str) -> Callable[[torch.device], Optional[str]]:
-    inner = cpp_kernel(kernel)
+def _kernel_on(device_type: str, backend: str):
+    def factory(kernel: str) -> Callable[[torch.device], Optional[str]]:
+        inner = cpp_kernel(kernel)
 
-    def available(device):
-        if device.type != "cpu":
-            return f"the cpu backend runs on CPU tensors, got a {device.type} tensor"
-        return inner(device)
+        def available(device: torch.device) -> Optional[str]:
+            if device.type != device_type:
+                return f"the {backend} backend runs on {device_type.upper()} tensors, got a {device.type} tensor"
+            return inner(device)
 
-    return available
+        return available
+
+    return factory
 
 
-def cuda_kernel(kernel: str) -> Callable[[torch.device], Optional[str]]:
-    inner = cpp_kernel(kernel)
-
-    def available(device):
-        if device.type != "cuda":
-            return f"the cuda backend runs on CUDA tensors, got a {device.type} tensor"
-        return inner(device)
-
-    return available
+cpu_kernel = _kernel_on("cpu", "cpu")     # cpu_kernel("_op_fwd"): the C++ CPU kernel is registered
+cuda_kernel = _kernel_on("cuda", "cuda")  # cuda_kernel("_op_fwd"): the CUDA kernel is registered
 
 
 def triton_kernel(module: str) -> Callable[[torch.device], Optional[str]]:
