@@ -26,9 +26,10 @@ from ..reference.region_attention import (COSINE_EPS, COSINE_MODES, MODES, SOFTM
                                           region_attention_with_stats)
 
 OP = "region_attention"
-# The cpu backend's query chunk (one sample) holds at most this many logits: 16 MB in fp32; the
-# backward keeps two such blocks alive (logits/weights and dP/dS), the forward one.
-CHUNK_ELEMENTS = 1 << 22
+# The cpu backend's query chunk (one sample) holds at most this many logits (32 MB in fp32), and at
+# most a quarter of the L x L map when that map is larger; the backward keeps up to three such
+# blocks alive, the forward one.
+CHUNK_ELEMENTS = 1 << 23
 
 
 def _spatial(t: torch.Tensor):
@@ -152,10 +153,14 @@ def dot_backward(grad_y, q, v, k, fast: Optional[bool] = None):
 
 
 def query_chunk(L: int) -> int:
-    """Queries per chunk so that one sample's (chunk, L) logit block holds <= CHUNK_ELEMENTS
-    (668 at L=6272). Per sample, so the GEMMs stay large whatever the batch: on 2 cores chunks of
-    ~170 rows measured ~2x slower than ~700-2000."""
-    return max(1, min(L, max(64, CHUNK_ELEMENTS // max(1, L))))
+    """Queries per chunk of one sample: all L when the sample's L x L logits fit CHUNK_ELEMENTS
+    (L <= 2896: at most 32 MB), else at most CHUNK_ELEMENTS // L and L // 4 rows (1337 at L=6272,
+    668 at 12544, 1024 at 4096), so the chunk never holds more than a quarter of a large L x L
+    map. Per sample, so the GEMMs stay large whatever the batch: on 2 cores, chunks of a few
+    hundred rows ran ~1.5-2x slower than whole samples or chunks of 1000-2700 rows."""
+    if L * L <= CHUNK_ELEMENTS:
+        return max(1, L)
+    return max(64, min(CHUNK_ELEMENTS // L, L // 4))
 
 
 def chunked_forward(q, v, k, softmax: bool):
@@ -184,14 +189,19 @@ def chunked_forward(q, v, k, softmax: bool):
     return y, lse
 
 
-def chunked_backward(grad_y, q, v, k, softmax: bool):
+def chunked_backward(grad_y, q, v, k, softmax: bool, lse=None):
     """(dq, dk, dv) w.r.t. the (possibly normalised) q, k and v by recomputing the logits per
-    query chunk; dS = P (dP - rowsum(P dP)) (softmax) or [S > 0] dP / L. Accumulation dtype."""
+    query chunk of one sample: P = exp(S - lse) (lse from the forward, else recomputed),
+    dS = P (dP - rowsum(P dP)) (softmax) or [S > 0] dP / L. Accumulation dtype. Fused ATen
+    kernels (softmax backward, threshold backward) keep the elementwise passes over each
+    (chunk, L) block to two or three."""
     N, d, L = q.shape
     dq = torch.empty_like(q)
     dk = torch.zeros_like(k)
     dv = torch.zeros_like(v)
     C = query_chunk(L)
+    inv_l = 1.0 / L
+    have_lse = lse is not None and lse.shape[-1] == L
     for n in range(N):
         qn, kn, vn, gn = q[n], k[n], v[n], grad_y[n]
         for j0 in range(0, L, C):
@@ -201,18 +211,28 @@ def chunked_backward(grad_y, q, v, k, softmax: bool):
             s = torch.mm(qc.t(), kn)                         # (C, L)
             dp = torch.mm(gc.t(), vn)                        # (C, L)
             if softmax:
-                p = s.sub_(s.amax(-1, keepdim=True)).exp_()  # in place (no logsumexp temporary)
-                p.div_(p.sum(-1, keepdim=True))
-                dp.sub_(torch.einsum("cl,cl->c", p, dp).unsqueeze(-1))  # D_j = sum_i P_ij dP_ij
-                ds = dp.mul_(p)
+                if have_lse:
+                    p = s.sub_(lse[n, j0:j1].unsqueeze(-1).to(s.dtype)).exp_()
+                else:
+                    p = torch.softmax(s, -1)
+                del s
+                ds = torch.ops.aten._softmax_backward_data(dp, p, -1, p.dtype)  # P (dP - rowsum(P dP))
+                del dp
+                dv[n].addmm_(gc, p)                          # dv_i += sum_j a_ij g_j
+                scale = 1.0
             else:
-                ds = dp.mul_(s > 0).mul_(1.0 / L)
-                p = s.clamp_min_(0).mul_(1.0 / L)
-            dv[n].addmm_(gc, p)                              # dv_i += sum_j a_ij g_j
-            dq[n, :, j0:j1] = torch.mm(kn, ds.t())           # dq_j = sum_i ds_ij k_i
-            dk[n].addmm_(qc, ds)                             # dk_i += sum_j ds_ij q_j
-            del s, dp, p, ds                                 # before the next chunk's blocks
+                ds = torch.ops.aten.threshold_backward(dp, s, 0)  # [S > 0] dP
+                del dp
+                p = s.clamp_min_(0)
+                dv[n].addmm_(gc, p, alpha=inv_l)             # a = ReLU(S) / L
+                scale = inv_l
+            dq[n, :, j0:j1] = torch.mm(kn, ds.t()).mul_(scale)  # dq_j = sum_i ds_ij k_i
+            dk[n].addmm_(qc, ds, alpha=scale)                # dk_i += sum_j ds_ij q_j
+            del p, ds                                        # before the next chunk's blocks
     return dq, dk, dv
+
+
+_HAS_CPU_FLASH = hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu")
 
 
 def _flash_cpu(q, v, k):
@@ -239,8 +259,10 @@ class _Reference:
 
 
 class _Cpu:
-    """Softmax modes: torch's CPU flash attention (d == dv), else query chunks of MKL GEMMs;
-    backward: query chunks (faster on CPU than the flash backward, measured 4x at d=256)."""
+    """Forward: the softmax modes in torch's fused CPU flash attention (scale 1, d == dv; what
+    SDPA runs), the rest (and d != dv) in query chunks of MKL GEMMs. Backward: query chunks with
+    the forward's logsumexp; on 2 cores at d=256, L=6272 this was ~4x faster than torch's CPU
+    flash-attention backward and on par with the authors' L x L autograd."""
 
     @staticmethod
     def forward(q, v, k, mode):
@@ -253,7 +275,7 @@ class _Cpu:
             qa = normalize(qa, COSINE_EPS)
             ka = None if ka is None else normalize(ka, COSINE_EPS)
         softmax = mode in SOFTMAX_MODES
-        if softmax and q.shape[1] == v.shape[1] and hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu"):
+        if softmax and q.shape[1] == v.shape[1] and _HAS_CPU_FLASH:
             y, lse = _flash_cpu(qa, va, ka)
         else:
             y, lse = chunked_forward(qa, va, qa if ka is None else ka, softmax)
@@ -269,7 +291,7 @@ class _Cpu:
         ka = qa if shared else k.to(acc)
         cosine = mode in COSINE_MODES
         qn, kn = (normalize(qa), normalize(ka)) if cosine else (qa, ka)
-        dq, dk, dv = chunked_backward(ga, qn, va, kn, mode in SOFTMAX_MODES)
+        dq, dk, dv = chunked_backward(ga, qn, va, kn, mode in SOFTMAX_MODES, stats)
         if shared:
             dq = dq + dk
             if cosine:

@@ -101,12 +101,12 @@ def traffic(s: Shape, dtype: str, mode: str) -> int:
 
 
 def memory_allowance(s: Shape, dtype: str, device: torch.device) -> int:
-    """O(L d): the output, per-query statistics and (CPU) fp32 working copies and the query-chunk
-    logit blocks; one L x L fp32 map per sample would be N L^2 4 bytes."""
+    """O(L d): the output, per-query statistics and (CPU) fp32 working copies and one query-chunk
+    logit block (2^23 logits); the reference's L x L fp32 maps are N L^2 4 bytes."""
     ops = importlib.import_module("vidops.ops.region_attention")
     io = s.N * s.L * s.d
-    if device.type == "cuda":
-        return itemsize(dtype) * io + 16 * s.N * s.L + 2 ** 21
+    if device.type == "cuda":  # y (and, for "dot", one more y-sized GEMM output), stats
+        return 2 * itemsize(dtype) * io + 16 * s.N * s.L + 2 ** 21
     return 4 * 6 * io + 4 * 2 * ops.CHUNK_ELEMENTS + 2 ** 21
 
 
