@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import sys
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 VERSION = "0.1.0"
@@ -206,15 +206,7 @@ def main():
         name="vidops",
         version=VERSION,
         description="Fused CUDA and Triton kernels for video action-recognition operators",
-        packages=[
-            "vidops",
-            "vidops.ops",
-            "vidops.reference",
-            "vidops.nn",
-            "vidops.models",
-            "vidops.bench",
-            "vidops.triton_kernels",
-        ],
+        packages=find_packages(include=["vidops", "vidops.*"]) + ["vidops.triton_kernels"],
         package_dir={"vidops.triton_kernels": "triton_kernels"},
         python_requires=">=3.9",
         install_requires=["torch>=2.6"],
