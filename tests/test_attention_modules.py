@@ -18,7 +18,10 @@ MODES = ("softmax", "cosine_softmax", "relu", "dot", "cosine_relu")
 
 def standin_region_attention(q, v, k=None, mode="softmax", backend=None):
     """A float64-capable stand-in for vidops.region_attention (spec 5.1) on (N, d, L) tensors,
-    used while the op is not in this build: a_ij weight of key i for query j, y_j = sum_i a_ij v_i."""
+    used while the op is not in this build: a_ij weight of key i for query j, y_j = sum_i a_ij v_i.
+    Like the op, it takes keys at the queries' positions only (k None or of q's shape)."""
+    assert k is None or k.shape == q.shape, "region_attention takes keys of the queries' shape"
+    assert v.shape[-1] == q.shape[-1]
     k = q if k is None else k
     if mode.startswith("cosine"):
         q, k = F.normalize(q, dim=1), F.normalize(k, dim=1)
@@ -228,18 +231,20 @@ def test_rnl_runs_in_both_layouts():
     torch.testing.assert_close(out4, frames_of(out5), rtol=0, atol=0)
 
 
-def test_rnl_sub_sample_pools_keys_and_values():
-    for mode in ("softmax", "cosine_softmax"):
-        m = RegionNonLocal(8, (3, 3, 3), mode, sub_sample=True).double().eval()
-        randomise_bn(m.W[1])
-        x = video(1, 8, 2, 6, 7)
-        V = F.conv3d(x, m.theta.weight, m.theta.bias)
-        P = F.conv3d(V, m.penta.weight, padding=1, groups=4)
-        if mode == "cosine_softmax":  # the reference normalises, then pools
-            P = F.normalize(P, dim=1)
-        y = attention_formula(P, F.max_pool3d(V, (1, 2, 2)), F.max_pool3d(P, (1, 2, 2)), "softmax")
-        expected = bn_formula(F.conv3d(y, m.W[0].weight, m.W[0].bias), m.W[1], False) + x
-        torch.testing.assert_close(m(x), expected, rtol=1e-9, atol=1e-9)
+@pytest.mark.parametrize("mode", MODES)
+def test_rnl_sub_sample_pools_keys_and_values(mode):
+    m = RegionNonLocal(8, (3, 3, 3), mode, sub_sample=True).double().eval()
+    randomise_bn(m.W[1])
+    x = video(1, 8, 2, 6, 7)
+    V = F.conv3d(x, m.theta.weight, m.theta.bias)
+    P = F.conv3d(V, m.penta.weight, padding=1, groups=4)
+    plain = mode
+    if mode.startswith("cosine"):  # the reference normalises, then pools (no re-normalisation)
+        P = F.normalize(P, dim=1)
+        plain = "softmax" if mode == "cosine_softmax" else "relu"
+    y = attention_formula(P, F.max_pool3d(V, (1, 2, 2)), F.max_pool3d(P, (1, 2, 2)), plain)
+    expected = bn_formula(F.conv3d(y, m.W[0].weight, m.W[0].bias), m.W[1], False) + x
+    torch.testing.assert_close(m(x), expected, rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("backend", ["reference", "triton"])
@@ -266,6 +271,7 @@ def test_nonlocal_keys_follow_tsm():
 
 @pytest.mark.parametrize("sub_sample", [True, False])
 def test_nonlocal_matches_formula_and_is_identity_at_init(sub_sample):
+    # sub_sample=True pools keys and values: the block's own PyTorch path (the op takes Lk = Lq only)
     m = NonLocal(8, sub_sample=sub_sample).double()
     x = video(2, 8, 2, 6, 7)
     torch.testing.assert_close(m(x), x, rtol=0, atol=0)

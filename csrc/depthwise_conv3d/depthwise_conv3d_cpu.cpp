@@ -65,17 +65,20 @@ template <typename S>
 struct Table {
   const char* isa;
   int lanes;
-  void (*fwd)(const Shape&, const Padded<S>&, const S*, int64_t, int64_t, S*);
+  void (*fwd)(const Shape&, const Padded<S>&, const S*, int64_t, int64_t, S*, int64_t);
   void (*wgrad)(const Shape&, const Padded<S>&, const Padded<S>&, int64_t, int64_t, S*);
+  int (*block_width)(int64_t W);
 };
 
 template <typename S>
-Table<S> make_table(const char* isa, int lanes, decltype(Table<S>::fwd) fwd, decltype(Table<S>::wgrad) wgrad) {
+Table<S> make_table(const char* isa, int lanes, decltype(Table<S>::fwd) fwd, decltype(Table<S>::wgrad) wgrad,
+                    decltype(Table<S>::block_width) block_width) {
   Table<S> t;
   t.isa = isa;
   t.lanes = lanes;
   t.fwd = fwd;
   t.wgrad = wgrad;
+  t.block_width = block_width;
   return t;
 }
 
@@ -90,17 +93,20 @@ Table<S> table() {
   if (has512 && (want.empty() || want == "avx512")) {
     decltype(Table<S>::fwd) f = &avx512::fwd_frames<S>;
     decltype(Table<S>::wgrad) g = &avx512::wgrad_frames<S>;
-    return make_table<S>("avx512", avx512::V<S>::L, f, g);
+    decltype(Table<S>::block_width) bw = &avx512::fwd_block_width<S>;
+    return make_table<S>("avx512", avx512::V<S>::L, f, g, bw);
   }
   if (has2 && (want.empty() || want == "avx512" || want == "avx2")) {
     decltype(Table<S>::fwd) f = &avx2::fwd_frames<S>;
     decltype(Table<S>::wgrad) g = &avx2::wgrad_frames<S>;
-    return make_table<S>("avx2", avx2::V<S>::L, f, g);
+    decltype(Table<S>::block_width) bw = &avx2::fwd_block_width<S>;
+    return make_table<S>("avx2", avx2::V<S>::L, f, g, bw);
   }
 #endif
   decltype(Table<S>::fwd) f = &generic::fwd_frames<S>;
   decltype(Table<S>::wgrad) g = &generic::wgrad_frames<S>;
-  return make_table<S>("generic", generic::V<S>::L, f, g);
+  decltype(Table<S>::block_width) bw = &generic::fwd_block_width<S>;
+  return make_table<S>("generic", generic::V<S>::L, f, g, bw);
 }
 
 inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
@@ -113,15 +119,19 @@ inline int64_t grain_for(int64_t work_per_task) {
 }
 
 // Copy frames [f0, f1) of a contiguous (T, H, W) plane into rows of rs elements starting at
-// column `left` (zeros elsewhere).
+// column `left`, zeros before and after.
 template <typename S>
 void pad_frames(const S* plane, const Shape& d, int64_t f0, int64_t f1, int64_t rs, int64_t left,
                 std::vector<S>& buf) {
-  buf.assign(static_cast<size_t>(std::max<int64_t>(f1 - f0, 0) * d.H * rs), S(0));
-  for (int64_t f = f0; f < f1; ++f)
-    for (int64_t r = 0; r < d.H; ++r)
-      std::memcpy(buf.data() + ((f - f0) * d.H + r) * rs + left, plane + (f * d.H + r) * d.W,
-                  sizeof(S) * d.W);
+  const int64_t rows = std::max<int64_t>(f1 - f0, 0) * d.H;
+  buf.resize(static_cast<size_t>(rows * rs));
+  const int64_t right = rs - left - d.W;
+  for (int64_t i = 0; i < rows; ++i) {
+    S* row = buf.data() + i * rs;
+    std::fill(row, row + left, S(0));
+    std::memcpy(row + left, plane + (f0 * d.H + i) * d.W, sizeof(S) * d.W);
+    std::fill(row + left + d.W, row + left + d.W + right, S(0));
+  }
 }
 
 // y = depthwise_conv3d(x, k) on contiguous buffers; k (C, taps).
@@ -132,11 +142,12 @@ void forward(const S* x, const S* k, S* y, const Shape& d) {
   const int64_t threads = at::get_num_threads();
   // Enough tasks for the threads when there are few planes; the result does not depend on it.
   const int64_t tch = std::min<int64_t>(d.T, std::max<int64_t>(1, (4 * threads + planes - 1) / planes));
-  const int64_t rs = round_up(d.W, 4 * tb.lanes) + d.kw - 1;
+  const int64_t ys = round_up(d.W, tb.block_width(d.W));  // output scratch rows: whole blocks
+  const int64_t rs = ys + d.kw - 1;                         // input rows: the blocks plus the taps
   const int taps = d.taps();
   const int64_t work = ((d.T + tch - 1) / tch) * d.frame() * taps;
   at::parallel_for(0, planes * tch, grain_for(work), [&](int64_t begin, int64_t end) {
-    std::vector<S> scratch;
+    std::vector<S> scratch, out;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t plane = task / tch, c = plane % d.C;
       int64_t t0, t1;
@@ -146,7 +157,11 @@ void forward(const S* x, const S* k, S* y, const Shape& d) {
       const int64_t f1 = std::min<int64_t>(d.T, t1 - 1 - d.pt() + d.kt);
       pad_frames<S>(x + plane * d.plane(), d, f0, f1, rs, d.pw(), scratch);
       Padded<S> xp{scratch.data(), f0, d.H, rs};
-      tb.fwd(d, xp, k + c * taps, t0, t1, y + plane * d.plane());
+      out.resize(static_cast<size_t>((t1 - t0) * d.H * ys));
+      tb.fwd(d, xp, k + c * taps, t0, t1, out.data(), ys);
+      S* yp = y + plane * d.plane() + t0 * d.frame();
+      for (int64_t i = 0; i < (t1 - t0) * d.H; ++i)
+        std::memcpy(yp + i * d.W, out.data() + i * ys, sizeof(S) * d.W);
     }
   });
 }
@@ -159,8 +174,8 @@ void weight_grad(const S* g, const S* x, S* gk, const Shape& d) {
   const int64_t units = d.N * d.T;
   const int64_t chunks = wgrad_chunks(d.C, units, 64);
   const int64_t tasks = d.C * chunks;
-  const int64_t rs = round_up(d.W, 4 * tb.lanes) + d.kw - 1;
-  const int64_t gs = round_up(d.W, tb.lanes);
+  const int64_t gs = round_up(d.W, tb.lanes);  // grad_out rows: whole vectors, zeros past W
+  const int64_t rs = gs + d.kw - 1;             // input rows: the vectors plus the taps
   std::vector<S> partial(static_cast<size_t>(tasks * taps), S(0));
   const int64_t work = ((units + chunks - 1) / chunks) * d.frame() * taps;
   at::parallel_for(0, tasks, grain_for(work), [&](int64_t begin, int64_t end) {

@@ -22,9 +22,15 @@ MODES = ("softmax", "cosine_softmax", "relu", "dot", "cosine_relu")
 
 def _region_attention(q: torch.Tensor, v: torch.Tensor, k: Optional[torch.Tensor], mode: str,
                       backend: Optional[str] = None) -> torch.Tensor:
-    """vidops.region_attention on the flattened (N, d, L) views; the result is (N, dv, L_q).
+    """y_j = sum_i a_ij v_i on the flattened (N, d, L) views; the result is (N, dv, L_q).
 
-    Looked up at call time: the op is its own module (spec 5.1) and this file must import without it."""
+    Keys at the queries' positions go to vidops.region_attention (looked up at call time: the op is
+    its own module, spec 5.1, and this file must import without it). Max-pooled keys and values
+    (sub_sample=True: fewer keys than queries, which the op does not take) run in plain PyTorch."""
+    qf, vf = q.flatten(2), v.flatten(2)
+    kf = None if k is None else k.flatten(2)
+    if kf is not None and kf.shape[-1] != qf.shape[-1]:
+        return _pooled_key_attention(qf, vf, kf, mode)
     from .. import ops
 
     fn = getattr(ops, "region_attention", None)
@@ -36,7 +42,20 @@ def _region_attention(q: torch.Tensor, v: torch.Tensor, k: Optional[torch.Tensor
         raise RuntimeError("vidops.nn: the attention blocks need vidops.region_attention (spec 5.1), "
                            "which this build of vidops does not have")
     kwargs = {} if backend is None else {"backend": backend}
-    return fn(q.flatten(2), v.flatten(2), None if k is None else k.flatten(2), mode=mode, **kwargs)
+    return fn(qf, vf, kf, mode=mode, **kwargs)
+
+
+def _pooled_key_attention(q: torch.Tensor, v: torch.Tensor, k: torch.Tensor, mode: str) -> torch.Tensor:
+    """The attention modes with Lk != Lq keys: SDPA (scale 1) for the softmax modes, Q (K^T V) / Lk
+    for "dot", the explicit (N, Lk, Lq) weights for the ReLU modes (Lk = Lq / 4 after pooling)."""
+    if mode.startswith("cosine"):
+        q, k = F.normalize(q, dim=1, eps=1e-12), F.normalize(k, dim=1, eps=1e-12)
+    if mode in ("softmax", "cosine_softmax"):
+        y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale=1.0)
+        return y.transpose(1, 2)
+    if mode == "dot":
+        return (v @ k.transpose(1, 2)) @ q / k.shape[-1]
+    return v @ (k.transpose(1, 2) @ q).relu() / k.shape[-1]
 
 
 # ---- the reference's "diagonalwise" region conv ---------------------------------------------
