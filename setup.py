@@ -181,10 +181,9 @@ def main():
                     ext.extra_link_args = list(ext.extra_link_args or []) + ["-lrt", "-ldl", "-lpthread"]
 
             def _write_build_config(self):
-                targets = [os.path.join(self.build_lib, "vidops")]
-                if self.inplace:
-                    targets = [os.path.join(ROOT, "vidops")]
-                for d in targets:
+                # build_lib for installs; the source tree too, for in-place builds (setuptools
+                # builds those with inplace=0 and copies the .so afterwards). The file is ignored by git.
+                for d in {os.path.join(self.build_lib, "vidops"), os.path.join(ROOT, "vidops")}:
                     os.makedirs(d, exist_ok=True)
                     with open(os.path.join(d, "_build_config.json"), "w") as f:
                         json.dump(build_config, f, indent=1)

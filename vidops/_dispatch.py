@@ -103,6 +103,9 @@ def _kernel_on(device_type: str, backend: str):
         def available(device: torch.device) -> Optional[str]:
             if device.type != device_type:
                 return f"the {backend} backend runs on {device_type.upper()} tensors, got a {device.type} tensor"
+            if device_type == "cuda" and not torch.cuda.is_available():
+                # vidops._C registers its CUDA kernels even in CPU torch (static cudart).
+                return f"torch {torch.__version__} has no usable CUDA device"
             return inner(device)
 
         return available
