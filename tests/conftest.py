@@ -38,11 +38,16 @@ def backends_for(op: str, device: str = "cpu"):
     return [b for b, why in _dispatch.reasons(op, torch.device(device)).items() if why is None]
 
 
-def device_backend_params(op: str, include_reference: bool = True):
+def device_backend_params(op: str, include_reference: bool = True, interpreted_triton: bool = True):
+    """(device, backend) pairs for every backend that runs here. interpreted_triton=False leaves
+    out Triton on CPU under the interpreter (~300x slower than torch): for suites whose shapes are
+    too large for it, where the op has a Triton-specific test file with interpreter-sized shapes."""
     out = []
     for dev in devices():
         for b in backends_for(op, dev):
             if b == "reference" and not include_reference:
+                continue
+            if b == "triton" and dev == "cpu" and not interpreted_triton:
                 continue
             marks = [pytest.mark.gpu] if dev == "cuda" else []
             out.append(pytest.param(dev, b, id=f"{dev}-{b}", marks=marks))

@@ -10,7 +10,7 @@ from conftest import device_backend_params
 from tolerance import assert_close_to_reference
 
 OP = "motion_band_pass"
-BACKENDS = device_backend_params(OP)
+BACKENDS = device_backend_params(OP, interpreted_triton=False)  # triton: test_motion_band_pass_triton.py
 
 # (N, C, T, H, W, k, stride, spatial_padding, temporal_padding): sizes that are not multiples of
 # any block size, odd k from 3 to 11, T not a power of two.

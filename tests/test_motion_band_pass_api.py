@@ -6,7 +6,7 @@ import vidops
 
 from conftest import device_backend_params
 
-BACKENDS = device_backend_params("motion_band_pass")
+BACKENDS = device_backend_params("motion_band_pass", interpreted_triton=False)  # triton: test_motion_band_pass_triton.py
 
 
 def _inputs(device, dtype=torch.float64, C=2, T=6, k=3):
