@@ -1,8 +1,8 @@
 // CPU building blocks of the motion band-pass kernels (forward, backward, busy/quiet):
 // the temporal 3-tap combination into a spatially padded frame buffer, the k x k stencil over
 // a frame, the adjoint of the spatial padding, and the k x k tap correlation of the weight
-// gradient. The hot loops use GCC vector extensions, compiled twice (baseline x86-64 and
-// AVX2+FMA / AVX-512) and picked at run time, so the build stays portable.
+// gradient. The hot loops use GCC vector extensions, compiled for baseline x86-64, AVX2+FMA and
+// AVX-512 and picked at run time (VIDOPS_CPU_ISA caps the choice), so the build stays portable.
 #pragma once
 #include <cstdint>
 #include <cstdlib>
