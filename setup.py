@@ -125,7 +125,7 @@ def main():
         if cuda is None:
             cpp_sources = [s for s in cpp_sources if not s.endswith("_cuda.cpp")]
         cxx = ["-O0", "-g"] if debug else ["-O3"]
-        cxx += ["-fopenmp", "-std=c++17"]
+        cxx += ["-fopenmp"]  # the C++ standard is torch's (C++20 for torch >= 2.10)
         macros = [("Py_LIMITED_API", "0x03090000")]
         if cuda is not None:
             macros.append(("VIDOPS_WITH_CUDA", "1"))

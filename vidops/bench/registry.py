@@ -1,16 +1,92 @@
-"""Benchmark cases: what `python -m vidops.bench` runs.
+"""Benchmark cases: what `python -m vidops.bench` (and `pytest bench/`) run.
 
-Each op contributes `vidops/bench/cases/<op>.py` with a function `cases(device, quick) -> list[Case]`.
-A Case names its providers: "reference" (the authors' formulation in eager mode; speedups are
-relative to it), "reference_compiled" (the same under torch.compile), other plain-PyTorch
-formulations, and "vidops_<backend>" for each vidops backend that can run on the device.
-`bytes` is the minimum traffic of the op (inputs read once, outputs written once) for GB/s and
-the fraction of the measured copy bandwidth; `flops` (optional) gives TFLOP/s.
+Adding an op
+------------
+Write `vidops/bench/cases/<op>.py` with
+
+    def cases(device: torch.device, quick: bool, options: CaseOptions | None = None) -> list[Case]
+
+and add "<op>" to `CASE_MODULES` below. `vidops/bench/cases/motion_band_pass.py` is the worked
+example. The function only *describes* cases: `Case.setup` builds the inputs later, once per case,
+outside the timed region, so listing cases is cheap. `options` (optional third parameter) carries
+the dtypes and modes asked for and `smoke` (tiny shapes for the harness's own tests); a module
+that ignores it still works: the harness filters the cases it returns by dtype and mode.
+
+Shapes: `quick` means the small CPU shapes the CPU targets are stated on; on CPU the harness uses
+the quick shapes even without --quick (full shapes take minutes per case on 2 cores), and the
+full shapes on CUDA. `options.smoke` asks for the tiniest shapes that still exercise every code
+path (used by tests/test_bench_cli.py and by `pytest bench/` by default).
+
+Providers (`Case.providers`, name -> fn(inputs) -> output(s)):
+  "reference"            the authors' formulation in eager mode; speedups are relative to it
+                         (the harness always runs it, whatever --providers says);
+  "reference_compiled"   the same under torch.compile (use `compiled()` below; any provider
+                         whose name contains "compiled" is skipped by --no-compile);
+  other plain-PyTorch formulations (e.g. "temporal_first");
+  "vidops_<backend>"     each vidops backend that can run on the device (`vidops_providers()`).
+
+Modes: "fwd" times `fn(inputs)`. "fwd+bwd" with `grad_inputs` set times `fn(inputs)` then
+`torch.autograd.backward(outputs, grads)` with the named inputs requiring grad (their .grad is
+cleared between repetitions, outside the timed region; `grads` are fixed random tensors shaped
+like the outputs). A fwd+bwd case with empty `grad_inputs` is timed as is (the provider does its
+own backward).
+
+`bytes` is the minimum traffic of the op (inputs read once, outputs written once; for fwd+bwd the
+forward's plus the backward's) for GB/s and the fraction of the copy bandwidth measured in the same
+run; `flops` (optional) gives TFLOP/s. `targets` are the goals the report shows next to the
+measured values (never asserted).
 """
 from __future__ import annotations
 
+import fnmatch
+import importlib
+import inspect
 from dataclasses import dataclass, field
 from typing import Callable, Optional
+
+import torch
+
+CASE_MODULES = ("motion_band_pass", "busy_quiet")
+
+MODES = ("fwd", "fwd+bwd")
+
+
+@dataclass
+class Target:
+    """A goal shown next to a measurement (never asserted).
+
+    kind:
+      "speedup"      median time of `baseline` / median time of the provider >= value;
+      "copy_bw"      the provider's GB/s as a percentage of the measured copy bandwidth >= value;
+      "peak_memory"  peak memory allocated by one call (bytes) <= value.
+    providers: fnmatch pattern of the providers the target applies to (default: every vidops backend).
+    source: where the target comes from (issue, spec section), for the JSON record.
+    """
+    kind: str
+    value: float
+    baseline: str = "reference"
+    providers: str = "vidops_*"
+    source: str = ""
+
+    def applies_to(self, provider: str) -> bool:
+        return fnmatch.fnmatchcase(provider, self.providers)
+
+    def describe(self) -> str:
+        if self.kind == "speedup":
+            return f">={self.value:g}x {self.baseline}"
+        if self.kind == "copy_bw":
+            return f">={self.value:g}% copy BW"
+        if self.kind == "peak_memory":
+            return f"mem<={self.value / 2**20:.3g}MiB"
+        return f"{self.kind} {self.value:g}"
+
+
+@dataclass
+class CaseOptions:
+    """What the harness asks of a case module (all optional for the module to honour)."""
+    dtypes: tuple = ("float32",)
+    modes: tuple = MODES
+    smoke: bool = False
 
 
 @dataclass
@@ -24,6 +100,83 @@ class Case:
     bytes: int = 0
     flops: Optional[int] = None
     shape: dict = field(default_factory=dict)  # the shape parameters, for the JSON/CSV record
+    grad_inputs: tuple = ()      # fwd+bwd: names of the inputs that require grad
+    targets: list = field(default_factory=list)  # list[Target]
+    note: str = ""               # free text for the record (e.g. why CPU uses small shapes)
 
 
-CASE_MODULES = ("motion_band_pass",)
+# ---- helpers for case modules ----------------------------------------------------------------
+
+def compiled(fn: Callable, **compile_kwargs) -> Callable:
+    """`torch.compile(fn)` built on first call (so listing cases never compiles).
+
+    dynamic=False: every case is compiled for its own static shapes (the harness resets dynamo
+    between cases, so the recompile limit is never hit and no case silently falls back to eager).
+    A compile failure raises on the first call; the harness records it in the row.
+    """
+    compile_kwargs.setdefault("dynamic", False)
+    state = {}
+
+    def call(*args, **kwargs):
+        if "fn" not in state:
+            state["fn"] = torch.compile(fn, **compile_kwargs)
+        return state["fn"](*args, **kwargs)
+
+    call.__name__ = f"compiled_{getattr(fn, '__name__', 'fn')}"
+    return call
+
+
+def vidops_backends(op: str, device: torch.device) -> list:
+    """The vidops backends (not "reference") that can run `op` on `device`.
+
+    Triton under its interpreter (TRITON_INTERPRET=1 on CPU) is left out: it is a test path, not
+    something to time.
+    """
+    from .. import _dispatch, _triton
+
+    out = []
+    for name, why in _dispatch.reasons(op, device).items():
+        if why is not None or name == "reference":
+            continue
+        if name == "triton" and device.type != "cuda" and _triton.interpreter():
+            continue
+        out.append(name)
+    return out
+
+
+def vidops_providers(op: str, device: torch.device, make: Callable[[str], Callable]) -> dict:
+    """{"vidops_<backend>": make(backend)} for every backend that can run `op` on `device`."""
+    return {f"vidops_{b}": make(b) for b in vidops_backends(op, device)}
+
+
+def dtype_of(name: str) -> torch.dtype:
+    dt = getattr(torch, name, None)
+    if not isinstance(dt, torch.dtype):
+        raise ValueError(f"vidops.bench: unknown dtype {name!r}")
+    return dt
+
+
+def itemsize(dtype: str) -> int:
+    return torch.empty((), dtype=dtype_of(dtype)).element_size()
+
+
+# ---- loading ---------------------------------------------------------------------------------
+
+def case_module(op: str):
+    return importlib.import_module(f"vidops.bench.cases.{op}")
+
+
+def load_cases(ops, device: torch.device, quick: bool, options: CaseOptions) -> list:
+    """Every case of the named ops (all of CASE_MODULES when ops is None), filtered by the
+    options' dtypes and modes."""
+    out = []
+    for op in (ops or CASE_MODULES):
+        if op not in CASE_MODULES:
+            raise ValueError(f"vidops.bench: unknown op {op!r} (known: {', '.join(CASE_MODULES)})")
+        fn = case_module(op).cases
+        if len(inspect.signature(fn).parameters) >= 3:
+            got = fn(device, quick, options)
+        else:
+            got = fn(device, quick)
+        out.extend(c for c in got if c.dtype in options.dtypes and c.mode in options.modes)
+    return out

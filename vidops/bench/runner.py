@@ -1,0 +1,243 @@
+"""Runs benchmark cases: inputs, warm-up, timing, peak memory, a correctness check, targets.
+
+Per case: dynamo is reset (each compiled provider compiles for its own shapes), the inputs are
+built once and shared by the providers, and "reference" runs first (speedups are relative to it,
+and its output is the correctness oracle: for half-precision cases the reference run on the same
+inputs upcast to float32). Per provider: one untimed first call (compilation happens here; its
+wall time is recorded as first_call_ms), the timed repetitions, then one more call for peak
+memory. A provider that raises gets a row with the error instead of numbers; the run goes on.
+"""
+from __future__ import annotations
+
+import fnmatch
+import math
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+from . import registry, timing
+from .registry import Case
+
+HALF = (torch.float16, torch.bfloat16)
+# relative L2 error vs the oracle above which the row is flagged (reported, never asserted)
+TOLERANCE = {"float64": 1e-9, "float32": 1e-3, "float16": 1e-2, "bfloat16": 5e-2}
+
+
+@dataclass
+class RunConfig:
+    device: torch.device
+    providers: Optional[list] = None   # fnmatch patterns; None = all ("reference" always runs)
+    compile: bool = True
+    memory: bool = True
+    policy: timing.Policy = field(default_factory=timing.Policy)
+
+
+def _tensors(out) -> list:
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, (tuple, list)):
+        return [t for o in out for t in _tensors(o)]
+    if isinstance(out, dict):
+        return [t for o in out.values() for t in _tensors(o)]
+    return []
+
+
+def reset_dynamo() -> None:
+    """Forget compiled code between cases (so no compiled provider hits the recompile limit and
+    silently falls back to eager). Importing torch._dynamo costs seconds: skip it when nothing
+    imported it yet (then nothing was compiled)."""
+    if "torch._dynamo" in sys.modules:
+        sys.modules["torch._dynamo"].reset()
+
+
+def select_providers(case: Case, cfg: RunConfig) -> list:
+    names = list(case.providers)
+    if not cfg.compile:
+        names = [n for n in names if "compiled" not in n]
+    if cfg.providers:
+        names = [n for n in names if n == "reference" or any(fnmatch.fnmatchcase(n, p) for p in cfg.providers)]
+    names.sort(key=lambda n: (n != "reference",))  # reference first, the rest in the case's order
+    return names
+
+
+class _Step:
+    """The timed callable of one provider: the forward, or forward + backward."""
+
+    def __init__(self, case: Case, fn, inputs: dict, shared: dict):
+        self.case, self.fn, self.inputs, self.shared = case, fn, inputs, shared
+        self.backward = case.mode != "fwd" and bool(case.grad_inputs)
+        self.params = [inputs[n] for n in case.grad_inputs] if self.backward else []
+
+    def reset(self):
+        for p in self.params:
+            p.grad = None
+
+    def __call__(self):
+        out = self.fn(self.inputs)
+        if self.backward:
+            outs = [o for o in _tensors(out) if o.requires_grad]
+            if "grads" not in self.shared:  # the same random output gradients for every provider
+                g = torch.Generator().manual_seed(1)
+                self.shared["grads"] = [torch.randn(o.shape, generator=g).to(o) for o in outs]
+            torch.autograd.backward(outs, self.shared["grads"])
+        return out
+
+    def result(self, out) -> list:
+        """What the correctness check compares: the outputs, and the input gradients."""
+        res = [o.detach() for o in _tensors(out)]
+        return res + [p.grad.detach() for p in self.params if p.grad is not None]
+
+
+def _oracle(case: Case, fn, inputs: dict, shared: dict, device, first_result: list) -> list:
+    """The reference's result to compare the providers with: its own first result, or for half
+    precision the reference run on the same inputs upcast to float32 (and float32 gradients)."""
+    if registry.dtype_of(case.dtype) not in HALF:
+        return [r.clone() for r in first_result]
+    grads_wanted = case.grad_inputs if case.mode != "fwd" else ()
+    up = {k: (v.detach().float().requires_grad_(k in grads_wanted) if isinstance(v, torch.Tensor)
+              and v.is_floating_point() else v) for k, v in inputs.items()}
+    up_shared = {"grads": [g.float() for g in shared["grads"]]} if "grads" in shared else {}
+    step = _Step(case, fn, up, up_shared)
+    out = step()
+    return step.result(out)
+
+
+def rel_err(a: list, b: list) -> float:
+    """max over the tensors of ||a - b|| / ||b|| in float64; inf for a shape mismatch or a NaN."""
+    if len(a) != len(b):
+        return math.inf
+    worst = 0.0
+    for x, y in zip(a, b):
+        if x.shape != y.shape:
+            return math.inf
+        x, y = x.double(), y.double()
+        den = y.norm().item()
+        num = (x - y).norm().item()
+        err = num / den if den > 0 else num
+        if not math.isfinite(err):
+            return math.inf
+        worst = max(worst, err)
+    return worst
+
+
+def _short_error(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {msg[0][:300] if msg else ''}"
+
+
+def run_case(case: Case, cfg: RunConfig, copy_gbps: Optional[float], log=None) -> list:
+    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    device = cfg.device
+    reset_dynamo()
+    base = {"op": case.op, "case": case.name, "mode": case.mode, "dtype": case.dtype,
+            "shape": dict(case.shape), "bytes": case.bytes, "flops": case.flops, "note": case.note,
+            "case_targets": [{"describe": t.describe(), "providers": t.providers, "source": t.source}
+                             for t in case.targets]}
+    names = select_providers(case, cfg)
+    records = []
+    try:
+        torch.manual_seed(0)
+        inputs = case.setup()
+        for n in case.grad_inputs if case.mode != "fwd" else ():
+            inputs[n].requires_grad_(True)
+    except Exception as exc:
+        log(f"  setup failed: {_short_error(exc)}")
+        return [dict(base, provider=n, error=f"setup: {_short_error(exc)}") for n in names]
+    shared: dict = {}
+    oracle = None
+    for name in names:
+        rec = dict(base, provider=name)
+        records.append(rec)
+        step = _Step(case, case.providers[name], inputs, shared)
+        try:
+            step.reset()
+            t0 = time.perf_counter()
+            out = step()
+            timing.sync(device)
+            rec["first_call_ms"] = (time.perf_counter() - t0) * 1e3
+            result = step.result(out)
+            if name == "reference":
+                oracle = _oracle(case, case.providers[name], inputs, shared, device, result)
+            if oracle is not None:
+                rec["rel_err"] = rel_err(result, oracle)
+                rec["check"] = "ok" if rec["rel_err"] <= TOLERANCE.get(case.dtype, 1e-3) else "MISMATCH"
+            del out, result
+            # a slow first call of an eager provider is its warm-up (compiled ones compiled in it)
+            est = None if "compiled" in name else rec["first_call_ms"] * 1e-3
+            t = timing.time_fn(step, step.reset, device, cfg.policy, est)
+            rec.update(median_ms=t.median, p20_ms=t.p20, p80_ms=t.p80, reps=t.reps)
+            if case.bytes:
+                rec["gbps"] = case.bytes / (t.median * 1e-3) / 1e9
+                if copy_gbps:
+                    rec["pct_copy_bw"] = 100 * rec["gbps"] / copy_gbps
+            if case.flops:
+                rec["tflops"] = case.flops / (t.median * 1e-3) / 1e12
+            if cfg.memory:
+                rec["peak_mem_bytes"], rec["peak_mem_method"] = timing.peak_memory(step, step.reset, device)
+            step.reset()
+            log(f"  {name:20s} {t.median:10.3f} ms  (p20 {t.p20:.3f}, p80 {t.p80:.3f}, {t.reps} reps)")
+        except Exception as exc:
+            rec["error"] = _short_error(exc)
+            rec["traceback"] = traceback.format_exc(limit=4)
+            step.reset()
+            log(f"  {name:20s} ERROR {rec['error']}")
+    _speedups(records)
+    _targets(case, records)
+    return records
+
+
+def _speedups(records: list) -> None:
+    ref = next((r for r in records if r["provider"] == "reference" and "median_ms" in r), None)
+    for r in records:
+        if ref is not None and "median_ms" in r:
+            r["speedup"] = ref["median_ms"] / r["median_ms"]
+
+
+def _targets(case: Case, records: list) -> None:
+    by_name = {r["provider"]: r for r in records}
+    for r in records:
+        evals = []
+        for t in case.targets:
+            if not t.applies_to(r["provider"]):
+                continue
+            measured = None
+            if "median_ms" in r:
+                if t.kind == "speedup":
+                    b = by_name.get(t.baseline)
+                    if b is not None and "median_ms" in b:
+                        measured = b["median_ms"] / r["median_ms"]
+                elif t.kind == "copy_bw":
+                    measured = r.get("pct_copy_bw")
+                elif t.kind == "peak_memory":
+                    measured = r.get("peak_mem_bytes")
+            if measured is None:
+                met = None
+            elif t.kind == "peak_memory":
+                met = measured <= t.value
+            else:
+                met = measured >= t.value
+            evals.append({"kind": t.kind, "value": t.value, "baseline": t.baseline if t.kind == "speedup" else None,
+                          "describe": t.describe(), "measured": measured, "met": met, "source": t.source})
+        r["targets"] = evals
+        r["target"] = "; ".join(e["describe"] for e in evals)
+        if not evals:
+            r["target_met"] = None
+        elif any(e["met"] is False for e in evals):
+            r["target_met"] = False
+        elif all(e["met"] is True for e in evals):
+            r["target_met"] = True
+        else:
+            r["target_met"] = None
+
+
+def run(cases: list, cfg: RunConfig, copy_gbps: Optional[float], log=None) -> list:
+    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    records = []
+    for i, case in enumerate(cases, 1):
+        log(f"[{i}/{len(cases)}] {case.op} | {case.name} | {case.mode} | {case.dtype}")
+        records.extend(run_case(case, cfg, copy_gbps, log))
+    return records
