@@ -197,6 +197,15 @@ inline Isa detect_isa() {
 #endif
 }
 
+// The ISA whose vectors are not wider than a row of cols elements (narrow frames, e.g. 14 x 14
+// at res4, would otherwise run mostly in the scalar or masked tails of the wide variants).
+inline Isa narrowed_isa(int64_t cols, size_t elem) {
+  Isa isa = detect_isa();
+  if (isa == Isa::kAvx512 && cols * static_cast<int64_t>(elem) < 64) isa = Isa::kAvx2;
+  if (isa == Isa::kAvx2 && cols * static_cast<int64_t>(elem) < 32) isa = Isa::kBase;
+  return isa;
+}
+
 #define VIDOPS_MBP_STENCIL_ARGS \
   const acc_t *in, int64_t is, const acc_t *K, int k, int64_t rows, int64_t cols, out_t *out, int64_t os
 #define VIDOPS_MBP_CORR_ARGS \
@@ -233,7 +242,7 @@ __attribute__((target("avx512f,avx512vl,avx2,fma"))) void corr_taps_avx512(VIDOP
 template <typename acc_t, typename out_t>
 void stencil(VIDOPS_MBP_STENCIL_ARGS) {
 #ifdef VIDOPS_MBP_X86
-  switch (detect_isa()) {
+  switch (narrowed_isa(cols, sizeof(acc_t))) {
     case Isa::kAvx512: return stencil_avx512<acc_t, out_t>(in, is, K, k, rows, cols, out, os);
     case Isa::kAvx2: return stencil_avx2<acc_t, out_t>(in, is, K, k, rows, cols, out, os);
     default: break;
@@ -246,7 +255,7 @@ void stencil(VIDOPS_MBP_STENCIL_ARGS) {
 template <typename acc_t>
 void corr_taps(VIDOPS_MBP_CORR_ARGS) {
 #ifdef VIDOPS_MBP_X86
-  switch (detect_isa()) {
+  switch (narrowed_isa(cols, sizeof(acc_t))) {
     case Isa::kAvx512: return corr_taps_avx512<acc_t>(g, gs, in, is, k, rows, cols, gK);
     case Isa::kAvx2: return corr_taps_avx2<acc_t>(g, gs, in, is, k, rows, cols, gK);
     default: break;
