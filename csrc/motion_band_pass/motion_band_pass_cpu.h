@@ -4,9 +4,11 @@
 // gradient. The hot loops use GCC vector extensions, compiled for baseline x86-64, AVX2+FMA and
 // AVX-512 and picked at run time (VIDOPS_CPU_ISA caps the choice), so the build stays portable.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <initializer_list>
 #include <type_traits>
 #include <vector>
@@ -346,6 +348,34 @@ inline void fold_border(acc_t* buf, const Pad& P) {
     for (int64_t q = 0; q < P.r; ++q) row[padded_source(q, P.r, P.W, P.mode) + P.r] += row[q];
     for (int64_t q = P.r + P.W; q < P.Wp; ++q) row[padded_source(q, P.r, P.W, P.mode) + P.r] += row[q];
   }
+}
+
+// Runs worker(next) once on each of up to `threads` OpenMP threads; a worker takes job indices
+// with next(job) until it returns false. Jobs are handed out one at a time, so a thread that a
+// busy machine deschedules does not hold back the others (a static split would); every job's
+// result must not depend on the thread that runs it. An exception in a worker stops the others
+// and is rethrown here.
+template <typename Worker>
+void parallel_jobs(int64_t n, int threads, const Worker& worker) {
+  if (n <= 0) return;
+  if (threads > n) threads = static_cast<int>(n);
+  if (threads < 1) threads = 1;
+  std::atomic<int64_t> counter{0};
+  std::atomic<bool> failed{false};
+  std::exception_ptr error;
+  const auto next = [&](int64_t& job) {
+    job = counter.fetch_add(1, std::memory_order_relaxed);
+    return job < n && !failed.load(std::memory_order_relaxed);
+  };
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    try {
+      worker(next);
+    } catch (...) {
+      if (!failed.exchange(true)) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
 }
 
 // Per-thread workspace: a few padded frames and row scratch, allocated once per parallel chunk.
