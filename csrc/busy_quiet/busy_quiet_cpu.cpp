@@ -54,13 +54,14 @@ void busy_quiet_kernel(const at::Tensor& clip, const at::Tensor& sw, const at::T
                 sW = clip.stride(4);
   const Pad P(H, W, (k - 1) / 2, kReflect);
   const Axis<acc_t> ay(H, resize ? h : 0, scale), ax(W, resize ? w : 0, scale);
-  at::parallel_for(0, N * C * S, 1, [&](int64_t begin, int64_t end) {
+  const int threads = at::in_parallel_region() ? 1 : at::get_num_threads();
+  parallel_jobs(N * C * S, threads, [&](const auto& next) {
     Workspace<acc_t> ws({P.size(), 3 * W, H * W, H * W});
     acc_t* Y = ws.take(P.size());
     acc_t* scratch = ws.take(3 * W);
     acc_t* B = ws.take(H * W);  // busy in acc_t (mean_minus_busy)
     acc_t* Q = ws.take(H * W);  // quiet before the resize
-    for (int64_t job = begin; job < end; ++job) {
+    for (int64_t job; next(job);) {
       const int64_t s = job % S, nc = job / S, c = nc % C, n = nc / C;
       const scalar_t* x_nc = xp + n * sN + c * sC;
       scalar_t* busy_f = bp + job * H * W;

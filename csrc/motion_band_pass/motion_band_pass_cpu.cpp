@@ -1,4 +1,4 @@
-// CPU (OpenMP via at::parallel_for) kernels of the motion band-pass filter (spec 1.1).
+// CPU (OpenMP) kernels of the motion band-pass filter (spec 1.1).
 //
 // Forward, per output frame (n, c, t): the 3-tap temporal filter first (exact by linearity, and
 // 3x less stencil work at stride 3) into a per-thread padded frame Y, then the k x k stencil of
@@ -41,6 +41,9 @@ int temporal_mode(const std::string& s) {
               "vidops._motion_band_pass: temporal_padding must be 'valid', 'replicate' or 'zeros', got '", s, "'");
   return s == "valid" ? kValid : (s == "replicate" ? kReplicate : kTemporalZeros);
 }
+
+// torch's intra-op thread count (1 inside another parallel region, as at::parallel_for does)
+int num_threads() { return at::in_parallel_region() ? 1 : at::get_num_threads(); }
 
 struct Geometry {
   int64_t N, C, T, H, W, k, r, T_out;
@@ -90,11 +93,11 @@ void forward_kernel(const at::Tensor& x, const Weights<acc_t>& wt, const Geometr
   const int64_t sN = x.stride(0), sC = x.stride(1), sT = x.stride(2), sH = x.stride(3), sW = x.stride(4);
   const Pad P(g.H, g.W, g.r, g.sp);
   const int64_t frame = g.H * g.W, kk = g.k * g.k;
-  at::parallel_for(0, g.N * g.C * g.T_out, 1, [&](int64_t begin, int64_t end) {
+  parallel_jobs(g.N * g.C * g.T_out, num_threads(), [&](const auto& next) {
     Workspace<acc_t> ws({P.size(), 3 * g.W});
     acc_t* Y = ws.take(P.size());
     acc_t* scratch = ws.take(3 * g.W);
-    for (int64_t job = begin; job < end; ++job) {
+    for (int64_t job; next(job);) {
       const int64_t t = job % g.T_out, nc = job / g.T_out, c = nc % g.C, n = nc / g.C;
       const Taps<acc_t> taps(t, wt.t(c), g.stride, g.tp, g.T);
       fill_temporal(xp + n * sN + c * sC, sT, sH, sW, taps, P, Y, scratch);
@@ -131,7 +134,7 @@ void backward_kernel(const at::Tensor& grad, const at::Tensor& x, const Weights<
   const int64_t kk = g.k * g.k, npart = kk + 3, frame = g.H * g.W;
   const int k = static_cast<int>(g.k);
   const bool reflect = g.sp == kReflect;
-  at::parallel_for(0, g.N * g.C, 1, [&](int64_t begin, int64_t end) {
+  parallel_jobs(g.N * g.C, num_threads(), [&](const auto& next) {
     Workspace<acc_t> ws({G.size(), P.size(), P.size(), P.size(), P.size(), 3 * g.W});
     acc_t* Gp = ws.take(G.size());
     acc_t* Y = ws.take(P.size());
@@ -140,7 +143,7 @@ void backward_kernel(const at::Tensor& grad, const at::Tensor& x, const Weights<
     acc_t* scratch = ws.take(3 * g.W);
     std::fill(Gp, Gp + G.size(), acc_t(0));
     std::fill(Y, Y + P.size(), acc_t(0));  // zero border for "zeros" padding
-    for (int64_t nc = begin; nc < end; ++nc) {
+    for (int64_t nc; next(nc);) {
       const int64_t c = nc % g.C, n = nc / g.C;
       const scalar_t* x_nc = xp + n * sN + c * sC;
       const acc_t* tw = wt.t(c);

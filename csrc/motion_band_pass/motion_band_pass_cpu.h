@@ -1,12 +1,14 @@
 // CPU building blocks of the motion band-pass kernels (forward, backward, busy/quiet):
 // the temporal 3-tap combination into a spatially padded frame buffer, the k x k stencil over
 // a frame, the adjoint of the spatial padding, and the k x k tap correlation of the weight
-// gradient. The hot loops use GCC vector extensions, compiled twice (baseline x86-64 and
-// AVX2+FMA / AVX-512) and picked at run time, so the build stays portable.
+// gradient. The hot loops use GCC vector extensions, compiled for baseline x86-64, AVX2+FMA and
+// AVX-512 and picked at run time (VIDOPS_CPU_ISA caps the choice), so the build stays portable.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <initializer_list>
 #include <type_traits>
 #include <vector>
@@ -197,6 +199,15 @@ inline Isa detect_isa() {
 #endif
 }
 
+// The ISA whose vectors are not wider than a row of cols elements (narrow frames, e.g. 14 x 14
+// at res4, would otherwise run mostly in the scalar or masked tails of the wide variants).
+inline Isa narrowed_isa(int64_t cols, size_t elem) {
+  Isa isa = detect_isa();
+  if (isa == Isa::kAvx512 && cols * static_cast<int64_t>(elem) < 64) isa = Isa::kAvx2;
+  if (isa == Isa::kAvx2 && cols * static_cast<int64_t>(elem) < 32) isa = Isa::kBase;
+  return isa;
+}
+
 #define VIDOPS_MBP_STENCIL_ARGS \
   const acc_t *in, int64_t is, const acc_t *K, int k, int64_t rows, int64_t cols, out_t *out, int64_t os
 #define VIDOPS_MBP_CORR_ARGS \
@@ -233,7 +244,7 @@ __attribute__((target("avx512f,avx512vl,avx2,fma"))) void corr_taps_avx512(VIDOP
 template <typename acc_t, typename out_t>
 void stencil(VIDOPS_MBP_STENCIL_ARGS) {
 #ifdef VIDOPS_MBP_X86
-  switch (detect_isa()) {
+  switch (narrowed_isa(cols, sizeof(acc_t))) {
     case Isa::kAvx512: return stencil_avx512<acc_t, out_t>(in, is, K, k, rows, cols, out, os);
     case Isa::kAvx2: return stencil_avx2<acc_t, out_t>(in, is, K, k, rows, cols, out, os);
     default: break;
@@ -246,7 +257,7 @@ void stencil(VIDOPS_MBP_STENCIL_ARGS) {
 template <typename acc_t>
 void corr_taps(VIDOPS_MBP_CORR_ARGS) {
 #ifdef VIDOPS_MBP_X86
-  switch (detect_isa()) {
+  switch (narrowed_isa(cols, sizeof(acc_t))) {
     case Isa::kAvx512: return corr_taps_avx512<acc_t>(g, gs, in, is, k, rows, cols, gK);
     case Isa::kAvx2: return corr_taps_avx2<acc_t>(g, gs, in, is, k, rows, cols, gK);
     default: break;
@@ -337,6 +348,34 @@ inline void fold_border(acc_t* buf, const Pad& P) {
     for (int64_t q = 0; q < P.r; ++q) row[padded_source(q, P.r, P.W, P.mode) + P.r] += row[q];
     for (int64_t q = P.r + P.W; q < P.Wp; ++q) row[padded_source(q, P.r, P.W, P.mode) + P.r] += row[q];
   }
+}
+
+// Runs worker(next) once on each of up to `threads` OpenMP threads; a worker takes job indices
+// with next(job) until it returns false. Jobs are handed out one at a time, so a thread that a
+// busy machine deschedules does not hold back the others (a static split would); every job's
+// result must not depend on the thread that runs it. An exception in a worker stops the others
+// and is rethrown here.
+template <typename Worker>
+void parallel_jobs(int64_t n, int threads, const Worker& worker) {
+  if (n <= 0) return;
+  if (threads > n) threads = static_cast<int>(n);
+  if (threads < 1) threads = 1;
+  std::atomic<int64_t> counter{0};
+  std::atomic<bool> failed{false};
+  std::exception_ptr error;
+  const auto next = [&](int64_t& job) {
+    job = counter.fetch_add(1, std::memory_order_relaxed);
+    return job < n && !failed.load(std::memory_order_relaxed);
+  };
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    try {
+      worker(next);
+    } catch (...) {
+      if (!failed.exchange(true)) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
 }
 
 // Per-thread workspace: a few padded frames and row scratch, allocated once per parallel chunk.
