@@ -35,10 +35,10 @@ void trel_forward(const scalar_t* f, scalar_t* u, int64_t N, int64_t C, int64_t 
           for (int64_t j = 0; j < len; ++j) fr[t * kChunk + j] = static_cast<S>(fc[t * L + j]);
         int64_t p = 0;
         for (int64_t t1 = 0; t1 < T; ++t1) {
-          const S* a = fr.data() + t1 * kChunk;
+          const S* __restrict__ a = fr.data() + t1 * kChunk;
           for (int64_t t2 = t1 + 1; t2 < T; ++t2, ++p) {
-            const S* b = fr.data() + t2 * kChunk;
-            S* o = acc.data() + p * kChunk;
+            const S* __restrict__ b = fr.data() + t2 * kChunk;
+            S* __restrict__ o = acc.data() + p * kChunk;
             for (int64_t j = 0; j < len; ++j) o[j] += a[j] * b[j];
           }
         }
@@ -75,14 +75,16 @@ void trel_backward(const scalar_t* gu, const scalar_t* f, scalar_t* gf, int64_t 
         for (int64_t t = 0; t < T; ++t)
           for (int64_t j = 0; j < len; ++j) fr[t * kChunk + j] = static_cast<S>(fc[t * L + j]);
         for (int64_t t = 0; t < T; ++t) {
-          std::fill(acc.begin(), acc.end(), S(0));
+          S* __restrict__ ac = acc.data();
+          for (int64_t j = 0; j < len; ++j) ac[j] = S(0);
           for (int64_t s = 0; s < T; ++s) {
             if (s == t) continue;
-            const S* a = g.data() + trel::pair_index(t, s, T) * kChunk;
-            const S* b = fr.data() + s * kChunk;
-            for (int64_t j = 0; j < len; ++j) acc[j] += a[j] * b[j];
+            const S* __restrict__ a = g.data() + trel::pair_index(t, s, T) * kChunk;
+            const S* __restrict__ b = fr.data() + s * kChunk;
+            for (int64_t j = 0; j < len; ++j) ac[j] += a[j] * b[j];
           }
-          for (int64_t j = 0; j < len; ++j) gc[t * L + j] = static_cast<scalar_t>(acc[j]);
+          scalar_t* __restrict__ o = gc + t * L;
+          for (int64_t j = 0; j < len; ++j) o[j] = static_cast<scalar_t>(ac[j]);
         }
       }
     }
