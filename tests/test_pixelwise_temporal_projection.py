@@ -397,3 +397,71 @@ def test_module_reference_and_cpu_backends_agree():
     for o in outs[1:]:
         for a, b in zip(o, outs[0]):
             torch.testing.assert_close(a, b)
+
+
+def test_torch_compile_inductor_fullgraph():
+    """The op under the default torch.compile backend (inductor), fullgraph, forward and backward."""
+    torch._dynamo.reset()
+    x, basis = make(1, 2, 4, 9, 8, 1, 3, 2, dtype=torch.float32)
+    xr, br = x.clone().requires_grad_(), basis.clone().requires_grad_()
+    f = lambda a, b: vidops.pixelwise_temporal_projection(a, b)[1].sum()  # noqa: E731
+    want = f(xr, br)
+    gw = torch.autograd.grad(want, (xr, br))
+    got = torch.compile(f, fullgraph=True)(xr, br)
+    torch.testing.assert_close(got, want)
+    for a, b in zip(torch.autograd.grad(got, (xr, br)), gw):
+        torch.testing.assert_close(a, b)
+
+
+def test_module_torch_compile_fullgraph():
+    """The module (convolutions, the MLP and both custom ops) compiled fullgraph, forward and backward."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    m = vidops.nn.PixelWiseTemporalProjection(in_channels=3, T=4, D=1, conv_channels=4)
+    x = torch.randn(2, 3, 4, 16, 12, requires_grad=True)
+
+    def loss(mod, a):
+        pbar, enopr = mod(a)
+        return pbar.square().mean() + enopr.mean()
+
+    want = loss(m, x)
+    gw = torch.autograd.grad(want, [x] + list(m.parameters()))
+    got = torch.compile(loss, fullgraph=True, backend="aot_eager")(m, x)
+    gg = torch.autograd.grad(got, [x] + list(m.parameters()))
+    torch.testing.assert_close(got, want)
+    for a, b in zip(gg, gw):
+        torch.testing.assert_close(a, b)
+
+
+# ---- random shapes (hypothesis) -------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def _problems(draw):
+    T = draw(st.integers(2, 16))
+    D = draw(st.integers(1, min(4, T - 1)))
+    H, W = draw(st.integers(1, 40)), draw(st.integers(1, 40))
+    h, w = draw(st.integers(1, H)), draw(st.integers(1, W))
+    return draw(st.integers(1, 2)), draw(st.integers(1, 5)), T, H, W, D, h, w
+
+
+@pytest.mark.parametrize("device,backend", KERNEL_PARAMS)
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(shape=_problems(), seed=st.integers(0, 2**16))
+def test_random_shapes_match_reference(device, backend, shape, seed):
+    torch.manual_seed(seed)
+    x, basis = make(*shape, device=device)
+    basis = basis + 2.0                     # keep the Gram matrices away from singular
+    xr, br = x.clone().requires_grad_(), basis.clone().requires_grad_()
+    pbar, enopr = vidops.pixelwise_temporal_projection(xr, br, backend=backend)
+    r = ref(x, basis)
+    gp, ge = torch.randn_like(pbar), torch.randn_like(enopr)
+    gx, gb = torch.autograd.grad((pbar, enopr), (xr, br), (gp, ge))
+    rg = ref_bwd(gp, ge, x, basis)
+    cond = gram_condition(basis, *shape[2:5])
+    tol = 1e-12 * cond
+    for got, want in [(pbar, r[0]), (enopr, r[1]), (gx, rg[0]), (gb, rg[1])]:
+        assert (got - want).abs().max() <= tol * (1 + want.abs().max()), shape

@@ -32,113 +32,12 @@
 #include <type_traits>
 #include <vector>
 
-// Wide vector types only ever cross always-inline boundaries inside target-specific callers.
-#pragma GCC diagnostic ignored "-Wpsabi"
-
-#include "pixelwise_temporal_projection/pixelwise_temporal_projection_math.h"
+#include "pixelwise_temporal_projection/pixelwise_temporal_projection_cpu.h"
 
 namespace vidops {
 namespace pwtp {
 namespace cpu {
-
-template <typename S, int VB>
-struct VecOf {
-  typedef S type __attribute__((vector_size(VB)));
-};
-
-}  // namespace cpu
-
-#define VIDOPS_PWTP_LANES(S, VB)                     \
-  template <>                                        \
-  struct Lanes<typename cpu::VecOf<S, VB>::type> {   \
-    using scalar = S;                                \
-  };
-VIDOPS_PWTP_LANES(float, 16)
-VIDOPS_PWTP_LANES(float, 32)
-VIDOPS_PWTP_LANES(float, 64)
-VIDOPS_PWTP_LANES(double, 16)
-VIDOPS_PWTP_LANES(double, 32)
-VIDOPS_PWTP_LANES(double, 64)
-#undef VIDOPS_PWTP_LANES
-
-namespace cpu {
 namespace {
-
-#define VIDOPS_AI inline __attribute__((always_inline))
-
-enum class Isa { kBase, kAvx2, kAvx512 };
-
-Isa detect_isa() {
-#if defined(__x86_64__) && defined(__GNUC__)
-  static const Isa isa = [] {
-    __builtin_cpu_init();
-    Isa best = Isa::kBase;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = Isa::kAvx2;
-    if (best == Isa::kAvx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
-      best = Isa::kAvx512;
-    const char* cap = std::getenv("VIDOPS_CPU_ISA");
-    if (cap != nullptr && std::strcmp(cap, "base") == 0) return Isa::kBase;
-    if (cap != nullptr && std::strcmp(cap, "avx2") == 0 && best == Isa::kAvx512) return Isa::kAvx2;
-    return best;
-  }();
-  return isa;
-#else
-  return Isa::kBase;
-#endif
-}
-
-// A 64-byte aligned array of vectors (std::vector of GCC vector types does not keep their
-// alignment through std::allocator here).
-template <typename V>
-struct VecBuf {
-  V* p;
-  explicit VecBuf(int64_t n) {
-    const size_t bytes = (static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(V) + 63) / 64 * 64;
-    p = static_cast<V*>(std::aligned_alloc(64, bytes));
-    TORCH_CHECK(p != nullptr, "vidops.pixelwise_temporal_projection: out of memory");
-  }
-  ~VecBuf() { std::free(p); }
-  VecBuf(const VecBuf&) = delete;
-  VecBuf& operator=(const VecBuf&) = delete;
-  V* data() { return p; }
-  V& operator[](int64_t i) { return p[i]; }
-};
-
-// n valid lanes from p (the rest 0), converted to S.
-template <typename V, typename S, typename T>
-VIDOPS_AI V vload(const T* p, int n) {
-  constexpr int L = sizeof(V) / sizeof(S);
-  V v;
-  if constexpr (std::is_same_v<T, S>) {
-    if (n == L) {
-      std::memcpy(&v, p, sizeof(V));
-      return v;
-    }
-  }
-  v = V{};
-  for (int l = 0; l < n; ++l) v[l] = static_cast<S>(p[l]);
-  return v;
-}
-
-template <typename V, typename S, typename T>
-VIDOPS_AI void vstore(T* p, const V& v, int n) {
-  constexpr int L = sizeof(V) / sizeof(S);
-  if constexpr (std::is_same_v<T, S>) {
-    if (n == L) {
-      std::memcpy(p, &v, sizeof(V));
-      return;
-    }
-  }
-  for (int l = 0; l < n; ++l) p[l] = static_cast<T>(v[l]);
-}
-
-template <typename V, typename S>
-VIDOPS_AI double hsum(const V& v) {
-  constexpr int L = sizeof(V) / sizeof(S);
-  double acc = 0.0;
-  for (int l = 0; l < L; ++l) acc += static_cast<double>(v[l]);
-  return acc;
-}
 
 template <typename S>
 struct Resize {  // bilinear table of one axis, padded to a multiple of the widest vector
@@ -402,48 +301,8 @@ VIDOPS_AI void backward_rows_impl(const Problem<scalar_t, S>& pb, int64_t begin,
   }
 }
 
-// The ISA variants.
-#define VIDOPS_PWTP_VARIANTS(NAME, IMPL)                                                                  \
-  template <int D, typename S, typename scalar_t>                                                         \
-  void NAME##_base(const Problem<scalar_t, S>& pb, int64_t b, int64_t e) {                                \
-    IMPL<D, typename VecOf<S, 16>::type, S, scalar_t>(pb, b, e);                                           \
-  }                                                                                                        \
-  VIDOPS_PWTP_X86_VARIANTS(NAME, IMPL)                                                                     \
-  template <int D, typename S, typename scalar_t>                                                         \
-  void NAME(const Problem<scalar_t, S>& pb, int64_t b, int64_t e) {                                       \
-    switch (detect_isa()) {                                                                                \
-      VIDOPS_PWTP_X86_CASES(NAME)                                                                          \
-      default: return NAME##_base<D, S, scalar_t>(pb, b, e);                                               \
-    }                                                                                                      \
-  }
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#define VIDOPS_PWTP_X86_VARIANTS(NAME, IMPL)                                                              \
-  template <int D, typename S, typename scalar_t>                                                         \
-  __attribute__((target("avx2,fma"))) void NAME##_avx2(const Problem<scalar_t, S>& pb, int64_t b, int64_t e) { \
-    IMPL<D, typename VecOf<S, 32>::type, S, scalar_t>(pb, b, e);                                           \
-  }                                                                                                        \
-  template <int D, typename S, typename scalar_t>                                                         \
-  __attribute__((target("avx512f,avx512vl,avx2,fma"))) void NAME##_avx512(const Problem<scalar_t, S>& pb, \
-                                                                          int64_t b, int64_t e) {          \
-    IMPL<D, typename VecOf<S, 64>::type, S, scalar_t>(pb, b, e);                                           \
-  }
-#define VIDOPS_PWTP_X86_CASES(NAME)                           \
-  case Isa::kAvx512: return NAME##_avx512<D, S, scalar_t>(pb, b, e); \
-  case Isa::kAvx2: return NAME##_avx2<D, S, scalar_t>(pb, b, e);
-#else
-#define VIDOPS_PWTP_X86_VARIANTS(NAME, IMPL)
-#define VIDOPS_PWTP_X86_CASES(NAME)
-#endif
-
-VIDOPS_PWTP_VARIANTS(forward_rows, forward_rows_impl)
-VIDOPS_PWTP_VARIANTS(backward_rows, backward_rows_impl)
-
-// at::parallel_for grain: tasks of at least ~64K element-operations, so small calls stay on the
-// calling thread (waking the OpenMP team costs more than they do).
-int64_t grain_for(int64_t work_per_task) {
-  return std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, work_per_task));
-}
+VIDOPS_PWTP_SIMD_VARIANTS(forward_rows, forward_rows_impl)
+VIDOPS_PWTP_SIMD_VARIANTS(backward_rows, backward_rows_impl)
 
 // Adjoint of the vertical interpolation: low-res row j of sample n sums the full-res rows that
 // read it, in ascending order.

@@ -114,7 +114,7 @@ void tsp_backward(const S* grad_y, const double* grad_l, const scalar_t* x, cons
   std::vector<double> partial(N * C * chunks * R);
   const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / (kChunk * K));  // small calls stay inline
   at::parallel_for(0, N * C * chunks, grain, [&](int64_t begin, int64_t end) {
-    std::vector<S> y(D * kChunk), nrm2(kChunk), z(D * kChunk), inv(kChunk);
+    std::vector<S> y(D * kChunk), nrm2(kChunk), z(D * kChunk), inv(kChunk), pbuf(kChunk);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t nc = task / chunks, j0 = (task % chunks) * kChunk, n = nc / C;
       const int64_t len = std::min(kChunk, HW - j0);
@@ -125,50 +125,62 @@ void tsp_backward(const S* grad_y, const double* grad_l, const scalar_t* x, cons
       const S gl = static_cast<S>(grad_l[n] / static_cast<double>(C * HW));
       double* part = partial.data() + task * R;
       project_chunk<D, scalar_t, S>(sb, xc, K, HW, len, y.data(), nrm2.data());
-      S zy[D * D];
-      for (int k = 0; k < D * D; ++k) zy[k] = S(0);
+      // SoA loops over the positions j (innermost, vectorised)
+      S* __restrict__ yv = y.data();
+      S* __restrict__ zv = z.data();
+      S* __restrict__ iv = inv.data();
+      const S* __restrict__ n2 = nrm2.data();
       for (int64_t j = 0; j < len; ++j) {
-        const S nrm = std::sqrt(nrm2[j]);
-        const S s = nrm > S(0) ? gl / nrm : S(0);
-        inv[j] = s;
-        S atq[D], zi[D];
-        VIDOPS_UNROLL
-        for (int d = 0; d < D; ++d) atq[d] = s * sb.lam * y[d * kChunk + j] - gy[d * HW + j];
-        pwtp::sym_matvec<D, S>(sb.m, atq, zi);
-        VIDOPS_UNROLL
-        for (int d = 0; d < D; ++d) {
-          z[d * kChunk + j] = zi[d];
-          VIDOPS_UNROLL
-          for (int e = 0; e < D; ++e) zy[d * D + e] += zi[d] * y[e * kChunk + j];
+        const S nrm = std::sqrt(n2[j]);
+        iv[j] = nrm > S(0) ? gl / (nrm > S(0) ? nrm : S(1)) : S(0);
+      }
+      // z = M (A^T q - grad_y), A^T q = (grad_l / L) lam y / ||p||
+      for (int d = 0; d < D; ++d) {
+        S* __restrict__ zd = zv + d * kChunk;
+        for (int64_t j = 0; j < len; ++j) zd[j] = S(0);
+        for (int e = 0; e < D; ++e) {
+          const S me = sb.m[d >= e ? tri(d, e) : tri(e, d)];
+          const S* __restrict__ ye = yv + e * kChunk;
+          const S* __restrict__ ge = gy + e * HW;
+          for (int64_t j = 0; j < len; ++j) zd[j] += me * (iv[j] * sb.lam * ye[j] - ge[j]);
         }
       }
-      for (int k = 0; k < D * D; ++k) part[2 * K * D + k] = zy[k];
-      for (int64_t k = 0; k < K; ++k) {
-        const scalar_t* xk = xc + k * HW;
-        scalar_t* gxk = gxc + k * HW;
-        S a[D], qy[D], pz[D];
-        for (int d = 0; d < D; ++d) {
-          a[d] = sb.A[k * D + d];
-          qy[d] = pz[d] = S(0);
+      for (int d = 0; d < D; ++d)
+        for (int e = 0; e < D; ++e) {
+          const S* __restrict__ zd = zv + d * kChunk;
+          const S* __restrict__ ye = yv + e * kChunk;
+          S acc = S(0);
+#pragma omp simd reduction(+ : acc)
+          for (int64_t j = 0; j < len; ++j) acc += zd[j] * ye[j];
+          part[2 * K * D + d * D + e] = acc;
         }
+      for (int64_t k = 0; k < K; ++k) {
+        const scalar_t* __restrict__ xk = xc + k * HW;
+        scalar_t* __restrict__ gxk = gxc + k * HW;
+        S a[D];
+        for (int d = 0; d < D; ++d) a[d] = sb.A[k * D + d];
+        S* __restrict__ pk = pbuf.data();
         for (int64_t j = 0; j < len; ++j) {
           S p = static_cast<S>(xk[j]), az = S(0);
           VIDOPS_UNROLL
           for (int d = 0; d < D; ++d) {
-            p -= a[d] * y[d * kChunk + j];
-            az += a[d] * z[d * kChunk + j];
+            p -= a[d] * yv[d * kChunk + j];
+            az += a[d] * zv[d * kChunk + j];
           }
-          const S q = inv[j] * p;
-          gxk[j] = static_cast<scalar_t>(q - az);
-          VIDOPS_UNROLL
-          for (int d = 0; d < D; ++d) {
-            qy[d] += q * y[d * kChunk + j];
-            pz[d] += p * z[d * kChunk + j];
-          }
+          pk[j] = p;
+          gxk[j] = static_cast<scalar_t>(iv[j] * p - az);
         }
         for (int d = 0; d < D; ++d) {
-          part[k * D + d] = qy[d];
-          part[K * D + k * D + d] = pz[d];
+          const S* __restrict__ yd = yv + d * kChunk;
+          const S* __restrict__ zd = zv + d * kChunk;
+          S sqy = S(0), spz = S(0);
+#pragma omp simd reduction(+ : sqy, spz)
+          for (int64_t j = 0; j < len; ++j) {
+            sqy += iv[j] * pk[j] * yd[j];
+            spz += pk[j] * zd[j];
+          }
+          part[k * D + d] = sqy;
+          part[K * D + k * D + d] = spz;
         }
       }
     }
