@@ -113,6 +113,10 @@ def cuda_kernel(kernel: str) -> Callable[[torch.device], Optional[str]]:
     def available(device):
         if device.type != "cuda":
             return f"the cuda backend runs on CUDA tensors, got a {device.type} tensor"
+        # The extension registers its CUDA kernels into CPU torch too (they load but cannot run).
+        if not torch.cuda.is_available():
+            return (f"torch {torch.__version__} has no usable CUDA device "
+                    f"(torch.cuda.is_available() is False)")
         return inner(device)
 
     return available
