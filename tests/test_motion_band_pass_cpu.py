@@ -182,8 +182,11 @@ print(worst)
 def test_every_isa_path(isa):
     """The kernels pick AVX-512, AVX2+FMA or baseline code at run time; VIDOPS_CPU_ISA caps it."""
     env = dict(os.environ, VIDOPS_CPU_ISA=isa)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # The child imports the same vidops as this process (installed, or an in-place build), also
+    # from its working directory: run it where that package lives, not in the source checkout.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(vidops.__file__)))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    out = subprocess.run([sys.executable, "-c", _ISA_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", _ISA_SCRIPT], env=env, capture_output=True, text=True,
+                         timeout=300, cwd=root)
     assert out.returncode == 0, out.stderr
     assert float(out.stdout.strip().splitlines()[-1]) < 1e-12
