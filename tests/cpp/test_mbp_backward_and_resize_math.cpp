@@ -9,23 +9,7 @@
 
 using namespace vidops::mbp;
 
-static int failures = 0;
-#define EXPECT_EQ(a, b)                                                                   \
-  do {                                                                                    \
-    long long va = (long long)(a), vb = (long long)(b);                                   \
-    if (va != vb) {                                                                       \
-      std::printf("%s:%d: %s == %lld, expected %lld\n", __FILE__, __LINE__, #a, va, vb); \
-      ++failures;                                                                         \
-    }                                                                                     \
-  } while (0)
-#define EXPECT_NEAR(a, b, tol)                                                                       \
-  do {                                                                                               \
-    double va = (double)(a), vb = (double)(b);                                                       \
-    if (!(std::fabs(va - vb) <= (tol))) {                                                            \
-      std::printf("%s:%d: %s == %.17g, expected %.17g\n", __FILE__, __LINE__, #a, va, vb);           \
-      ++failures;                                                                                    \
-    }                                                                                                \
-  } while (0)
+#include "expect.h"
 
 // last_reader(f) must be the largest t whose taps read f, for every mode and stride.
 static void check_last_reader(int64_t T, int stride, int mode) {
