@@ -329,17 +329,6 @@ void vertical_adjoint(const Problem<scalar_t, S>& pb, int64_t TD) {
   });
 }
 
-template <typename F>
-void dispatch_D(int64_t D, F&& f) {
-  switch (D) {
-    case 1: f(std::integral_constant<int, 1>()); break;
-    case 2: f(std::integral_constant<int, 2>()); break;
-    case 3: f(std::integral_constant<int, 3>()); break;
-    case 4: f(std::integral_constant<int, 4>()); break;
-    default: TORCH_CHECK(false, "vidops.pixelwise_temporal_projection: D must be in 1..4, got ", D);
-  }
-}
-
 void check_inputs(const at::Tensor& x, const at::Tensor& basis, int64_t D) {
   TORCH_CHECK(x.dim() == 5, "vidops.pixelwise_temporal_projection: x must be (N, C, T, H, W), got ", x.sizes());
   TORCH_CHECK(basis.dim() == 4, "vidops.pixelwise_temporal_projection: basis must be (N, T*D, h, w), got ",
@@ -354,8 +343,6 @@ void check_inputs(const at::Tensor& x, const at::Tensor& basis, int64_t D) {
               "vidops.pixelwise_temporal_projection: x must have C, H, W >= 1");
 }
 
-at::ScalarType compute_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
-
 std::tuple<at::Tensor, at::Tensor> pwtp_fwd_cpu(const at::Tensor& x_, const at::Tensor& basis_, int64_t D,
                                                 double eps) {
   check_inputs(x_, basis_, D);
@@ -369,13 +356,13 @@ std::tuple<at::Tensor, at::Tensor> pwtp_fwd_cpu(const at::Tensor& x_, const at::
   if (N == 0) return {pbar, enopr};
   std::vector<double> rows(N * H);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "pwtp_fwd_cpu", [&] {
-    using S = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+    using S = pwtp::cpu::compute_t<scalar_t>;
     const Resize<S> ry(h, H), rx(w, W);
     Problem<scalar_t, S> pb{x.data_ptr<scalar_t>(), basis.data_ptr<S>(), N, C, T, H, W, h, w,
                             static_cast<S>(eps), &ry, &rx};
     pb.pbar = pbar.data_ptr<scalar_t>();
     pb.row_sums = rows.data();
-    dispatch_D(D, [&](auto Dc) {
+    dispatch_D(D, "pixelwise_temporal_projection", [&](auto Dc) {
       constexpr int Dv = decltype(Dc)::value;
       at::parallel_for(0, N * H, grain_for(W * T * (C + Dv)), [&](int64_t b, int64_t e) {
         forward_rows<Dv, S, scalar_t>(pb, b, e);
@@ -411,7 +398,7 @@ std::tuple<at::Tensor, at::Tensor> pwtp_bwd_cpu(const at::Tensor& grad_pbar_, co
   if (N == 0) return {grad_x, grad_basis.to(basis_.scalar_type())};
   at::Tensor rows_buf = h == H ? at::Tensor() : at::empty({N, H, T * D, w}, basis.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "pwtp_bwd_cpu", [&] {
-    using S = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+    using S = pwtp::cpu::compute_t<scalar_t>;
     const Resize<S> ry(h, H), rx(w, W);
     Problem<scalar_t, S> pb{x.data_ptr<scalar_t>(), basis.data_ptr<S>(), N, C, T, H, W, h, w,
                             static_cast<S>(eps), &ry, &rx};
@@ -420,7 +407,7 @@ std::tuple<at::Tensor, at::Tensor> pwtp_bwd_cpu(const at::Tensor& grad_pbar_, co
     pb.grad_x = grad_x.data_ptr<scalar_t>();
     pb.grad_basis = grad_basis.data_ptr<S>();
     pb.rows_buf = h == H ? nullptr : rows_buf.data_ptr<S>();
-    dispatch_D(D, [&](auto Dc) {
+    dispatch_D(D, "pixelwise_temporal_projection", [&](auto Dc) {
       constexpr int Dv = decltype(Dc)::value;
       at::parallel_for(0, N * H, grain_for(2 * W * T * (C + Dv)), [&](int64_t b, int64_t e) {
         backward_rows<Dv, S, scalar_t>(pb, b, e);

@@ -126,6 +126,23 @@ inline int64_t grain_for(int64_t work_per_task) {
   return std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, work_per_task));
 }
 
+// The compute type of a dtype: double for double, float for float and the half types.
+template <typename scalar_t>
+using compute_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+inline at::ScalarType compute_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
+
+// f(std::integral_constant<int, D>()) for the subspace dimension D in 1..4.
+template <typename F>
+void dispatch_D(int64_t D, const char* op, F&& f) {
+  switch (D) {
+    case 1: f(std::integral_constant<int, 1>()); break;
+    case 2: f(std::integral_constant<int, 2>()); break;
+    case 3: f(std::integral_constant<int, 3>()); break;
+    case 4: f(std::integral_constant<int, 4>()); break;
+    default: TORCH_CHECK(false, "vidops.", op, ": D must be in 1..4, got ", D);
+  }
+}
+
 // NAME<D, S, scalar_t>(const P& pb, int64_t begin, int64_t end) runs
 // IMPL<D, V, S, scalar_t>(pb, begin, end) with V the widest vector of S this CPU supports.
 #define VIDOPS_PWTP_SIMD_VARIANTS(NAME, IMPL)                                                          \

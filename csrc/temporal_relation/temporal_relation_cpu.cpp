@@ -134,7 +134,7 @@ at::Tensor trel_fwd_cpu(const at::Tensor& f_) {
   if (u.numel() == 0) return u;
   const int64_t L = h * w, chunks = (L + kChunk - 1) / kChunk;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f.scalar_type(), "trel_fwd_cpu", [&] {
-    using S = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+    using S = pwtp::cpu::compute_t<scalar_t>;
     const Problem<scalar_t> pb{f.data_ptr<scalar_t>(), nullptr, u.data_ptr<scalar_t>(), N, C, T, L};
     at::parallel_for(0, N * chunks, pwtp::cpu::grain_for(kChunk * C * num_pairs(T)), [&](int64_t b, int64_t e) {
       forward_rows<0, S, scalar_t>(pb, b, e);
@@ -154,7 +154,7 @@ at::Tensor trel_bwd_cpu(const at::Tensor& grad_u_, const at::Tensor& f_) {
   if (gf.numel() == 0) return gf;
   const int64_t L = h * w, chunks = (L + kChunk - 1) / kChunk;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f.scalar_type(), "trel_bwd_cpu", [&] {
-    using S = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+    using S = pwtp::cpu::compute_t<scalar_t>;
     const Problem<scalar_t> pb{f.data_ptr<scalar_t>(), grad_u.data_ptr<scalar_t>(), gf.data_ptr<scalar_t>(), N, C,
                                T, L};
     at::parallel_for(0, N * chunks, pwtp::cpu::grain_for(kChunk * C * T * T), [&](int64_t b, int64_t e) {

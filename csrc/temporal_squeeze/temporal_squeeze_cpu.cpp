@@ -17,12 +17,14 @@
 #include <cmath>
 #include <vector>
 
-#include "pixelwise_temporal_projection/pixelwise_temporal_projection_math.h"
+#include "pixelwise_temporal_projection/pixelwise_temporal_projection_cpu.h"
 
 namespace vidops {
 namespace {
 
 using pwtp::tri;
+using pwtp::cpu::compute_type;
+using pwtp::cpu::dispatch_D;
 constexpr int64_t kChunk = 512;  // positions per task
 
 template <int D, typename S>
@@ -85,7 +87,7 @@ void tsp_forward(const scalar_t* x, const S* basis, scalar_t* yout, double* task
   sbs.reserve(N);
   for (int64_t n = 0; n < N; ++n) sbs.emplace_back(basis + n * K * D, K, eps);
   const int64_t chunks = (HW + kChunk - 1) / kChunk;
-  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / (kChunk * K));  // small calls stay inline
+  const int64_t grain = pwtp::cpu::grain_for(kChunk * K);
   at::parallel_for(0, N * C * chunks, grain, [&](int64_t begin, int64_t end) {
     std::vector<S> y(D * kChunk), nrm2(kChunk);
     for (int64_t task = begin; task < end; ++task) {
@@ -112,7 +114,7 @@ void tsp_backward(const S* grad_y, const double* grad_l, const scalar_t* x, cons
   const int64_t chunks = (HW + kChunk - 1) / kChunk;
   const int64_t R = 2 * K * D + D * D;  // per task: sum q y^T (K,D), sum p z^T (K,D), sum z y^T (D,D)
   std::vector<double> partial(N * C * chunks * R);
-  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / (kChunk * K));  // small calls stay inline
+  const int64_t grain = pwtp::cpu::grain_for(kChunk * K);
   at::parallel_for(0, N * C * chunks, grain, [&](int64_t begin, int64_t end) {
     std::vector<S> y(D * kChunk), nrm2(kChunk), z(D * kChunk), inv(kChunk), pbuf(kChunk);
     for (int64_t task = begin; task < end; ++task) {
@@ -204,25 +206,12 @@ void tsp_backward(const S* grad_y, const double* grad_l, const scalar_t* x, cons
   }
 }
 
-template <typename F>
-void dispatch_D(int64_t D, F&& f) {
-  switch (D) {
-    case 1: f(std::integral_constant<int, 1>()); break;
-    case 2: f(std::integral_constant<int, 2>()); break;
-    case 3: f(std::integral_constant<int, 3>()); break;
-    case 4: f(std::integral_constant<int, 4>()); break;
-    default: TORCH_CHECK(false, "vidops.temporal_squeeze: D must be in 1..4, got ", D);
-  }
-}
-
 void check_inputs(const at::Tensor& x, const at::Tensor& basis) {
   TORCH_CHECK(x.dim() == 5 && basis.dim() == 3 && basis.size(0) == x.size(0) && basis.size(1) == x.size(2),
               "vidops.temporal_squeeze: x must be (N, C, K, H, W) and basis (N, K, D)");
   TORCH_CHECK(basis.size(2) >= 1 && basis.size(2) <= 4 && basis.size(2) < x.size(2),
               "vidops.temporal_squeeze: D must satisfy 1 <= D <= 4 and D < K");
 }
-
-at::ScalarType compute_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
 std::tuple<at::Tensor, at::Tensor> tsp_fwd_cpu(const at::Tensor& x_, const at::Tensor& basis_, double eps) {
   check_inputs(x_, basis_);
@@ -236,8 +225,8 @@ std::tuple<at::Tensor, at::Tensor> tsp_fwd_cpu(const at::Tensor& x_, const at::T
   const int64_t chunks = (HW + kChunk - 1) / kChunk;
   std::vector<double> sums(N * C * chunks);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "tsp_fwd_cpu", [&] {
-    using S = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
-    dispatch_D(D, [&](auto Dc) {
+    using S = pwtp::cpu::compute_t<scalar_t>;
+    dispatch_D(D, "temporal_squeeze", [&](auto Dc) {
       tsp_forward<decltype(Dc)::value, scalar_t, S>(x.data_ptr<scalar_t>(), basis.data_ptr<S>(),
                                                     y.data_ptr<scalar_t>(), sums.data(), N, C, K, HW,
                                                     static_cast<S>(eps));
@@ -268,8 +257,8 @@ std::tuple<at::Tensor, at::Tensor> tsp_bwd_cpu(const at::Tensor& grad_y_, const 
   at::Tensor grad_basis = at::empty({N, K, D}, basis.options());
   if (N == 0) return {grad_x, grad_basis.to(basis_.scalar_type())};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "tsp_bwd_cpu", [&] {
-    using S = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
-    dispatch_D(D, [&](auto Dc) {
+    using S = pwtp::cpu::compute_t<scalar_t>;
+    dispatch_D(D, "temporal_squeeze", [&](auto Dc) {
       tsp_backward<decltype(Dc)::value, scalar_t, S>(grad_y.data_ptr<S>(), grad_l.data_ptr<double>(),
                                                      x.data_ptr<scalar_t>(), basis.data_ptr<S>(),
                                                      grad_x.data_ptr<scalar_t>(), grad_basis.data_ptr<S>(), N, C,
