@@ -16,7 +16,8 @@ Providers (op):
   vidops_<backend>    vidops.pixelwise_temporal_projection(..., backend=<backend>).
 Providers (module): "reference" runs the module's parameters through plain PyTorch (conv, the
 reference temporal relation, the MLP, the reference projection; autograd for fwd+bwd);
-"reference_compiled" the same compiled; "vidops_<backend>" the module with that backend.
+"reference_compiled" the same compiled; "vidops_<backend>" the module with that backend. The
+module's fwd+bwd is a training step: backward to the module's parameters (the clip needs no grad).
 
 Traffic (`bytes`): fwd reads x and the low-res basis once and writes pbar and enopr; fwd+bwd adds
 the backward's reads (grad_pbar, x, basis) and writes (grad_x, grad_basis).
@@ -131,6 +132,19 @@ def reference_module(m, x):
     return proj(x, basis, m.eps)
 
 
+def _training_step(forward):
+    """fwd+bwd of the module as it trains: the clip needs no gradient; the loss
+    sum(pbar * g_pbar) + sum(enopr * g_enopr) (fixed random g) is backpropagated to the module's
+    parameters, whose .grad is cleared first."""
+    def run(i):
+        for p in i["module"].parameters():
+            p.grad = None
+        pbar, enopr = forward(i)
+        torch.autograd.backward((pbar, enopr), (i["g_pbar"], i["g_enopr"]))
+        return pbar, enopr
+    return run
+
+
 def module_cases(size: str, device: torch.device, options: CaseOptions) -> list:
     from ...nn import PixelWiseTemporalProjection
 
@@ -146,6 +160,10 @@ def module_cases(size: str, device: torch.device, options: CaseOptions) -> list:
                     m = m.to(device=device, dtype=dtype_of(dtype))
                     inputs = make_inputs(s, dtype, device)
                     inputs["module"] = m
+                    g = torch.Generator().manual_seed(1)
+                    dt = dtype_of(dtype)
+                    inputs["g_pbar"] = torch.randn(s.N, s.C, s.H, s.W, generator=g).to(device=device, dtype=dt)
+                    inputs["g_enopr"] = torch.randn(s.N, generator=g).to(device=device, dtype=dt)
                     return inputs
 
                 def make_vidops(backend):
@@ -155,19 +173,20 @@ def module_cases(size: str, device: torch.device, options: CaseOptions) -> list:
                     return run
 
                 ref = lambda i: reference_module(i["module"], i["x"])  # noqa: E731
-                providers = {
-                    "reference": ref,
-                    "reference_compiled": lambda i, f=compiled(reference_module): f(i["module"], i["x"]),
-                }
+                comp = lambda i, f=compiled(reference_module): f(i["module"], i["x"])  # noqa: E731
+                providers = {"reference": ref, "reference_compiled": comp}
                 providers.update(vidops_providers(OP, device, make_vidops))
+                if mode == "fwd+bwd":
+                    providers = {k: _training_step(f) for k, f in providers.items()}
                 t = []
                 if device.type == "cpu" and dtype == "float32":
                     t.append(Target("speedup", 3, "reference", source=ISSUE + ": the module"))
                 out.append(Case(
                     op=OP, name=s.name("module config#7 "), mode=mode, dtype=dtype, setup=setup,
-                    providers=providers, bytes=traffic(s, dtype, mode), shape={**s.as_dict(), "module": True},
-                    grad_inputs=("x",) if mode == "fwd+bwd" else (), targets=t,
-                    note="fwd+bwd: gradients of x only (the module's parameters get theirs too)",
+                    providers=providers, bytes=traffic(s, dtype, "fwd"), shape={**s.as_dict(), "module": True},
+                    targets=t,
+                    note=("fwd+bwd: a training step, gradients of the module's parameters (the clip needs none)"
+                          if mode == "fwd+bwd" else ""),
                 ))
     return out
 
