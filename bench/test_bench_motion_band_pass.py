@@ -1,4 +1,4 @@
-"""pytest-benchmark over the motion band-pass and busy/quiet cases, parametrized case x provider.
+"""pytest-benchmark over the motion band-pass cases, parametrized case x provider.
 
 Cases come from vidops.bench.registry (the same definitions `python -m vidops.bench` runs); each
 benchmark's group is its case, so pytest-benchmark's table compares the providers of a case.
@@ -6,7 +6,7 @@ Run with `pytest bench/ --benchmark-only` (options in bench/conftest.py).
 """
 from vidops.bench.pytest_support import bench_case, parametrize_cases
 
-OPS = ("motion_band_pass", "busy_quiet")
+OPS = ("motion_band_pass",)
 
 
 def pytest_generate_tests(metafunc):

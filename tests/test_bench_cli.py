@@ -98,3 +98,24 @@ def test_list_and_case_interface():
     for c in cases:
         assert "reference" in c.providers and c.bytes > 0 and c.shape
         assert c.mode in registry.MODES
+
+
+def test_targets_are_evaluated_from_the_records():
+    from vidops.bench.runner import _targets
+
+    case = registry.Case(op="x", name="s", mode="fwd", dtype="float32", setup=dict, targets=[
+        registry.Target("speedup", 2.0, "reference"),
+        registry.Target("tflops", 10.0),
+        registry.Target("copy_bw", 50.0),
+        registry.Target("peak_memory", 1000),
+    ])
+    recs = [{"provider": "reference", "median_ms": 4.0},
+            {"provider": "vidops_cpu", "median_ms": 1.0, "tflops": 12.0, "pct_copy_bw": 40.0,
+             "peak_mem_bytes": 1001}]
+    _targets(case, recs)
+    got = {t["kind"]: (t["measured"], t["met"]) for t in recs[1]["targets"]}
+    assert got == {"speedup": (4.0, True), "tflops": (12.0, True), "copy_bw": (40.0, False),
+                   "peak_memory": (1001, False)}
+    assert recs[1]["target_met"] is False
+    assert recs[0]["targets"] == []  # targets apply to the vidops_* providers only
+    assert "TFLOP/s" in case.targets[1].describe()

@@ -378,6 +378,32 @@ def test_cpu_chunks_scale_with_l():
         ra_ops.CHUNK_ELEMENTS = old
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("chunks", ("one", "several"))
+def test_cpu_backward_whole_sample_and_query_chunks_match_reference(mode, chunks, monkeypatch):
+    """The cpu forward and backward in one block per sample and in several (L = 101: two blocks of
+    positions for the shared keys' symmetric path, query chunks of 64 rows otherwise), keys shared
+    or not, with and without the forward's y (D = g . y), against the float64 reference."""
+    if chunks == "several":
+        monkeypatch.setattr(ra_ops, "CHUNK_ELEMENTS", 64 * 101)
+    for shared in (True, False):
+        q, v, k = make(2, 24, 101, 16, shared, torch.float64)
+        kk = q if shared else k
+        y, stats = ra_ops._Cpu.forward(q, v, k, mode)
+        torch.testing.assert_close(y, ref_ra(q, v, k, mode), rtol=1e-9, atol=1e-12)
+        grad = torch.randn_like(y)
+        want = ref_ra_backward(grad, q, v, kk, mode)
+        for y_given in (y, None):
+            gq, gk, gv = ra_ops._Cpu.backward(grad, q, v, k, y_given, stats, mode)
+            if shared:
+                assert gk is None
+                got, ref = (gq, gv), (want[0] + want[1], want[2])
+            else:
+                got, ref = (gq, gk, gv), want
+            for g, w in zip(got, ref):
+                torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-9 * w.abs().max().item())
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("mode", MODES)

@@ -49,19 +49,25 @@ VIDOPS_INLINE void vstore(out_t* p, const V& v) {
 // ---- the k x k stencil -----------------------------------------------------------------------
 // out[i*os + j] = sum_{a,b < k} K[a*k + b] * in[(i+a)*is + j + b]  for i < rows, j < cols.
 // A block of R output rows x NV vectors stays in registers over all k*k taps; each input row
-// segment loaded once feeds every output row of the block that uses it.
-template <int R, int NV, typename V, typename acc_t, typename out_t>
-VIDOPS_INLINE void stencil_block(const acc_t* in, int64_t is, const acc_t* K, int k, out_t* out,
-                                 int64_t os) {
-  constexpr int L = sizeof(V) / sizeof(acc_t);
+// segment loaded once feeds every output row of the block that uses it. Vector n covers columns
+// [n*step, n*step + L): step = L normally; step < L overlaps the vectors (a row of L < cols < 2L
+// columns as two vectors at 0 and cols - L, which write the shared columns twice, equally).
+// KS > 0 is k known at compile time: the tap loops unroll completely and the row test a in [0, k)
+// vanishes (at 14 x 14 frames the runtime-k loop spent more instructions on indexing than on FMAs).
+template <int R, int NV, int KS, typename V, typename acc_t, typename out_t>
+VIDOPS_INLINE void stencil_block(const acc_t* in, int64_t is, const acc_t* K, int k_runtime, out_t* out,
+                                 int64_t os, int64_t step = sizeof(V) / sizeof(acc_t)) {
+  const int k = KS > 0 ? KS : k_runtime;
   V acc[R][NV];
   for (int q = 0; q < R; ++q)
     for (int n = 0; n < NV; ++n) acc[q][n] = V{};
+#pragma GCC unroll 16
   for (int u = 0; u < k + R - 1; ++u) {
     const acc_t* row = in + u * is;
+#pragma GCC unroll 16
     for (int b = 0; b < k; ++b) {
       V v[NV];
-      for (int n = 0; n < NV; ++n) v[n] = vload<V>(row + b + n * L);
+      for (int n = 0; n < NV; ++n) v[n] = vload<V>(row + b + n * step);
       for (int q = 0; q < R; ++q) {
         const int a = u - q;
         if (a >= 0 && a < k) {
@@ -72,19 +78,23 @@ VIDOPS_INLINE void stencil_block(const acc_t* in, int64_t is, const acc_t* K, in
     }
   }
   for (int q = 0; q < R; ++q)
-    for (int n = 0; n < NV; ++n) vstore<V, acc_t>(out + q * os + n * L, acc[q][n]);
+    for (int n = 0; n < NV; ++n) vstore<V, acc_t>(out + q * os + n * step, acc[q][n]);
 }
 
-template <int R, int NV, typename V, typename acc_t, typename out_t>
+template <int R, int NV, int KS, typename V, typename acc_t, typename out_t>
 VIDOPS_INLINE void stencil_rows(const acc_t* in, int64_t is, const acc_t* K, int k, int64_t cols,
                                 out_t* out, int64_t os) {
   constexpr int L = sizeof(V) / sizeof(acc_t);
   int64_t j = 0;
-  for (; j + NV * L <= cols; j += NV * L) stencil_block<R, NV, V>(in + j, is, K, k, out + j, os);
-  for (; j + L <= cols; j += L) stencil_block<R, 1, V>(in + j, is, K, k, out + j, os);
-  if (j == cols) return;
-  if (cols >= L) {  // last partial vector: recompute an overlapping full one (same values)
-    stencil_block<R, 1, V>(in + cols - L, is, K, k, out + cols - L, os);
+  for (; j + NV * L <= cols; j += NV * L) stencil_block<R, NV, KS, V>(in + j, is, K, k, out + j, os);
+  const int64_t rem = cols - j;
+  if (rem == 0) return;
+  if (NV == 2 && rem > L) {  // L < rem < 2L (a whole 14-wide row at res4): two overlapping vectors
+    stencil_block<R, 2, KS, V>(in + j, is, K, k, out + j, os, rem - L);
+    return;
+  }
+  if (cols >= L) {  // one last vector, overlapping the previous one when rem < L (same values)
+    stencil_block<R, 1, KS, V>(in + cols - L, is, K, k, out + cols - L, os);
     return;
   }
   for (int q = 0; q < R; ++q)  // frames narrower than one vector
@@ -96,13 +106,36 @@ VIDOPS_INLINE void stencil_rows(const acc_t* in, int64_t is, const acc_t* K, int
     }
 }
 
+template <int KS, typename V, typename acc_t, typename out_t>
+VIDOPS_INLINE void stencil_frame(const acc_t* in, int64_t is, const acc_t* K, int k, int64_t rows,
+                                 int64_t cols, out_t* out, int64_t os) {
+  constexpr int R = 4;
+  int64_t i = 0;
+  for (; i + R <= rows; i += R) stencil_rows<R, 2, KS, V>(in + i * is, is, K, k, cols, out + i * os, os);
+  // the last rows % 4 rows as one block: row blocks of 1 leave the FMA units waiting on latency
+  switch (rows - i) {
+    case 3: return stencil_rows<3, 2, KS, V>(in + i * is, is, K, k, cols, out + i * os, os);
+    case 2: return stencil_rows<2, 2, KS, V>(in + i * is, is, K, k, cols, out + i * os, os);
+    case 1: return stencil_rows<1, 2, KS, V>(in + i * is, is, K, k, cols, out + i * os, os);
+    default: return;
+  }
+}
+
+// float frames (the hot case) with the kernel sizes of the spec unrolled; the rest runtime-k.
 template <typename V, typename acc_t, typename out_t>
 VIDOPS_INLINE void stencil_impl(const acc_t* in, int64_t is, const acc_t* K, int k, int64_t rows,
                                 int64_t cols, out_t* out, int64_t os) {
-  constexpr int R = 4;
-  int64_t i = 0;
-  for (; i + R <= rows; i += R) stencil_rows<R, 2, V>(in + i * is, is, K, k, cols, out + i * os, os);
-  for (; i < rows; ++i) stencil_rows<1, 2, V>(in + i * is, is, K, k, cols, out + i * os, os);
+  if constexpr (std::is_same_v<acc_t, float> && std::is_same_v<out_t, float>) {
+    switch (k) {
+      case 3: return stencil_frame<3, V>(in, is, K, k, rows, cols, out, os);
+      case 5: return stencil_frame<5, V>(in, is, K, k, rows, cols, out, os);
+      case 7: return stencil_frame<7, V>(in, is, K, k, rows, cols, out, os);
+      case 9: return stencil_frame<9, V>(in, is, K, k, rows, cols, out, os);
+      case 11: return stencil_frame<11, V>(in, is, K, k, rows, cols, out, os);
+      default: break;
+    }
+  }
+  stencil_frame<0, V>(in, is, K, k, rows, cols, out, os);
 }
 
 // ---- weight-gradient tap correlation ---------------------------------------------------------

@@ -47,7 +47,7 @@ from typing import Callable, Optional
 import torch
 
 CASE_MODULES = ("motion_band_pass", "busy_quiet", "pixelwise_temporal_projection", "temporal_relation",
-                "temporal_squeeze", "region_attention", "depthwise_conv3d")
+                "temporal_squeeze", "region_attention", "region_non_local", "depthwise_conv3d")
 
 MODES = ("fwd", "fwd+bwd")
 
@@ -59,6 +59,7 @@ class Target:
     kind:
       "speedup"      median time of `baseline` / median time of the provider >= value;
       "copy_bw"      the provider's GB/s as a percentage of the measured copy bandwidth >= value;
+      "tflops"       the provider's TFLOP/s (the case's `flops` / median time) >= value;
       "peak_memory"  peak memory allocated by one call (bytes) <= value.
     providers: fnmatch pattern of the providers the target applies to (default: every vidops backend).
     source: where the target comes from (issue, spec section), for the JSON record.
@@ -79,6 +80,8 @@ class Target:
             return f">={self.value:g}% copy BW"
         if self.kind == "peak_memory":
             return f"mem<={self.value / 2**20:.3g}MiB"
+        if self.kind == "tflops":
+            return f">={self.value:g} TFLOP/s"
         return f"{self.kind} {self.value:g}"
 
 

@@ -212,6 +212,8 @@ def _targets(case: Case, records: list) -> None:
                         measured = b["median_ms"] / r["median_ms"]
                 elif t.kind == "copy_bw":
                     measured = r.get("pct_copy_bw")
+                elif t.kind == "tflops":
+                    measured = r.get("tflops")
                 elif t.kind == "peak_memory":
                     measured = r.get("peak_mem_bytes")
             if measured is None:

@@ -21,6 +21,7 @@ from typing import Optional
 import torch
 
 from .. import _checks, _dispatch
+from . import _region_attention_shared_keys as shared_keys
 from ..reference.region_attention import (COSINE_EPS, COSINE_MODES, MODES, SOFTMAX_MODES, normalize,
                                           normalize_backward, region_attention_backward,
                                           region_attention_with_stats)
@@ -189,19 +190,23 @@ def chunked_forward(q, v, k, softmax: bool):
     return y, lse
 
 
-def chunked_backward(grad_y, q, v, k, softmax: bool, lse=None):
+def chunked_backward(grad_y, q, v, k, softmax: bool, lse=None, y=None, shared: bool = False):
     """(dq, dk, dv) w.r.t. the (possibly normalised) q, k and v by recomputing the logits per
     query chunk of one sample: P = exp(S - lse) (lse from the forward, else recomputed),
-    dS = P (dP - rowsum(P dP)) (softmax) or [S > 0] dP / L. Accumulation dtype. Fused ATen
-    kernels (softmax backward, threshold backward) keep the elementwise passes over each
-    (chunk, L) block to two or three."""
+    dS = P (dP - D) with D_j = sum_i P_ij dP_ij = g_j . y_j (softmax) or [S > 0] dP / L.
+    Accumulation dtype. shared (k is q): dk is None and dq holds both roles; a sample in one
+    chunk then takes dq = Q (dS + dS^T), one GEMM instead of two."""
     N, d, L = q.shape
     dq = torch.empty_like(q)
-    dk = torch.zeros_like(k)
+    dk = None if shared else torch.zeros_like(k)
     dv = torch.zeros_like(v)
     C = query_chunk(L)
+    whole = C >= L
+    if shared and not whole:
+        dk = torch.zeros_like(k)                         # the key role, added to dq at the end
     inv_l = 1.0 / L
     have_lse = lse is not None and lse.shape[-1] == L
+    D = (grad_y * y).sum(1) if softmax and y is not None else None   # (N, L): rowsum(P dP)
     for n in range(N):
         qn, kn, vn, gn = q[n], k[n], v[n], grad_y[n]
         for j0 in range(0, L, C):
@@ -216,7 +221,10 @@ def chunked_backward(grad_y, q, v, k, softmax: bool, lse=None):
                 else:
                     p = torch.softmax(s, -1)
                 del s
-                ds = torch.ops.aten._softmax_backward_data(dp, p, -1, p.dtype)  # P (dP - rowsum(P dP))
+                if D is not None:
+                    ds = dp.sub_(D[n, j0:j1].unsqueeze(-1)).mul_(p)    # in place: P (dP - D)
+                else:
+                    ds = torch.ops.aten._softmax_backward_data(dp, p, -1, p.dtype)
                 del dp
                 dv[n].addmm_(gc, p)                          # dv_i += sum_j a_ij g_j
                 scale = 1.0
@@ -226,9 +234,17 @@ def chunked_backward(grad_y, q, v, k, softmax: bool, lse=None):
                 p = s.clamp_min_(0)
                 dv[n].addmm_(gc, p, alpha=inv_l)             # a = ReLU(S) / L
                 scale = inv_l
-            dq[n, :, j0:j1] = torch.mm(kn, ds.t()).mul_(scale)  # dq_j = sum_i ds_ij k_i
-            dk[n].addmm_(qc, ds, alpha=scale)                # dk_i += sum_j ds_ij q_j
-            del p, ds                                        # before the next chunk's blocks
+            del p
+            if shared and whole:                             # dq_j = sum_i (ds_ij + ds_ji) q_i
+                torch.mm(qn, ds.t() + ds, out=dq[n]).mul_(scale)
+            else:
+                dq[n, :, j0:j1] = torch.mm(kn, ds.t()).mul_(scale)  # dq_j = sum_i ds_ji k_i
+                dk[n].addmm_(qc, ds, alpha=scale)            # dk_i += sum_j ds_ji q_j
+            del ds                                           # before the next chunk's blocks
+    if shared:
+        if dk is not None:
+            dq += dk
+        return dq, None, dv
     return dq, dk, dv
 
 
@@ -260,9 +276,10 @@ class _Reference:
 
 class _Cpu:
     """Forward: the softmax modes in torch's fused CPU flash attention (scale 1, d == dv; what
-    SDPA runs), the rest (and d != dv) in query chunks of MKL GEMMs. Backward: query chunks with
-    the forward's logsumexp; on 2 cores at d=256, L=6272 this was ~4x faster than torch's CPU
-    flash-attention backward and on par with the authors' L x L autograd."""
+    SDPA runs); with the keys = the queries (RNL) the ReLU modes on the symmetric logits (one GEMM
+    per pair of position blocks, see _region_attention_shared_keys); the rest (and d != dv) in
+    query chunks of MKL GEMMs. Backward: shared keys on the symmetric logits with the forward's
+    logsumexp and D = g . y (7 block GEMMs per block pair instead of 10), else query chunks."""
 
     @staticmethod
     def forward(q, v, k, mode):
@@ -277,6 +294,8 @@ class _Cpu:
         softmax = mode in SOFTMAX_MODES
         if softmax and q.shape[1] == v.shape[1] and _HAS_CPU_FLASH:
             y, lse = _flash_cpu(qa, va, ka)
+        elif not softmax and ka is None:
+            y, lse = shared_keys.relu_forward(qa, va, CHUNK_ELEMENTS), qa.new_empty((q.shape[0], 0))
         else:
             y, lse = chunked_forward(qa, va, qa if ka is None else ka, softmax)
         return y.to(q.dtype), lse.to(acc)
@@ -290,10 +309,17 @@ class _Cpu:
         qa, va, ga = q.to(acc), v.to(acc), grad_y.to(acc)
         ka = qa if shared else k.to(acc)
         cosine = mode in COSINE_MODES
-        qn, kn = (normalize(qa), normalize(ka)) if cosine else (qa, ka)
-        dq, dk, dv = chunked_backward(ga, qn, va, kn, mode in SOFTMAX_MODES, stats)
+        qn = normalize(qa) if cosine else qa
+        kn = qn if shared else (normalize(ka) if cosine else ka)
+        # D = g . y needs y as accurate as the accumulation (a half-precision y is not)
+        ya = y.to(acc) if y is not None and y.dtype in (torch.float32, torch.float64) else None
+        softmax = mode in SOFTMAX_MODES
+        if shared and (not softmax or (ya is not None and stats.shape[-1] == q.shape[-1])):
+            dq, dv = shared_keys.backward(ga, qn, va, softmax, CHUNK_ELEMENTS, stats.to(acc), ya)
+            dk = None
+        else:
+            dq, dk, dv = chunked_backward(ga, qn, va, kn, softmax, stats, ya, shared)
         if shared:
-            dq = dq + dk
             if cosine:
                 dq = normalize_backward(dq, qa)
             return dq.to(q.dtype), None, dv.to(v.dtype)

@@ -111,8 +111,7 @@ def memory_allowance(s: Shape, dtype: str, device: torch.device) -> int:
 
 
 def targets(s: Shape, att: str, mode: str, dtype: str, device: torch.device) -> list:
-    """The issue's goals (shown, never asserted). "tflops" is shown unevaluated until the harness
-    has that kind."""
+    """The issue's goals (shown, never asserted)."""
     t = []
     if att == "dot" and s.label == "res3":
         t.append(Target("speedup", 20, "reference", source=ISSUE + ' ("dot" >= 20x the reference at L=6272)'))
