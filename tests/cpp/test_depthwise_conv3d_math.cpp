@@ -5,18 +5,9 @@
 
 #include "common/stencil.h"
 #include "depthwise_conv3d/depthwise_conv3d_math.h"
+#include "expect.h"
 
 using namespace vidops;
-
-static int failures = 0;
-#define EXPECT_EQ(a, b)                                                                         \
-  do {                                                                                          \
-    long long va = (long long)(a), vb = (long long)(b);                                         \
-    if (va != vb) {                                                                             \
-      std::printf("%s:%d: %s == %lld, expected %lld\n", __FILE__, __LINE__, #a, va, vb);       \
-      ++failures;                                                                               \
-    }                                                                                           \
-  } while (0)
 
 int main() {
   EXPECT_EQ(stencil::same_pad(1), 0);

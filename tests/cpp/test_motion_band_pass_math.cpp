@@ -4,18 +4,9 @@
 #include <cstdlib>
 
 #include "motion_band_pass/motion_band_pass_math.h"
+#include "expect.h"
 
 using namespace vidops::mbp;
-
-static int failures = 0;
-#define EXPECT_EQ(a, b)                                                                         \
-  do {                                                                                          \
-    long long va = (long long)(a), vb = (long long)(b);                                         \
-    if (va != vb) {                                                                             \
-      std::printf("%s:%d: %s == %lld, expected %lld\n", __FILE__, __LINE__, #a, va, vb);       \
-      ++failures;                                                                               \
-    }                                                                                           \
-  } while (0)
 
 int main() {
   // T_out = (T + 2 p - 3) / s + 1
