@@ -28,6 +28,21 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 VERSION = "0.1.0"
 
 
+def _git_commit():
+    """HEAD of the checkout being built (+dirty when tracked files differ), or None outside one:
+    the installed package's benchmarks report it (site-packages may sit in another git checkout)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        if head.returncode != 0 or not os.path.isdir(os.path.join(here, ".git")):
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def _env_flag(name, default="auto"):
     return os.environ.get(name, default).strip().lower()
 
@@ -142,6 +157,7 @@ def main():
             "cpp_sources": cpp_sources,
             "cu_sources": cu_sources if cuda else [],
             "debug": debug,
+            "git_commit": _git_commit(),
         }
         print("vidops build configuration:")
         for k, v in build_config.items():

@@ -50,17 +50,20 @@ def _run(cmd, cwd=None, timeout=10) -> Optional[str]:
 
 
 def git_commit() -> str:
-    """`git rev-parse HEAD` of the checkout vidops was imported from (else of the working
-    directory), with "+dirty" when tracked files differ from it; "unknown" outside a checkout."""
+    """The vidops commit: `git rev-parse HEAD` (+dirty) when vidops is imported from its source
+    checkout, else the commit recorded when the installed package was built, else "unknown"
+    (an installed vidops may sit inside an unrelated git checkout, e.g. a pyenv tree)."""
     import vidops
 
     here = os.path.dirname(os.path.dirname(os.path.abspath(vidops.__file__)))
-    for where in (here, os.getcwd()):
-        head = _run(["git", "rev-parse", "HEAD"], cwd=where)
+    if os.path.isfile(os.path.join(here, "setup.py")) and os.path.isdir(os.path.join(here, "csrc")):
+        head = _run(["git", "rev-parse", "HEAD"], cwd=here)
         if head:
-            dirty = _run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where)
+            dirty = _run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here)
             return head + ("+dirty" if dirty else "")
-    return "unknown"
+    from vidops import _ext
+
+    return (_ext.BUILD_CONFIG or {}).get("git_commit") or "unknown"
 
 
 def gpu_state(device: torch.device) -> dict:
