@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/cpu_isa.h"
 #include "motion_band_pass/motion_band_pass_math.h"
 
 // Wide vector types in always-inline helpers are only ever used inside target-specific callers.
@@ -210,27 +211,8 @@ VIDOPS_INLINE void corr_taps_impl(const acc_t* g, int64_t gs, const acc_t* in, i
 #define VIDOPS_MBP_X86 1
 #endif
 
-enum class Isa { kBase, kAvx2, kAvx512 };
-
-// The widest ISA this CPU has; VIDOPS_CPU_ISA=base|avx2|avx512 caps it (tests, benchmarks).
-inline Isa detect_isa() {
-#ifdef VIDOPS_MBP_X86
-  static const Isa isa = [] {
-    __builtin_cpu_init();
-    Isa best = Isa::kBase;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = Isa::kAvx2;
-    if (best == Isa::kAvx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
-      best = Isa::kAvx512;
-    const char* cap = std::getenv("VIDOPS_CPU_ISA");
-    if (cap != nullptr && std::strcmp(cap, "base") == 0) return Isa::kBase;
-    if (cap != nullptr && std::strcmp(cap, "avx2") == 0 && best == Isa::kAvx512) return Isa::kAvx2;
-    return best;
-  }();
-  return isa;
-#else
-  return Isa::kBase;
-#endif
-}
+using ::vidops::cpu_isa::detect_isa;
+using ::vidops::cpu_isa::Isa;
 
 // The ISA whose vectors are not wider than a row of cols elements (narrow frames, e.g. 14 x 14
 // at res4, would otherwise run mostly in the scalar or masked tails of the wide variants).

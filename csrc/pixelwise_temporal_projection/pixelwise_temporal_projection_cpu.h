@@ -16,6 +16,7 @@
 // Wide vector types only ever cross always-inline boundaries inside target-specific callers.
 #pragma GCC diagnostic ignored "-Wpsabi"
 
+#include "common/cpu_isa.h"
 #include "pixelwise_temporal_projection/pixelwise_temporal_projection_math.h"
 
 namespace vidops {
@@ -46,26 +47,8 @@ namespace cpu {
 
 #define VIDOPS_AI inline __attribute__((always_inline))
 
-enum class Isa { kBase, kAvx2, kAvx512 };
-
-inline Isa detect_isa() {
-#if defined(__x86_64__) && defined(__GNUC__)
-  static const Isa isa = [] {
-    __builtin_cpu_init();
-    Isa best = Isa::kBase;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = Isa::kAvx2;
-    if (best == Isa::kAvx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
-      best = Isa::kAvx512;
-    const char* cap = std::getenv("VIDOPS_CPU_ISA");
-    if (cap != nullptr && std::strcmp(cap, "base") == 0) return Isa::kBase;
-    if (cap != nullptr && std::strcmp(cap, "avx2") == 0 && best == Isa::kAvx512) return Isa::kAvx2;
-    return best;
-  }();
-  return isa;
-#else
-  return Isa::kBase;
-#endif
-}
+using ::vidops::cpu_isa::detect_isa;
+using ::vidops::cpu_isa::Isa;
 
 // A 64-byte aligned array of vectors (std::vector of GCC vector types does not keep their
 // alignment through std::allocator here).

@@ -190,20 +190,17 @@ def chunked_forward(q, v, k, softmax: bool):
     return y, lse
 
 
-def chunked_backward(grad_y, q, v, k, softmax: bool, lse=None, y=None, shared: bool = False):
+def chunked_backward(grad_y, q, v, k, softmax: bool, lse=None, y=None):
     """(dq, dk, dv) w.r.t. the (possibly normalised) q, k and v by recomputing the logits per
     query chunk of one sample: P = exp(S - lse) (lse from the forward, else recomputed),
-    dS = P (dP - D) with D_j = sum_i P_ij dP_ij = g_j . y_j (softmax) or [S > 0] dP / L.
-    Accumulation dtype. shared (k is q): dk is None and dq holds both roles; a sample in one
-    chunk then takes dq = Q (dS + dS^T), one GEMM instead of two."""
+    dS = P (dP - D) with D_j = sum_i P_ij dP_ij = g_j . y_j (softmax; rowsum(P dP) without y) or
+    [S > 0] dP / L. Accumulation dtype. Shared keys with y and lse take the symmetric path of
+    _region_attention_shared_keys instead."""
     N, d, L = q.shape
     dq = torch.empty_like(q)
-    dk = None if shared else torch.zeros_like(k)
+    dk = torch.zeros_like(k)
     dv = torch.zeros_like(v)
     C = query_chunk(L)
-    whole = C >= L
-    if shared and not whole:
-        dk = torch.zeros_like(k)                         # the key role, added to dq at the end
     inv_l = 1.0 / L
     have_lse = lse is not None and lse.shape[-1] == L
     D = (grad_y * y).sum(1) if softmax and y is not None else None   # (N, L): rowsum(P dP)
@@ -234,17 +231,9 @@ def chunked_backward(grad_y, q, v, k, softmax: bool, lse=None, y=None, shared: b
                 p = s.clamp_min_(0)
                 dv[n].addmm_(gc, p, alpha=inv_l)             # a = ReLU(S) / L
                 scale = inv_l
-            del p
-            if shared and whole:                             # dq_j = sum_i (ds_ij + ds_ji) q_i
-                torch.mm(qn, ds.t() + ds, out=dq[n]).mul_(scale)
-            else:
-                dq[n, :, j0:j1] = torch.mm(kn, ds.t()).mul_(scale)  # dq_j = sum_i ds_ji k_i
-                dk[n].addmm_(qc, ds, alpha=scale)            # dk_i += sum_j ds_ji q_j
-            del ds                                           # before the next chunk's blocks
-    if shared:
-        if dk is not None:
-            dq += dk
-        return dq, None, dv
+            dq[n, :, j0:j1] = torch.mm(kn, ds.t()).mul_(scale)  # dq_j = sum_i ds_ji k_i
+            dk[n].addmm_(qc, ds, alpha=scale)                # dk_i += sum_j ds_ji q_j
+            del p, ds                                        # before the next chunk's blocks
     return dq, dk, dv
 
 
@@ -318,7 +307,9 @@ class _Cpu:
             dq, dv = shared_keys.backward(ga, qn, va, softmax, CHUNK_ELEMENTS, stats.to(acc), ya)
             dk = None
         else:
-            dq, dk, dv = chunked_backward(ga, qn, va, kn, softmax, stats, ya, shared)
+            dq, dk, dv = chunked_backward(ga, qn, va, kn, softmax, stats, ya)
+            if shared:
+                dq, dk = dq + dk, None
         if shared:
             if cosine:
                 dq = normalize_backward(dq, qa)
