@@ -4,6 +4,9 @@ Under the Triton interpreter (no GPU) the triton backend runs only tiny shapes; 
 the cpu backend (and on triton on a GPU).
 """
 import importlib
+import os
+import subprocess
+import sys
 import weakref
 
 import pytest
@@ -24,6 +27,7 @@ from tolerance import assert_close_to_reference
 
 OP = "region_attention"
 ra_ops = importlib.import_module("vidops.ops.region_attention")  # the module (the package exports the function)
+shared_keys = importlib.import_module("vidops.ops._region_attention_shared_keys")
 BACKENDS = device_backend_params(OP)
 MODES = ("softmax", "cosine_softmax", "relu", "dot", "cosine_relu")
 HEAD_DIMS = (16, 100, 256, 512)
@@ -346,13 +350,13 @@ class _AllocationRecorder(TorchDispatchMode):
         return out
 
 
-@pytest.mark.parametrize("mode", ("softmax", "relu", "dot"))  # the cosine modes share these paths
-def test_cpu_backend_never_allocates_l_by_l(mode):
+@pytest.mark.parametrize("mode,shared", [("softmax", False), ("softmax", True), ("relu", True), ("dot", False)])
+def test_cpu_backend_never_allocates_l_by_l(mode, shared):
     """L=4096, d=16 on the cpu backend: no intermediate near L x L (the logits come in query
-    chunks of at most L^2/4; the softmax forward runs in torch's CPU flash kernel), forward and
-    backward."""
+    chunks or position blocks of at most L^2/4; the softmax forward with separate keys runs in
+    torch's CPU flash kernel), forward and backward. The cosine modes share these paths."""
     L = 4096
-    q, v, k = make(1, 16, L, 16, mode == "relu", torch.float32)
+    q, v, k = make(1, 16, L, 16, shared, torch.float32)
     y, stats = ra_ops._Cpu.forward(q, v, k, mode)
     grad = torch.randn_like(y)
     with _AllocationRecorder() as rec:
@@ -402,6 +406,99 @@ def test_cpu_backward_whole_sample_and_query_chunks_match_reference(mode, chunks
                 got, ref = (gq, gk, gv), want
             for g, w in zip(got, ref):
                 torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-9 * w.abs().max().item())
+
+
+def _block_update_inputs(A, B, dtype):
+    """A logit block with large logits and running maxima/sums of which some are still empty
+    (m = -inf, l = 0: the first block of those queries)."""
+    s = torch.randn(A, B, dtype=torch.float64) * 30
+    m_a = torch.where(torch.rand(A) < 0.3, -torch.inf, torch.randn(A, dtype=torch.float64) * 30)
+    m_b = torch.where(torch.rand(B) < 0.3, -torch.inf, torch.randn(B, dtype=torch.float64) * 30)
+    l_a, l_b = torch.rand(A, dtype=torch.float64) * (m_a > -torch.inf), torch.rand(B, dtype=torch.float64) * (m_b > -torch.inf)
+    return [t.to(dtype) for t in (s, m_a, l_a, m_b, l_b)]
+
+
+@pytest.mark.skipif(not vidops._ext.has_kernel("_region_attention_softmax_block", "CPU"),
+                    reason="C++ CPU kernel not built")
+@pytest.mark.parametrize("dtype", (torch.float32, torch.float64))
+@pytest.mark.parametrize("A,B", [(1, 1), (5, 3), (17, 15), (37, 101), (300, 33)])  # around 16 rows / vectors
+def test_cpu_softmax_block_kernel_matches_its_torch_twin(A, B, dtype):
+    """The C++ online-softmax block update (rows and columns, and the diagonal's rows only)
+    against softmax_block_update_torch in float64: exp to a few ulp, sums to the summation noise."""
+    torch.manual_seed(A * 1000 + B)
+    kernel = torch.ops.vidops._region_attention_softmax_block
+    for diag in (False, True):
+        s, m_a, l_a, m_b, l_b = _block_update_inputs(A, B, dtype)
+        want = [t.double().clone() for t in (s, m_a, l_a, m_b, l_b)]  # the kernel works in place
+        p2t = None if diag else torch.full_like(s, torch.nan)
+        alpha_a, alpha_b = kernel(s, p2t, m_a, l_a, None if diag else m_b, None if diag else l_b)
+        w_alpha_a, w_alpha_b = shared_keys.softmax_block_update_torch(
+            want[0], None if diag else (w_p2t := torch.empty_like(want[0])), want[1], want[2],
+            None if diag else want[3], None if diag else want[4])
+        fi = torch.finfo(dtype)
+        got = [("p1", s, want[0]), ("alpha_a", alpha_a, w_alpha_a), ("l_a", l_a, want[2])]
+        if not diag:
+            got += [("p2t", p2t, w_p2t), ("alpha_b", alpha_b, w_alpha_b), ("l_b", l_b, want[4])]
+            assert torch.equal(m_b, want[3].to(dtype))
+        else:
+            assert alpha_b.numel() == 0
+        assert torch.equal(m_a, want[1].to(dtype))
+        for name, g, w in got:
+            assert torch.isfinite(g).all(), name
+            # exp(x) to a few ulp plus |x| ulp (x = s - m rounded in the dtype, as in torch), below
+            # the smallest normal number absolutely; sums of B positive terms to B ulp more.
+            x = w.clamp_min(1e-300).log().abs().clamp_max(1e4)
+            ulps = 4 + x.max() + (B + A if name.startswith("l") else 0)
+            bound = ulps * fi.eps * w + fi.tiny
+            err = (g.double() - w).abs()
+            assert (err <= bound).all(), f"{name}: error {err.max():.3e}, worst ratio {(err / bound).max():.2f}"
+
+
+@pytest.mark.parametrize("block", (1, 7, 30, 101))
+@pytest.mark.parametrize("kernel", ("cpp", "torch"))
+@pytest.mark.parametrize("dtype", (torch.float32, torch.float64))
+def test_cpu_shared_keys_softmax_forward_every_block_size(block, kernel, dtype):
+    """The online softmax over symmetric block pairs (L = 101, d = 24, dv = 16; logits large
+    enough that each new block raises the running maximum) against the float64 reference, with
+    the C++ block update and with its plain-PyTorch twin; lse too."""
+    if kernel == "cpp" and not vidops._ext.has_kernel("_region_attention_softmax_block", "CPU"):
+        pytest.skip("C++ CPU kernel not built")
+    update = None if kernel == "cpp" else shared_keys.softmax_block_update_torch
+    q, v, _ = make(2, 24, 101, 16, True, dtype, logit_std=20.0)
+    y, lse = shared_keys.softmax_forward(q, v, ra_ops.CHUNK_ELEMENTS, block, update)
+    check_forward(y, q, v, None, "softmax")
+    s64 = torch.bmm(d64(q).transpose(1, 2), d64(q))
+    lse64 = torch.logsumexp(s64, -1)
+    torch.testing.assert_close(lse.double(), lse64, rtol=0, atol=16 * torch.finfo(dtype).eps * s64.abs().max().item())
+
+
+_ISA_SCRIPT = r"""
+import torch, vidops
+from vidops.ops import _region_attention_shared_keys as sk
+torch.manual_seed(0)
+worst = 0.0
+for L, block in ((101, 30), (37, 37), (50, 17)):
+    q = torch.randn(2, 24, L, dtype=torch.float64) * 0.8
+    v = torch.randn(2, 16, L, dtype=torch.float64)
+    y64, _ = sk.softmax_forward(q, v, 1 << 23, block, sk.softmax_block_update_torch)
+    y32, _ = sk.softmax_forward(q.float(), v.float(), 1 << 23, block)
+    worst = max(worst, ((y32.double() - y64).abs().max() / v.abs().max()).item() / 1e-5)
+print(worst)
+"""
+
+
+@pytest.mark.skipif(not vidops._ext.has_kernel("_region_attention_softmax_block", "CPU"),
+                    reason="C++ CPU kernel not built")
+@pytest.mark.parametrize("isa", ["base", "avx2"])
+def test_cpu_softmax_block_kernel_every_isa_path(isa):
+    """The block update picks AVX-512, AVX2+FMA or baseline code at run time (VIDOPS_CPU_ISA caps
+    it, once per process): the float32 shared-keys forward on each path against float64."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(vidops.__file__)))
+    env = dict(os.environ, VIDOPS_CPU_ISA=isa, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", _ISA_SCRIPT], env=env, capture_output=True, text=True,
+                         timeout=300, cwd=root)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout.strip().splitlines()[-1]) < 1.0
 
 
 @pytest.mark.gpu
