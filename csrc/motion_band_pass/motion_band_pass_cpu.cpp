@@ -108,7 +108,7 @@ void forward_kernel(const at::Tensor& x, const Weights<acc_t>& wt, const Geometr
       for (int64_t f = job * per_job; f < std::min(frames, (job + 1) * per_job); ++f) {
         const int64_t t = f % g.T_out, nc = f / g.T_out, c = nc % g.C, n = nc / g.C;
         const Taps<acc_t> taps(t, wt.t(c), g.stride, g.tp, g.T);
-        fill_temporal(xp + n * sN + c * sC, sT, sH, sW, taps, P, Y, scratch);
+        fill_temporal_forward(xp + n * sN + c * sC, sT, sH, sW, taps, P, Y, scratch);
         stencil<acc_t, scalar_t>(Y, P.Wp, wt.k(c, kk), static_cast<int>(g.k), g.H, g.W, op + f * frame, g.W);
       }
     }
