@@ -1,6 +1,8 @@
 """vidops.depthwise_conv3d (spec 2): every available backend against the float64 reference, forward
 and backward, odd shapes and kernel sizes, layouts, gradcheck, opcheck, torch.compile, errors."""
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -84,29 +86,37 @@ def test_half_precision_accumulates_in_float32(device, backend, dtype):
     check_against_reference(device, backend, (2, 2, 3, 5, 4, (3, 3, 3)), dtype)
 
 
-def _cpu_isas():
-    if not vidops._ext.has_kernel("_depthwise_conv3d_fwd", "CPU"):
-        return []
-    out = []
-    for isa in ("generic", "avx2", "avx512"):
-        os.environ["VIDOPS_CPU_ISA"] = isa
-        try:
-            if torch.ops.vidops._depthwise_conv3d_cpu_isa() == isa:
-                out.append(isa)
-        finally:
-            del os.environ["VIDOPS_CPU_ISA"]
-    return out
+_ISA_SCRIPT = r"""
+import sys, torch
+sys.path.insert(0, sys.argv[1])  # the tests folder, for the shared checks
+from test_depthwise_conv3d import CASES, check_against_reference
+print(torch.ops.vidops._depthwise_conv3d_cpu_isa())
+for case in [CASES[1], (2, 2, 3, 8, 70, (3, 5, 11)), (1, 2, 2, 3, 3, (1, 1, 13))]:
+    for dtype in (torch.float32, torch.float64):
+        check_against_reference("cpu", "cpu", case, dtype)
+"""
 
 
-@pytest.mark.parametrize("isa", _cpu_isas())
-def test_every_cpu_instruction_set(isa, monkeypatch):
-    """The C++ kernels are compiled for the baseline ISA, AVX2+FMA and AVX-512 and picked at run
-    time; check each one this CPU can run (VIDOPS_CPU_ISA forces the choice)."""
-    monkeypatch.setenv("VIDOPS_CPU_ISA", isa)
-    assert torch.ops.vidops._depthwise_conv3d_cpu_isa() == isa
-    for case in [CASES[1], (2, 2, 3, 8, 70, (3, 5, 11)), (1, 2, 2, 3, 3, (1, 1, 13))]:
-        for dtype in (torch.float32, torch.float64):
-            check_against_reference("cpu", "cpu", case, dtype)
+@pytest.mark.skipif(not vidops._ext.has_kernel("_depthwise_conv3d_fwd", "CPU"), reason="C++ CPU kernel not built")
+@pytest.mark.parametrize("isa", ["base", "avx2", None])
+def test_every_cpu_instruction_set(isa):
+    """The C++ kernels are compiled for the baseline ISA, AVX2+FMA and AVX-512 and picked once per
+    process (VIDOPS_CPU_ISA caps the choice): each one this CPU runs, in its own process."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(vidops.__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "VIDOPS_CPU_ISA"}
+    if isa is not None:
+        env["VIDOPS_CPU_ISA"] = isa
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    tests = os.path.dirname(os.path.abspath(__file__))
+    out = subprocess.run([sys.executable, "-c", _ISA_SCRIPT, tests], env=env, capture_output=True, text=True,
+                         timeout=300, cwd=root)
+    assert out.returncode == 0, out.stderr
+    used = out.stdout.split()[0]
+    assert used in ("base", "avx2", "avx512")
+    if isa == "base":
+        assert used == "base"
+    elif isa == "avx2":
+        assert used in ("base", "avx2")  # a CPU without AVX2 runs the baseline
 
 
 @pytest.mark.skipif(not vidops._ext.has_kernel("_depthwise_conv3d_fwd", "CPU"), reason="C++ CPU kernel not built")

@@ -1,7 +1,7 @@
 // CPU kernels of the depthwise 3-D convolution (spec 2): OpenMP over (plane, frame-chunk) tasks
 // through at::parallel_for, vectorised along W (depthwise_conv3d_cpu_kernels.inc, compiled for the
-// baseline ISA, AVX2+FMA and AVX-512 and picked at run time; VIDOPS_CPU_ISA=generic|avx2|avx512
-// forces one, e.g. to test all three on one machine).
+// baseline ISA, AVX2+FMA and AVX-512 and picked once per process by common/cpu_isa.h;
+// VIDOPS_CPU_ISA=base|avx2 caps it, e.g. to test all three on one machine).
 //   forward: per task, the needed input frames of one (n, c) plane are copied into a W-padded
 //            scratch, then 8-accumulator register blocks (rows x vectors) sweep the outputs.
 //   grad_x:  the forward on grad_out with the kernel reversed on every axis.
@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "common/cpu_isa.h"
 #include "depthwise_conv3d/depthwise_conv3d_math.h"
 
 namespace vidops {
@@ -82,31 +83,30 @@ Table<S> make_table(const char* isa, int lanes, decltype(Table<S>::fwd) fwd, dec
   return t;
 }
 
+// The kernels of the CPU's widest ISA (common/cpu_isa.h: detected once, VIDOPS_CPU_ISA caps it).
 template <typename S>
 Table<S> table() {
-  std::string want;
-  if (const char* env = std::getenv("VIDOPS_CPU_ISA")) want = env;
 #ifdef VIDOPS_DWC_X86
-  __builtin_cpu_init();
-  const bool has512 = __builtin_cpu_supports("avx512f");
-  const bool has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (has512 && (want.empty() || want == "avx512")) {
-    decltype(Table<S>::fwd) f = &avx512::fwd_frames<S>;
-    decltype(Table<S>::wgrad) g = &avx512::wgrad_frames<S>;
-    decltype(Table<S>::block_width) bw = &avx512::fwd_block_width<S>;
-    return make_table<S>("avx512", avx512::V<S>::L, f, g, bw);
-  }
-  if (has2 && (want.empty() || want == "avx512" || want == "avx2")) {
-    decltype(Table<S>::fwd) f = &avx2::fwd_frames<S>;
-    decltype(Table<S>::wgrad) g = &avx2::wgrad_frames<S>;
-    decltype(Table<S>::block_width) bw = &avx2::fwd_block_width<S>;
-    return make_table<S>("avx2", avx2::V<S>::L, f, g, bw);
+  switch (cpu_isa::detect_isa()) {
+    case cpu_isa::Isa::kAvx512: {
+      decltype(Table<S>::fwd) f = &avx512::fwd_frames<S>;
+      decltype(Table<S>::wgrad) g = &avx512::wgrad_frames<S>;
+      decltype(Table<S>::block_width) bw = &avx512::fwd_block_width<S>;
+      return make_table<S>("avx512", avx512::V<S>::L, f, g, bw);
+    }
+    case cpu_isa::Isa::kAvx2: {
+      decltype(Table<S>::fwd) f = &avx2::fwd_frames<S>;
+      decltype(Table<S>::wgrad) g = &avx2::wgrad_frames<S>;
+      decltype(Table<S>::block_width) bw = &avx2::fwd_block_width<S>;
+      return make_table<S>("avx2", avx2::V<S>::L, f, g, bw);
+    }
+    default: break;
   }
 #endif
   decltype(Table<S>::fwd) f = &generic::fwd_frames<S>;
   decltype(Table<S>::wgrad) g = &generic::wgrad_frames<S>;
   decltype(Table<S>::block_width) bw = &generic::fwd_block_width<S>;
-  return make_table<S>("generic", generic::V<S>::L, f, g, bw);
+  return make_table<S>("base", generic::V<S>::L, f, g, bw);
 }
 
 inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
