@@ -108,7 +108,7 @@ void forward_kernel(const at::Tensor& x, const Weights<acc_t>& wt, const Geometr
       for (int64_t f = job * per_job; f < std::min(frames, (job + 1) * per_job); ++f) {
         const int64_t t = f % g.T_out, nc = f / g.T_out, c = nc % g.C, n = nc / g.C;
         const Taps<acc_t> taps(t, wt.t(c), g.stride, g.tp, g.T);
-        fill_temporal_forward(xp + n * sN + c * sC, sT, sH, sW, taps, P, Y, scratch);
+        fill_temporal_fast(xp + n * sN + c * sC, sT, sH, sW, taps, P, Y, scratch);
         stencil<acc_t, scalar_t>(Y, P.Wp, wt.k(c, kk), static_cast<int>(g.k), g.H, g.W, op + f * frame, g.W);
       }
     }
@@ -172,6 +172,7 @@ void backward_kernel(const at::Tensor& grad, const at::Tensor& x, const Weights<
           if (hit) w[m] = s, src[m] = P.interior(ring[t % 3]), ++m;
         }
         scalar_t* dst = gxp + (nc * g.T + f) * frame;
+        if (emit_fast(dst, g.H, g.W, m, src, w, P.Wp)) return;
         for (int64_t i = 0; i < g.H; ++i) {
           scalar_t* d = dst + i * g.W;
           const int64_t o = i * P.Wp;
@@ -207,7 +208,7 @@ void backward_kernel(const at::Tensor& grad, const at::Tensor& x, const Weights<
         // Y = Tf(x) (padded) and the temporal-weight dots <gY, x[frame]>
         const Taps<acc_t> taps(t, tw, g.stride, g.tp, g.T);
         double dots[3] = {0, 0, 0};
-        fill_temporal(x_nc, sT, sH, sW, taps, P, Y, scratch, P.interior(gy), P.Wp, dots);
+        fill_temporal_fast(x_nc, sT, sH, sW, taps, P, Y, scratch, P.interior(gy), P.Wp, dots);
         for (int f = 0; f < taps.n; ++f)
           for (int j = 0; j < 3; ++j)
             if (taps.mask[f] & (1 << j)) part[kk + j] += dots[f];

@@ -485,15 +485,19 @@ inline void fill_temporal(const scalar_t* x_nc, int64_t sT, int64_t sH, int64_t 
   pad_border(buf, P);
 }
 
-// ---- the forward's fill for float frames with unit-stride rows -------------------------------
-// fill_temporal's sum in vectors of V compiled for the CPU's ISA (the generic loops above are
-// baseline SSE with scalar tails: at 14 x 14 frames the fill took a third of the forward). A row
-// is covered by full vectors and one last vector overlapping the previous one (needs W >= lanes).
-// Strided rows are gathered first (row_of), so every input layout sums the same way.
-template <int NT, typename V>
+// ---- fill and emit for float frames in the CPU's vectors -------------------------------------
+// fill_temporal's sum (and the backward's dots) in vectors of V compiled for the CPU's ISA: the
+// generic loops above are baseline SSE with scalar tails, and at 14 x 14 frames the fill took a
+// third of the forward. A row is covered by full vectors and one last vector overlapping the
+// previous one (needs W >= lanes; the dots mask the overlap). Strided rows are gathered first
+// (row_of), so every input layout sums the same way.
+template <int NT, bool DOTS, typename V>
 VIDOPS_INLINE void fill_rows_vec(const float* const* src, const float* w, int64_t sH, int64_t sW, const Pad& P,
-                                 float* buf, float* scratch) {
+                                 float* buf, float* scratch, const float* gY, int64_t gys, double* dots) {
   constexpr int L = sizeof(V) / sizeof(float);
+  using I = decltype(V{} < V{});
+  I lane;
+  for (int l = 0; l < L; ++l) lane[l] = l;
   V wv[NT > 0 ? NT : 1];
   for (int f = 0; f < NT; ++f)
     for (int l = 0; l < L; ++l) wv[f][l] = w[f];
@@ -501,63 +505,141 @@ VIDOPS_INLINE void fill_rows_vec(const float* const* src, const float* w, int64_
     float* dst = buf + (i + P.r) * P.Wp + P.r;
     const float* rows[NT > 0 ? NT : 1];
     for (int f = 0; f < NT; ++f) rows[f] = row_of(src[f] + i * sH, sW, P.W, scratch + f * P.W);
-    const auto put = [&](int64_t j) {
+    V dacc[NT > 0 ? NT : 1];
+    for (int f = 0; f < NT; ++f) dacc[f] = V{};
+    const auto put = [&](int64_t j, int skip) {
       V acc = V{};
-      for (int f = 0; f < NT; ++f) acc += wv[f] * vload<V>(rows[f] + j);
+      for (int f = 0; f < NT; ++f) {
+        const V xv = vload<V>(rows[f] + j);
+        acc += wv[f] * xv;
+        if constexpr (DOTS) {
+          V gv = vload<V>(gY + i * gys + j);
+          if (skip > 0) gv = lane >= skip ? gv : V{};  // lanes the previous vector counted
+          dacc[f] += gv * xv;
+        }
+      }
       std::memcpy(dst + j, &acc, sizeof(V));
     };
     int64_t j = 0;
-    for (; j + L <= P.W; j += L) put(j);
-    if (j < P.W) put(P.W - L);
+    for (; j + L <= P.W; j += L) put(j, 0);
+    if (j < P.W) put(P.W - L, static_cast<int>(j - (P.W - L)));
+    if constexpr (DOTS) {
+      for (int f = 0; f < NT; ++f) {
+        float t = 0;
+        for (int l = 0; l < L; ++l) t += dacc[f][l];
+        dots[f] += static_cast<double>(t);
+      }
+    }
   }
 }
 
-template <typename V>
+template <bool DOTS, typename V>
 VIDOPS_INLINE void fill_temporal_vec(const float* x_nc, int64_t sT, int64_t sH, int64_t sW, const Taps<float>& taps,
-                                     const Pad& P, float* buf, float* scratch) {
+                                     const Pad& P, float* buf, float* scratch, const float* gY, int64_t gys,
+                                     double* dots) {
   const float* src[3] = {nullptr, nullptr, nullptr};
   for (int f = 0; f < taps.n; ++f) src[f] = x_nc + taps.frame[f] * sT;
   switch (taps.n) {
-    case 0: fill_rows_vec<0, V>(src, taps.weight, sH, sW, P, buf, scratch); break;
-    case 1: fill_rows_vec<1, V>(src, taps.weight, sH, sW, P, buf, scratch); break;
-    case 2: fill_rows_vec<2, V>(src, taps.weight, sH, sW, P, buf, scratch); break;
-    default: fill_rows_vec<3, V>(src, taps.weight, sH, sW, P, buf, scratch); break;
+    case 0: fill_rows_vec<0, DOTS, V>(src, taps.weight, sH, sW, P, buf, scratch, gY, gys, dots); break;
+    case 1: fill_rows_vec<1, DOTS, V>(src, taps.weight, sH, sW, P, buf, scratch, gY, gys, dots); break;
+    case 2: fill_rows_vec<2, DOTS, V>(src, taps.weight, sH, sW, P, buf, scratch, gY, gys, dots); break;
+    default: fill_rows_vec<3, DOTS, V>(src, taps.weight, sH, sW, P, buf, scratch, gY, gys, dots); break;
   }
   pad_border(buf, P);
 }
 
-#define VIDOPS_MBP_FILL_ARGS                                                                            \
+// dst (H x W, rows contiguous) = sum_m w[m] src[m] (rows of stride ss): the backward's g_x frames.
+template <int M, typename V>
+VIDOPS_INLINE void emit_rows_vec(float* dst, int64_t H, int64_t W, const float* const* src, const float* w,
+                                 int64_t ss) {
+  constexpr int L = sizeof(V) / sizeof(float);
+  V wv[M > 0 ? M : 1];
+  for (int m = 0; m < M; ++m)
+    for (int l = 0; l < L; ++l) wv[m][l] = w[m];
+  for (int64_t i = 0; i < H; ++i) {
+    const auto put = [&](int64_t j) {
+      V acc = V{};
+      for (int m = 0; m < M; ++m) acc += wv[m] * vload<V>(src[m] + i * ss + j);
+      std::memcpy(dst + i * W + j, &acc, sizeof(V));
+    };
+    int64_t j = 0;
+    for (; j + L <= W; j += L) put(j);
+    if (j < W) put(W - L);
+  }
+}
+
+template <typename V>
+VIDOPS_INLINE void emit_vec(float* dst, int64_t H, int64_t W, int m, const float* const* src, const float* w,
+                            int64_t ss) {
+  switch (m) {
+    case 0: return emit_rows_vec<0, V>(dst, H, W, src, w, ss);
+    case 1: return emit_rows_vec<1, V>(dst, H, W, src, w, ss);
+    case 2: return emit_rows_vec<2, V>(dst, H, W, src, w, ss);
+    default: return emit_rows_vec<3, V>(dst, H, W, src, w, ss);
+  }
+}
+
+#define VIDOPS_MBP_FILL_ARGS                                                                               \
   const float *x_nc, int64_t sT, int64_t sH, int64_t sW, const Taps<float>&taps, const Pad &P, float *buf, \
-      float *scratch
-inline void fill_temporal_base(VIDOPS_MBP_FILL_ARGS) {
-  fill_temporal_vec<VecOf<float, 16>::type>(x_nc, sT, sH, sW, taps, P, buf, scratch);
-}
+      float *scratch, const float *gY, int64_t gys, double *dots
+#define VIDOPS_MBP_FILL_PASS x_nc, sT, sH, sW, taps, P, buf, scratch, gY, gys, dots
+#define VIDOPS_MBP_EMIT_ARGS float *dst, int64_t H, int64_t W, int m, const float *const *src, const float *w, int64_t ss
+#define VIDOPS_MBP_FILL_VARIANT(NAME, ATTR, VB)                                                                    \
+  ATTR inline void NAME(VIDOPS_MBP_FILL_ARGS) {                                                                   \
+    if (dots != nullptr)                                                                                        \
+      fill_temporal_vec<true, VecOf<float, VB>::type>(VIDOPS_MBP_FILL_PASS);                                     \
+    else                                                                                                        \
+      fill_temporal_vec<false, VecOf<float, VB>::type>(VIDOPS_MBP_FILL_PASS);                                    \
+  }
+VIDOPS_MBP_FILL_VARIANT(fill_temporal_base, , 16)
+inline void emit_base(VIDOPS_MBP_EMIT_ARGS) { emit_vec<VecOf<float, 16>::type>(dst, H, W, m, src, w, ss); }
 #ifdef VIDOPS_MBP_X86
-__attribute__((target("avx2,fma"))) inline void fill_temporal_avx2(VIDOPS_MBP_FILL_ARGS) {
-  fill_temporal_vec<VecOf<float, 32>::type>(x_nc, sT, sH, sW, taps, P, buf, scratch);
+VIDOPS_MBP_FILL_VARIANT(fill_temporal_avx2, __attribute__((target("avx2,fma"))), 32)
+VIDOPS_MBP_FILL_VARIANT(fill_temporal_avx512, __attribute__((target("avx512f,avx512vl,avx2,fma"))), 64)
+__attribute__((target("avx2,fma"))) inline void emit_avx2(VIDOPS_MBP_EMIT_ARGS) {
+  emit_vec<VecOf<float, 32>::type>(dst, H, W, m, src, w, ss);
 }
-__attribute__((target("avx512f,avx512vl,avx2,fma"))) inline void fill_temporal_avx512(VIDOPS_MBP_FILL_ARGS) {
-  fill_temporal_vec<VecOf<float, 64>::type>(x_nc, sT, sH, sW, taps, P, buf, scratch);
+__attribute__((target("avx512f,avx512vl,avx2,fma"))) inline void emit_avx512(VIDOPS_MBP_EMIT_ARGS) {
+  emit_vec<VecOf<float, 64>::type>(dst, H, W, m, src, w, ss);
 }
 #endif
 
-// fill_temporal without the backward's extras: the vector path for float rows at least 4 wide,
-// the generic loops otherwise.
+// fill_temporal (without its mean) on the vector path for float frames at least 4 wide, the
+// generic loops otherwise.
 template <typename scalar_t, typename acc_t>
-inline void fill_temporal_forward(const scalar_t* x_nc, int64_t sT, int64_t sH, int64_t sW, const Taps<acc_t>& taps,
-                                  const Pad& P, acc_t* buf, acc_t* scratch) {
+inline void fill_temporal_fast(const scalar_t* x_nc, int64_t sT, int64_t sH, int64_t sW, const Taps<acc_t>& taps,
+                               const Pad& P, acc_t* buf, acc_t* scratch, const acc_t* gY = nullptr, int64_t gys = 0,
+                               double* dots = nullptr) {
   if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<acc_t, float>) {
     if (P.W >= 4) {
       switch (narrowed_isa(P.W, sizeof(float))) {
 #ifdef VIDOPS_MBP_X86
-        case Isa::kAvx512: return fill_temporal_avx512(x_nc, sT, sH, sW, taps, P, buf, scratch);
-        case Isa::kAvx2: return fill_temporal_avx2(x_nc, sT, sH, sW, taps, P, buf, scratch);
+        case Isa::kAvx512: return fill_temporal_avx512(x_nc, sT, sH, sW, taps, P, buf, scratch, gY, gys, dots);
+        case Isa::kAvx2: return fill_temporal_avx2(x_nc, sT, sH, sW, taps, P, buf, scratch, gY, gys, dots);
 #endif
-        default: return fill_temporal_base(x_nc, sT, sH, sW, taps, P, buf, scratch);
+        default: return fill_temporal_base(x_nc, sT, sH, sW, taps, P, buf, scratch, gY, gys, dots);
       }
     }
   }
-  fill_temporal(x_nc, sT, sH, sW, taps, P, buf, scratch);
+  fill_temporal(x_nc, sT, sH, sW, taps, P, buf, scratch, gY, gys, dots);
+}
+
+// dst = sum_{m' < m} w[m'] src[m'] on H x W frames in vectors (float, W >= 4); false when the
+// caller's scalar loops must do it.
+template <typename out_t, typename acc_t>
+inline bool emit_fast(out_t* dst, int64_t H, int64_t W, int m, const acc_t* const* src, const acc_t* w, int64_t ss) {
+  if constexpr (std::is_same_v<out_t, float> && std::is_same_v<acc_t, float>) {
+    if (W >= 4) {
+      switch (narrowed_isa(W, sizeof(float))) {
+#ifdef VIDOPS_MBP_X86
+        case Isa::kAvx512: emit_avx512(dst, H, W, m, src, w, ss); return true;
+        case Isa::kAvx2: emit_avx2(dst, H, W, m, src, w, ss); return true;
+#endif
+        default: emit_base(dst, H, W, m, src, w, ss); return true;
+      }
+    }
+  }
+  return false;
 }
 
 }  // namespace cpu
