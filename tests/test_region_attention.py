@@ -454,6 +454,62 @@ def test_cpu_softmax_block_kernel_matches_its_torch_twin(A, B, dtype):
             assert (err <= bound).all(), f"{name}: error {err.max():.3e}, worst ratio {(err / bound).max():.2f}"
 
 
+@pytest.mark.skipif(not vidops._ext.has_kernel("_region_attention_softmax_block_grad", "CPU"),
+                    reason="C++ CPU kernel not built")
+@pytest.mark.parametrize("dtype", (torch.float32, torch.float64))
+@pytest.mark.parametrize("A,B", [(1, 1), (5, 3), (17, 15), (37, 101), (300, 33)])
+def test_cpu_softmax_block_grad_kernel_matches_its_torch_twin(A, B, dtype):
+    """The backward's one-pass block step (P1, P2T, dS1 + dS2T; dS1 alone on a diagonal block)
+    against softmax_block_grad_torch in float64: exp to a few ulp plus |x| ulp, dS to the rounding
+    of its two products."""
+    torch.manual_seed(A * 1000 + B)
+    kernel = torch.ops.vidops._region_attention_softmax_block_grad
+    fi = torch.finfo(dtype)
+    for diag in (False, True):
+        s = torch.randn(A, B, dtype=torch.float64) * 10
+        lse_a = s.logsumexp(1) + torch.rand(A, dtype=torch.float64)       # lse >= the row's logits
+        lse_b = s.logsumexp(0) + torch.rand(B, dtype=torch.float64)
+        dp1, dp2t = torch.randn(A, B, dtype=torch.float64), torch.randn(A, B, dtype=torch.float64)
+        d_a, d_b = torch.randn(A, dtype=torch.float64), torch.randn(B, dtype=torch.float64)
+        got = [t.to(dtype) for t in (s, dp1, dp2t, lse_a, lse_b, d_a, d_b)]
+        want = [t.to(dtype).double() for t in (s, dp1, dp2t, lse_a, lse_b, d_a, d_b)]
+        if diag:
+            got[2] = got[4] = got[6] = want[2] = want[4] = want[6] = None
+        kernel(*got)
+        shared_keys.softmax_block_grad_torch(*want)
+        x = (want[0].clamp_min(1e-300).log().abs() + 4).max()                # P1 >= 0: its exponent
+        p_bound = x * fi.eps * want[0] + fi.tiny
+        assert ((got[0].double() - want[0]).abs() <= p_bound).all(), "p1"
+        ds_scale = (want[0] * (dp1.abs() + d_a.abs().unsqueeze(-1)))
+        if not diag:
+            x2 = (want[2].clamp_min(1e-300).log().abs() + 4).max()
+            assert ((got[2].double() - want[2]).abs() <= x2 * fi.eps * want[2] + fi.tiny).all(), "p2t"
+            ds_scale = ds_scale + want[2] * (dp2t.abs() + d_b.abs())
+        ds_bound = 4 * max(x, x2 if not diag else 0) * fi.eps * ds_scale + fi.tiny
+        assert ((got[1].double() - want[1]).abs() <= ds_bound).all(), "ds"
+
+
+@pytest.mark.parametrize("step", ("cpp", "torch"))
+@pytest.mark.parametrize("dtype", (torch.float32, torch.float64))
+def test_cpu_shared_keys_softmax_backward_both_block_steps(step, dtype):
+    """The symmetric-pair softmax backward (one and two position blocks) with the C++ block step
+    and with its twin, against the float64 explicit formulas."""
+    if step == "cpp" and not vidops._ext.has_kernel("_region_attention_softmax_block_grad", "CPU"):
+        pytest.skip("C++ CPU kernel not built")
+    grad_step = None if step == "cpp" else shared_keys.softmax_block_grad_torch
+    q, v, _ = make(2, 24, 101, 16, True, dtype, logit_std=3.0)
+    for chunk in (1 << 23, 64 * 101):
+        y, lse = shared_keys.softmax_forward(q, v, chunk)
+        grad = torch.randn_like(y)
+        dq, dv = shared_keys.backward(grad, q, v, True, chunk, lse, y, grad_step)
+        w = ref_ra_backward(d64(grad), d64(q), d64(v), d64(q), "softmax")       # both key roles
+        same = ref_ra_backward(grad, q, v, q, "softmax") if dtype == torch.float32 else (None,) * 3
+        scale_q = (w[0].abs() + w[1].abs()).max()
+        assert_close_to_reference(dq, w[0] + w[1], None if same[0] is None else same[0] + same[1],
+                                  scale_q * q.shape[1], name="grad_q")
+        assert_close_to_reference(dv, w[2], same[2], w[2].abs().max() * q.shape[1], name="grad_v")
+
+
 @pytest.mark.parametrize("block", (1, 7, 30, 101))
 @pytest.mark.parametrize("kernel", ("cpp", "torch"))
 @pytest.mark.parametrize("dtype", (torch.float32, torch.float64))

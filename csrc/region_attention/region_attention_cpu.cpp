@@ -10,7 +10,12 @@
 //    blocks)
 //
 // m and l are updated in place; the caller rescales its accumulators by alpha and adds
-// V_b s^T and V_a p2t. Float in the widest SIMD of the CPU (vec_exp.h), double in scalar code.
+// V_b s^T and V_a p2t.
+//
+// _region_attention_softmax_block_grad: the backward's elementwise step on the same block, in one
+// pass (lse from the forward, delta = g . y per query):
+//   s <- P1 = exp(s - lse_a)     dp2t <- P2T = exp(s - lse_b^T)
+//   dp1 <- P1 o (dp1 - delta_a) + P2T o (dp2t - delta_b^T)    (dS1 + dS2T; dS1 alone on diagonals) Float in the widest SIMD of the CPU (vec_exp.h), double in scalar code.
 // Column sums are formed per task of kRows rows and added in task order: the result does not
 // depend on the thread count.
 #include <ATen/ATen.h>
@@ -33,6 +38,9 @@ TORCH_LIBRARY_FRAGMENT(vidops, m) {
   m.def(
       "_region_attention_softmax_block(Tensor(a!) s, Tensor(b!)? p2t, Tensor(c!) m_a, Tensor(d!) l_a, "
       "Tensor(e!)? m_b, Tensor(f!)? l_b) -> (Tensor alpha_a, Tensor alpha_b)");
+  m.def(
+      "_region_attention_softmax_block_grad(Tensor(a!) s, Tensor(b!) dp1, Tensor(c!)? dp2t, Tensor lse_a, "
+      "Tensor? lse_b, Tensor delta_a, Tensor? delta_b) -> ()");
 }
 
 namespace vidops {
@@ -162,27 +170,61 @@ VIDOPS_AI void exp_impl(const Block<S>& bk, int64_t t0, int64_t t1) {
   }
 }
 
+template <typename S>
+struct GradBlock {
+  S* s;
+  S* dp1;
+  S* dp2t;  // null on diagonal blocks
+  const S *lse_a, *lse_b, *delta_a, *delta_b;
+  int64_t A, B;
+};
+
+template <typename V, typename S>
+VIDOPS_AI void grad_impl(const GradBlock<S>& bk, int64_t t0, int64_t t1) {
+  constexpr int64_t VL = sizeof(V) / sizeof(S);
+  const int64_t B = bk.B;
+  for (int64_t r = t0 * kRows; r < std::min(bk.A, t1 * kRows); ++r) {
+    S* srow = bk.s + r * B;
+    S* d1 = bk.dp1 + r * B;
+    const V la = splat<V, S>(bk.lse_a[r]), da = splat<V, S>(bk.delta_a[r]);
+    for (int64_t c = 0; c < B; c += VL) {
+      const int64_t n = B - c;
+      const V x = load<V, S>(srow + c, n, S(0));
+      const V p1 = vexp<V, S>(x - la);
+      V ds = p1 * (load<V, S>(d1 + c, n, S(0)) - da);
+      if (bk.dp2t != nullptr) {
+        S* d2 = bk.dp2t + r * B;
+        const V p2 = vexp<V, S>(x - load<V, S>(bk.lse_b + c, n, S(0)));
+        ds += p2 * (load<V, S>(d2 + c, n, S(0)) - load<V, S>(bk.delta_b + c, n, S(0)));
+        store<V, S>(d2 + c, p2, n);
+      }
+      store<V, S>(srow + c, p1, n);
+      store<V, S>(d1 + c, ds, n);
+    }
+  }
+}
+
 template <typename S, int VB>
 struct VecOf {
   typedef S type __attribute__((vector_size(VB)));
 };
 
-#define VIDOPS_RATTN_VARIANTS(NAME, IMPL)                                                                   \
+#define VIDOPS_RATTN_VARIANTS(NAME, IMPL, BLOCK)                                                            \
   template <typename S>                                                                                     \
-  void NAME##_base(const Block<S>& bk, int64_t t0, int64_t t1) {                                            \
+  void NAME##_base(const BLOCK<S>& bk, int64_t t0, int64_t t1) {                                            \
     IMPL<typename VecOf<S, 16>::type, S>(bk, t0, t1);                                                       \
   }                                                                                                         \
   template <typename S>                                                                                     \
-  __attribute__((target("avx2,fma"))) void NAME##_avx2(const Block<S>& bk, int64_t t0, int64_t t1) {        \
+  __attribute__((target("avx2,fma"))) void NAME##_avx2(const BLOCK<S>& bk, int64_t t0, int64_t t1) {        \
     IMPL<typename VecOf<S, 32>::type, S>(bk, t0, t1);                                                       \
   }                                                                                                         \
   template <typename S>                                                                                     \
-  __attribute__((target("avx512f,avx512vl,avx2,fma"))) void NAME##_avx512(const Block<S>& bk, int64_t t0,   \
+  __attribute__((target("avx512f,avx512vl,avx2,fma"))) void NAME##_avx512(const BLOCK<S>& bk, int64_t t0,   \
                                                                          int64_t t1) {                      \
     IMPL<typename VecOf<S, 64>::type, S>(bk, t0, t1);                                                       \
   }                                                                                                         \
   template <typename S>                                                                                     \
-  void NAME(const Block<S>& bk, int64_t t0, int64_t t1) {                                                   \
+  void NAME(const BLOCK<S>& bk, int64_t t0, int64_t t1) {                                                   \
     switch (cpu_isa::detect_isa()) {                                                                        \
       case cpu_isa::Isa::kAvx512: return NAME##_avx512<S>(bk, t0, t1);                                      \
       case cpu_isa::Isa::kAvx2: return NAME##_avx2<S>(bk, t0, t1);                                          \
@@ -191,8 +233,9 @@ struct VecOf {
   }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-VIDOPS_RATTN_VARIANTS(maxima, maxima_impl)
-VIDOPS_RATTN_VARIANTS(exps, exp_impl)
+VIDOPS_RATTN_VARIANTS(maxima, maxima_impl, Block)
+VIDOPS_RATTN_VARIANTS(exps, exp_impl, Block)
+VIDOPS_RATTN_VARIANTS(grads, grad_impl, GradBlock)
 #else
 template <typename S>
 void maxima(const Block<S>& bk, int64_t t0, int64_t t1) {
@@ -201,6 +244,10 @@ void maxima(const Block<S>& bk, int64_t t0, int64_t t1) {
 template <typename S>
 void exps(const Block<S>& bk, int64_t t0, int64_t t1) {
   exp_impl<typename VecOf<S, 16>::type, S>(bk, t0, t1);
+}
+template <typename S>
+void grads(const GradBlock<S>& bk, int64_t t0, int64_t t1) {
+  grad_impl<typename VecOf<S, 16>::type, S>(bk, t0, t1);
 }
 #endif
 
@@ -286,10 +333,50 @@ std::tuple<at::Tensor, at::Tensor> softmax_block_cpu(at::Tensor s, const std::op
   return {alpha_a, alpha_b};
 }
 
+void softmax_block_grad_cpu(at::Tensor s, at::Tensor dp1, const std::optional<at::Tensor>& dp2t,
+                            const at::Tensor& lse_a, const std::optional<at::Tensor>& lse_b,
+                            const at::Tensor& delta_a, const std::optional<at::Tensor>& delta_b) {
+  TORCH_CHECK(s.dim() == 2 && s.is_contiguous() &&
+                  (s.scalar_type() == at::kFloat || s.scalar_type() == at::kDouble),
+              "vidops.region_attention (softmax block grad): s must be a contiguous float32/float64 matrix, got ",
+              s.sizes(), " ", s.scalar_type());
+  const int64_t A = s.size(0), B = s.size(1);
+  const bool cols = dp2t.has_value();
+  TORCH_CHECK(cols == lse_b.has_value() && cols == delta_b.has_value(),
+              "vidops.region_attention (softmax block grad): dp2t, lse_b and delta_b go together");
+  const at::Tensor& second = cols ? *dp2t : dp1;
+  for (const at::Tensor* t : {static_cast<const at::Tensor*>(&dp1), &second})
+    TORCH_CHECK(t->sizes() == s.sizes() && t->is_contiguous() && t->scalar_type() == s.scalar_type(),
+                "vidops.region_attention (softmax block grad): dp1 and dp2t must be contiguous matrices like s");
+  check_vector("lse_a", lse_a, A, s);
+  check_vector("delta_a", delta_a, A, s);
+  if (cols) {
+    check_vector("lse_b", *lse_b, B, s);
+    check_vector("delta_b", *delta_b, B, s);
+  }
+  if (A == 0 || B == 0) return;
+  const int64_t tasks = (A + kRows - 1) / kRows;
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / (kRows * B));
+  AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "region_attention_softmax_block_grad", [&] {
+    using S = scalar_t;
+    const GradBlock<S> bk{s.data_ptr<S>(),
+                          dp1.data_ptr<S>(),
+                          cols ? dp2t->data_ptr<S>() : nullptr,
+                          lse_a.data_ptr<S>(),
+                          cols ? lse_b->data_ptr<S>() : nullptr,
+                          delta_a.data_ptr<S>(),
+                          cols ? delta_b->data_ptr<S>() : nullptr,
+                          A,
+                          B};
+    at::parallel_for(0, tasks, grain, [&](int64_t t0, int64_t t1) { grads<S>(bk, t0, t1); });
+  });
+}
+
 }  // namespace
 }  // namespace rattn
 }  // namespace vidops
 
 TORCH_LIBRARY_IMPL(vidops, CPU, m) {
   m.impl("_region_attention_softmax_block", &vidops::rattn::softmax_block_cpu);
+  m.impl("_region_attention_softmax_block_grad", &vidops::rattn::softmax_block_grad_cpu);
 }

@@ -12,6 +12,8 @@ of off-diagonal blocks the backward then runs 7 block GEMMs where two query chun
     dV_b += G_a P1,  dV_a += G_b P2T^T
     M = dS1 + dS2T:  dP_a += P_b M^T,  dP_b += P_a M          (dP: both roles of p together)
   relu (a = ReLU(s) / L): P2T = P1, dS1 = [S > 0] dP1 / L, likewise dS2T.
+The softmax's elementwise part (P1, P2T and M from S, the two dP blocks, lse and D) is one pass
+of a C++ kernel (softmax_block_grad_torch is its plain-PyTorch twin).
 
 Diagonal blocks take the plain formulas with M = dS + dS^T. Memory: a few blocks of at most
 CHUNK_ELEMENTS / 2 logits (all of L x L when that fits CHUNK_ELEMENTS), never L x L otherwise.
@@ -92,10 +94,31 @@ def softmax_block_update_torch(s: torch.Tensor, p2t: Optional[torch.Tensor], m_a
     return alpha_a, alpha_b
 
 
+def softmax_block_grad_torch(s: torch.Tensor, dp1: torch.Tensor, dp2t: Optional[torch.Tensor], lse_a: torch.Tensor,
+                             lse_b: Optional[torch.Tensor], delta_a: torch.Tensor, delta_b: Optional[torch.Tensor]):
+    """The plain-PyTorch twin of vidops::_region_attention_softmax_block_grad, in place:
+    s <- P1 = exp(s - lse_a), dp2t <- P2T = exp(s - lse_b^T) and
+    dp1 <- P1 o (dp1 - delta_a) + P2T o (dp2t - delta_b^T) (the second term off the diagonal)."""
+    if dp2t is not None:
+        p2t = torch.exp(s - lse_b)
+        dp2t.sub_(delta_b).mul_(p2t)
+    p1 = s.sub_(lse_a.unsqueeze(-1)).exp_()
+    dp1.sub_(delta_a.unsqueeze(-1)).mul_(p1)
+    if dp2t is not None:
+        dp1.add_(dp2t)
+        dp2t.copy_(p2t)
+
+
 def _softmax_block_update():
     if _ext.has_kernel("_region_attention_softmax_block", "CPU"):
         return torch.ops.vidops._region_attention_softmax_block
     return softmax_block_update_torch
+
+
+def _softmax_block_grad():
+    if _ext.has_kernel("_region_attention_softmax_block_grad", "CPU"):
+        return torch.ops.vidops._region_attention_softmax_block_grad
+    return softmax_block_grad_torch
 
 
 def softmax_forward(q: torch.Tensor, v: torch.Tensor, chunk_elements: int, block: Optional[int] = None,
@@ -148,13 +171,15 @@ def relu_forward(q: torch.Tensor, v: torch.Tensor, chunk_elements: int) -> torch
 
 
 def backward(grad_y: torch.Tensor, q: torch.Tensor, v: torch.Tensor, softmax: bool, chunk_elements: int,
-             lse: torch.Tensor | None = None, y: torch.Tensor | None = None):
-    """(dq, dv) for the shared keys (dq holds both roles). softmax needs lse (N, L) and y."""
+             lse: torch.Tensor | None = None, y: torch.Tensor | None = None, grad_step=None):
+    """(dq, dv) for the shared keys (dq holds both roles). softmax needs lse (N, L) and y;
+    grad_step: the softmax's elementwise block step (default the C++ kernel when built)."""
     N, _, L = q.shape
     dq = torch.zeros_like(q)
     dv = torch.zeros_like(v)
     inv_l = 1.0 / L
     D = (grad_y * y).sum(1) if softmax else None                       # (N, L): rowsum(P o dP)
+    grad_step = _softmax_block_grad() if softmax and grad_step is None else grad_step
     for n in range(N):
         qn, vn, gn, dqn, dvn = q[n], v[n], grad_y[n], dq[n], dv[n]
         for a, b, diag in _pairs(L, chunk_elements):
@@ -162,25 +187,29 @@ def backward(grad_y: torch.Tensor, q: torch.Tensor, v: torch.Tensor, softmax: bo
             dp1 = torch.mm(gn[:, a].t(), vn[:, b])                       # g_j . v_i, j in a, i in b
             dp2t = None if diag else torch.mm(vn[:, a].t(), gn[:, b])    # v_j . g_i
             if softmax:
-                p2t = None if diag else torch.exp(s - lse[n, b].unsqueeze(0))
-                p1 = s.sub_(lse[n, a].unsqueeze(-1)).exp_()
-                ds1 = dp1.sub_(D[n, a].unsqueeze(-1)).mul_(p1)
-                ds2t = None if diag else dp2t.sub_(D[n, b].unsqueeze(0)).mul_(p2t)
-                scale = 1.0
-            else:
-                ds1 = torch.ops.aten.threshold_backward(dp1, s, 0)
-                ds2t = None if diag else torch.ops.aten.threshold_backward(dp2t, s, 0)
-                p1 = s.clamp_min_(0)
-                p2t = p1
-                scale = inv_l
-            dvn[:, b].addmm_(gn[:, a], p1, alpha=scale)
+                # one pass: s <- P1, dp2t <- P2T, dp1 <- dS1 + dS2T (dS1 on the diagonal)
+                grad_step(s, dp1, dp2t, lse[n, a], None if diag else lse[n, b], D[n, a],
+                          None if diag else D[n, b])
+                dvn[:, b].addmm_(gn[:, a], s)
+                if diag:
+                    dqn[:, a].addmm_(qn[:, a], dp1 + dp1.t())          # symmetric
+                else:
+                    dvn[:, a].addmm_(gn[:, b], dp2t.t())
+                    dqn[:, a].addmm_(qn[:, b], dp1.t())
+                    dqn[:, b].addmm_(qn[:, a], dp1)
+                del s, dp1, dp2t
+                continue
+            # relu: a = ReLU(S) / L, P2T = P1
+            ds1 = torch.ops.aten.threshold_backward(dp1, s, 0)
+            ds2t = None if diag else torch.ops.aten.threshold_backward(dp2t, s, 0)
+            p1 = s.clamp_min_(0)
+            dvn[:, b].addmm_(gn[:, a], p1, alpha=inv_l)
             if diag:
-                m = ds1 + ds1.t()
-                dqn[:, a].addmm_(qn[:, a], m, alpha=scale)             # m is symmetric
+                dqn[:, a].addmm_(qn[:, a], ds1 + ds1.t(), alpha=inv_l)    # symmetric
             else:
-                dvn[:, a].addmm_(gn[:, b], p2t.t(), alpha=scale)
+                dvn[:, a].addmm_(gn[:, b], p1.t(), alpha=inv_l)
                 m = ds1.add_(ds2t)
-                dqn[:, a].addmm_(qn[:, b], m.t(), alpha=scale)
-                dqn[:, b].addmm_(qn[:, a], m, alpha=scale)
-            del s, dp1, dp2t, p1, p2t, ds1, ds2t, m
+                dqn[:, a].addmm_(qn[:, b], m.t(), alpha=inv_l)
+                dqn[:, b].addmm_(qn[:, a], m, alpha=inv_l)
+            del s, dp1, dp2t, p1, ds1, ds2t
     return dq, dv
