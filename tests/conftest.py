@@ -1,5 +1,7 @@
 """Shared test set-up: Triton's interpreter on GPU-less machines, seeds, backends, tolerances."""
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -52,3 +54,19 @@ def device_backend_params(op: str, include_reference: bool = True, interpreted_t
             marks = [pytest.mark.gpu] if dev == "cuda" else []
             out.append(pytest.param(dev, b, id=f"{dev}-{b}", marks=marks))
     return out
+
+
+def run_with_cpu_isa(script: str, isa, *args) -> str:
+    """stdout of `python -c script *args` in a fresh process whose C++ kernels run with
+    VIDOPS_CPU_ISA=isa (None: the CPU's widest; the choice is read once per process). The child
+    imports the same vidops as this process (installed, or an in-place build), from the folder that
+    holds that package rather than the source checkout; it fails the test if the child fails."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(vidops.__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "VIDOPS_CPU_ISA"}
+    if isa is not None:
+        env["VIDOPS_CPU_ISA"] = isa
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True, text=True,
+                         timeout=300, cwd=root)
+    assert out.returncode == 0, out.stderr
+    return out.stdout

@@ -1,8 +1,6 @@
 """vidops.depthwise_conv3d (spec 2): every available backend against the float64 reference, forward
 and backward, odd shapes and kernel sizes, layouts, gradcheck, opcheck, torch.compile, errors."""
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -11,7 +9,7 @@ import vidops
 from vidops.reference.depthwise_conv3d import depthwise_conv3d as ref_dwc
 from vidops.reference.depthwise_conv3d import depthwise_conv3d_backward as ref_dwc_backward
 
-from conftest import device_backend_params
+from conftest import device_backend_params, run_with_cpu_isa
 from tolerance import assert_close_to_reference
 
 OP = "depthwise_conv3d"
@@ -102,16 +100,7 @@ for case in [CASES[1], (2, 2, 3, 8, 70, (3, 5, 11)), (1, 2, 2, 3, 3, (1, 1, 13))
 def test_every_cpu_instruction_set(isa):
     """The C++ kernels are compiled for the baseline ISA, AVX2+FMA and AVX-512 and picked once per
     process (VIDOPS_CPU_ISA caps the choice): each one this CPU runs, in its own process."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(vidops.__file__)))
-    env = {k: v for k, v in os.environ.items() if k != "VIDOPS_CPU_ISA"}
-    if isa is not None:
-        env["VIDOPS_CPU_ISA"] = isa
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    tests = os.path.dirname(os.path.abspath(__file__))
-    out = subprocess.run([sys.executable, "-c", _ISA_SCRIPT, tests], env=env, capture_output=True, text=True,
-                         timeout=300, cwd=root)
-    assert out.returncode == 0, out.stderr
-    used = out.stdout.split()[0]
+    used = run_with_cpu_isa(_ISA_SCRIPT, isa, os.path.dirname(os.path.abspath(__file__))).split()[0]
     assert used in ("base", "avx2", "avx512")
     if isa == "base":
         assert used == "base"

@@ -1,10 +1,6 @@
 """The C++ CPU kernels of the motion band-pass family, beyond the all-backend tests: every odd k,
 frame widths around the vector widths, reflect borders with H = r + 1, strides > 1 with every
 temporal padding, half inputs, strided grads, every ISA path, thread-count independence."""
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 
@@ -13,7 +9,7 @@ from vidops.reference.busy_quiet import busy_quiet as ref_bq
 from vidops.reference.motion_band_pass import motion_band_pass as ref_mbp
 from vidops.reference.motion_band_pass import motion_band_pass_backward as ref_bwd
 
-from conftest import backends_for
+from conftest import backends_for, run_with_cpu_isa
 from tolerance import assert_close_to_reference
 
 pytestmark = pytest.mark.skipif("cpu" not in backends_for("motion_band_pass"),
@@ -195,12 +191,5 @@ print(worst)
 @pytest.mark.parametrize("isa", ["base", "avx2"])
 def test_every_isa_path(isa):
     """The kernels pick AVX-512, AVX2+FMA or baseline code at run time; VIDOPS_CPU_ISA caps it."""
-    env = dict(os.environ, VIDOPS_CPU_ISA=isa)
-    # The child imports the same vidops as this process (installed, or an in-place build), also
-    # from its working directory: run it where that package lives, not in the source checkout.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(vidops.__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    out = subprocess.run([sys.executable, "-c", _ISA_SCRIPT], env=env, capture_output=True, text=True,
-                         timeout=300, cwd=root)
-    assert out.returncode == 0, out.stderr
-    assert float(out.stdout.strip().splitlines()[-1]) < 1.0  # error / the dtype's tolerance
+    out = run_with_cpu_isa(_ISA_SCRIPT, isa)
+    assert float(out.strip().splitlines()[-1]) < 1.0  # error / the dtype's tolerance

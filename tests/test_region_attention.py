@@ -4,9 +4,6 @@ Under the Triton interpreter (no GPU) the triton backend runs only tiny shapes; 
 the cpu backend (and on triton on a GPU).
 """
 import importlib
-import os
-import subprocess
-import sys
 import weakref
 
 import pytest
@@ -22,7 +19,7 @@ from vidops.reference.region_attention import _weights, normalize
 from vidops.reference.region_attention import region_attention as ref_ra
 from vidops.reference.region_attention import region_attention_backward as ref_ra_backward
 
-from conftest import device_backend_params
+from conftest import device_backend_params, run_with_cpu_isa
 from tolerance import assert_close_to_reference
 
 OP = "region_attention"
@@ -549,12 +546,7 @@ print(worst)
 def test_cpu_softmax_block_kernel_every_isa_path(isa):
     """The block update picks AVX-512, AVX2+FMA or baseline code at run time (VIDOPS_CPU_ISA caps
     it, once per process): the float32 shared-keys forward on each path against float64."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(vidops.__file__)))
-    env = dict(os.environ, VIDOPS_CPU_ISA=isa, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = subprocess.run([sys.executable, "-c", _ISA_SCRIPT], env=env, capture_output=True, text=True,
-                         timeout=300, cwd=root)
-    assert out.returncode == 0, out.stderr
-    assert float(out.stdout.strip().splitlines()[-1]) < 1.0
+    assert float(run_with_cpu_isa(_ISA_SCRIPT, isa).strip().splitlines()[-1]) < 1.0
 
 
 @pytest.mark.gpu

@@ -1,7 +1,8 @@
 // The run-time choice of the CPU kernels' instruction set: the widest of baseline x86-64,
 // AVX2+FMA and AVX-512 (F + VL) this CPU has, capped by VIDOPS_CPU_ISA=base|avx2|avx512 (tests,
 // benchmarks). Read once per process. Kernels compile one variant per ISA with
-// __attribute__((target(...))) and switch on detect_isa(), so the build stays portable.
+// __attribute__((target(...))) and switch on detect_isa(), so the build stays portable; VecOf
+// names their vector types.
 #pragma once
 #include <cstdlib>
 #include <cstring>
@@ -10,6 +11,12 @@ namespace vidops {
 namespace cpu_isa {
 
 enum class Isa { kBase, kAvx2, kAvx512 };
+
+// The GCC vector of VB bytes of T that the kernels compile once per ISA (16, 32, 64 bytes).
+template <typename T, int VB>
+struct VecOf {
+  typedef T type __attribute__((vector_size(VB)));
+};
 
 inline Isa detect_isa() {
 #if defined(__x86_64__) && defined(__GNUC__)

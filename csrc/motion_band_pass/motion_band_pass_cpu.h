@@ -25,10 +25,7 @@ namespace cpu {
 
 #define VIDOPS_INLINE inline __attribute__((always_inline))
 
-template <typename T, int VB>
-struct VecOf {
-  typedef T type __attribute__((vector_size(VB)));
-};
+using ::vidops::cpu_isa::VecOf;
 
 template <typename V, typename T>
 VIDOPS_INLINE V vload(const T* p) {

@@ -22,12 +22,7 @@
 namespace vidops {
 namespace pwtp {
 namespace cpu {
-
-template <typename S, int VB>
-struct VecOf {
-  typedef S type __attribute__((vector_size(VB)));
-};
-
+using ::vidops::cpu_isa::VecOf;
 }  // namespace cpu
 
 #define VIDOPS_PWTP_LANES(S, VB)                     \

@@ -204,10 +204,7 @@ VIDOPS_AI void grad_impl(const GradBlock<S>& bk, int64_t t0, int64_t t1) {
   }
 }
 
-template <typename S, int VB>
-struct VecOf {
-  typedef S type __attribute__((vector_size(VB)));
-};
+using cpu_isa::VecOf;
 
 #define VIDOPS_RATTN_VARIANTS(NAME, IMPL, BLOCK)                                                            \
   template <typename S>                                                                                     \

@@ -42,15 +42,19 @@ from .. import _ext
 FORWARD_BLOCK = 784
 
 
+def _equal_blocks(L: int, bmax: int) -> list:
+    """[(start, end)] of the fewest equal blocks of at most bmax positions covering [0, L)."""
+    nb = max(1, -(-L // bmax))
+    B = -(-L // nb)
+    return [(i, min(L, i + B)) for i in range(0, L, B)]
+
+
 def pair_blocks(L: int, chunk_elements: int) -> list:
     """[(start, end)] of the position blocks: one block when L x L fits chunk_elements, else
     equal blocks of at most sqrt(chunk_elements / 2) and L / 3 positions (1568 at L=6272)."""
     if L * L <= chunk_elements:
         return [(0, L)]
-    bmax = max(64, min(math.isqrt(chunk_elements // 2), L // 3))
-    nb = -(-L // bmax)
-    B = -(-L // nb)
-    return [(i, min(L, i + B)) for i in range(0, L, B)]
+    return _equal_blocks(L, max(64, min(math.isqrt(chunk_elements // 2), L // 3)))
 
 
 def _pairs(L: int, chunk_elements: int):
@@ -66,11 +70,6 @@ def forward_block(L: int, chunk_elements: int) -> int:
     return max(16, min(math.isqrt(chunk_elements // 2), max(FORWARD_BLOCK, -(-L // 8))))
 
 
-def _forward_blocks(L: int, block: int) -> list:
-    """Equal blocks of at most `block` positions."""
-    nb = max(1, -(-L // block))
-    B = -(-L // nb)
-    return [(i, min(L, i + B)) for i in range(0, L, B)]
 
 
 def softmax_block_update_torch(s: torch.Tensor, p2t: Optional[torch.Tensor], m_a: torch.Tensor,
@@ -109,16 +108,9 @@ def softmax_block_grad_torch(s: torch.Tensor, dp1: torch.Tensor, dp2t: Optional[
         dp2t.copy_(p2t)
 
 
-def _softmax_block_update():
-    if _ext.has_kernel("_region_attention_softmax_block", "CPU"):
-        return torch.ops.vidops._region_attention_softmax_block
-    return softmax_block_update_torch
-
-
-def _softmax_block_grad():
-    if _ext.has_kernel("_region_attention_softmax_block_grad", "CPU"):
-        return torch.ops.vidops._region_attention_softmax_block_grad
-    return softmax_block_grad_torch
+def _kernel_or_twin(name: str, twin):
+    """The C++ kernel vidops::<name> when the extension built it, else its plain-PyTorch twin."""
+    return getattr(torch.ops.vidops, name) if _ext.has_kernel(name, "CPU") else twin
 
 
 def softmax_forward(q: torch.Tensor, v: torch.Tensor, chunk_elements: int, block: Optional[int] = None,
@@ -128,12 +120,13 @@ def softmax_forward(q: torch.Tensor, v: torch.Tensor, chunk_elements: int, block
     accumulation dtype (float32 or float64); y (N, dv, L), lse (N, L). block: positions per block
     (default forward_block); update: the block update (default the C++ kernel when built)."""
     N, _, L = q.shape
-    update = _softmax_block_update() if update is None else update
+    if update is None:
+        update = _kernel_or_twin("_region_attention_softmax_block", softmax_block_update_torch)
     block = forward_block(L, chunk_elements) if block is None else block
     y = v.new_zeros((N, v.shape[1], L))
     m = q.new_full((N, L), -math.inf)
     l = q.new_zeros((N, L))
-    blocks = _forward_blocks(L, block)
+    blocks = _equal_blocks(L, block)
     bmax = blocks[0][1] - blocks[0][0]
     p2t_buf = q.new_empty(bmax * bmax)
     for n in range(N):
@@ -179,7 +172,8 @@ def backward(grad_y: torch.Tensor, q: torch.Tensor, v: torch.Tensor, softmax: bo
     dv = torch.zeros_like(v)
     inv_l = 1.0 / L
     D = (grad_y * y).sum(1) if softmax else None                       # (N, L): rowsum(P o dP)
-    grad_step = _softmax_block_grad() if softmax and grad_step is None else grad_step
+    if softmax and grad_step is None:
+        grad_step = _kernel_or_twin("_region_attention_softmax_block_grad", softmax_block_grad_torch)
     for n in range(N):
         qn, vn, gn, dqn, dvn = q[n], v[n], grad_y[n], dq[n], dv[n]
         for a, b, diag in _pairs(L, chunk_elements):
