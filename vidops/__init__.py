@@ -39,6 +39,7 @@ from .ops import busy_quiet, log_kernel, motion_band_pass, temporal_band_pass_in
 from .ops import pixelwise_temporal_projection, temporal_relation, temporal_squeeze  # noqa: E402,F401
 from .ops import depthwise_conv3d  # noqa: E402,F401
 from .ops import region_attention  # noqa: E402,F401
+from .ops import temporal_shift  # noqa: E402,F401
 from . import nn, reference  # noqa: E402,F401
 from . import training  # noqa: E402,F401
 from .training import joint_training_step, mgda_alpha, scale_schedule  # noqa: E402,F401

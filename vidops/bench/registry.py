@@ -47,7 +47,7 @@ from typing import Callable, Optional
 import torch
 
 CASE_MODULES = ("motion_band_pass", "busy_quiet", "pixelwise_temporal_projection", "temporal_relation",
-                "temporal_squeeze", "region_attention", "region_non_local", "depthwise_conv3d")
+                "temporal_squeeze", "region_attention", "region_non_local", "depthwise_conv3d", "temporal_shift")
 
 MODES = ("fwd", "fwd+bwd")
 

@@ -7,3 +7,4 @@ from .pixelwise_temporal_projection import pixelwise_temporal_projection  # noqa
 from .temporal_squeeze import temporal_squeeze  # noqa: F401
 from .depthwise_conv3d import depthwise_conv3d  # noqa: F401
 from .region_attention import region_attention  # noqa: F401
+from .temporal_shift import temporal_shift  # noqa: F401

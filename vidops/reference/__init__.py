@@ -10,3 +10,4 @@ from .pixelwise_temporal_projection import pixelwise_temporal_projection  # noqa
 from .temporal_squeeze import temporal_squeeze  # noqa: F401
 from .depthwise_conv3d import depthwise_conv3d, diagonalwise_conv3d  # noqa: F401
 from .region_attention import region_attention, region_attention_backward  # noqa: F401
+from . import temporal_shift  # noqa: F401  (the module: temporal_shift, temporal_shift_slice_copy)
