@@ -161,7 +161,7 @@ class ChannelGate(nn.Module):
     def forward(self, x):
         B, C = x.shape[:2]
         a = self.W_k(x).view(B, 1, -1).softmax(-1)
-        c = (x.view(B, C, -1) * a).sum(-1)
+        c = (x.reshape(B, C, -1) * a).sum(-1)
         h = torch.relu(self.bn1(self.W_v1(c).unsqueeze(-1))).squeeze(-1)
         return x + self.W_v2(h).view(B, C, 1, 1, 1)
 
@@ -174,14 +174,15 @@ class Video(nn.Module):
         super().__init__()
         self.T = T
         self.mbpf1 = MotionBandPassFilter(T, three_steps=True)
-        self.conv = TemporalShift(nn.Conv2d(3, C, 3, padding=1), n_segment=T)
+        self.conv0 = TemporalShift(nn.Conv2d(3, C, 3, padding=1), n_segment=T)  # C < 8: shifts nothing
+        self.conv = TemporalShift(nn.Conv2d(C, C, 3, padding=1), n_segment=T)
         self.mbpf = MotionBandPassFilter(T, channels=C, sigma=0.9, kernel_size=3)
         self.blocks = nn.Sequential(ChannelGate(C), NONLocalBlock3D(C, ks=(3, 3, 3)), TSMNonLocalBlock(C))
 
     def forward(self, x):
-        f = self.mbpf(self.conv(self.mbpf1(x)))                              # (N*T, C, H, W)
+        f = self.mbpf(self.conv(self.conv0(self.mbpf1(x))))                              # (N*T, C, H, W)
         N = x.shape[0]
-        v = f.view(N, self.T, *f.shape[1:]).transpose(1, 2)
+        v = f.view(N, self.T, *f.shape[1:]).transpose(1, 2).contiguous()
         return self.blocks(v)
 
 
@@ -200,12 +201,15 @@ def test_swap_keeps_outputs_and_weights():
     before = model(x)
     keys = set(model.state_dict())
     report = vidops.nn.swap(model, to="vidops")
+    assert isinstance(model.conv, vidops.nn.TemporalShift) and model.conv.impl == "vidops"
     names = {s.name: (s.before, s.after) for s in report}
     assert names["mbpf1"] == ("MotionBandPassFilter", "AuthorsStemMotionBandPass")
     assert names["conv"][1] == "TemporalShift" and names["mbpf"][1] == "MotionBandPass"
+    assert "conv0" not in names and type(model.conv0) is TemporalShift   # C < 8: nothing to shift
     assert names["blocks.0"][1] == "ChannelGate"
     assert names["blocks.1"][1] == "RegionNonLocal" and names["blocks.2"][1] == "NonLocal"
-    assert all(type(m).__module__.startswith(("vidops", "torch")) for m in model.modules() if m is not model)
+    assert all(type(m).__module__.startswith(("vidops", "torch")) for m in model.modules()
+               if m is not model and m is not model.conv0)
     after = model(x)
     torch.testing.assert_close(after, before, rtol=1e-10, atol=1e-9)
     # the only keys that change are the grouped region-conv storage (mask dropped, depthwise weight)

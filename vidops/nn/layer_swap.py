@@ -13,7 +13,8 @@ Layers it knows:
   ``NONLocalBlock3D``/``_NonLocalBlockND`` (children ``theta``, ``penta``, ``W``), TSM's
   ``NONLocalBlock3D``/``_NonLocalBlockND`` (children ``theta``, ``phi``, ``g``, ``W``), the RNL
   ``ChannelGate`` (``W_k``, ``W_v1``, ``bn1``, ``W_v2``) and TSM's ``TemporalShift`` (``net``,
-  ``n_segment``, ``fold_div``). Each becomes its vidops counterpart with the same weights (loaded
+  ``n_segment``, ``fold_div``; one whose net has fewer than fold_div input channels shifts nothing
+  in the authors' code and is left as it is). Each becomes its vidops counterpart with the same weights (loaded
   strictly, so a layout that does not match raises instead of loading half), on the same device,
   dtype and training mode, taking the same input layout and giving the same output.
 
@@ -83,6 +84,8 @@ def _place_like(new: nn.Module, old: nn.Module) -> nn.Module:
 
 
 def _load_strict(new: nn.Module, old: nn.Module) -> None:
+    # dtype and device first: loading float64 weights into a float32 module would round them
+    _place_like(new, old)
     result = new.load_state_dict(old.state_dict(), strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(
@@ -161,7 +164,13 @@ def _authors_temporal_shift(m: nn.Module) -> Optional[nn.Module]:
         return None
     from .temporal_shift import TemporalShift
 
-    return TemporalShift(m.net, int(m.n_segment), fold_div=int(getattr(m, "fold_div", 8)))
+    fold_div = int(getattr(m, "fold_div", 8))
+    channels = getattr(m.net, "in_channels", None)
+    if isinstance(channels, int) and channels < fold_div:
+        # fold = C // fold_div = 0: the authors' shift moves nothing (vidops's rejects such an
+        # input as a mistake); the layer is left as it is, keys and output unchanged.
+        return None
+    return TemporalShift(m.net, int(m.n_segment), fold_div=fold_div)
 
 
 AUTHORS_LAYERS: tuple[Callable[[nn.Module], Optional[nn.Module]], ...] = (
