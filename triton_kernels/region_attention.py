@@ -432,12 +432,13 @@ def inverse_norms(x: torch.Tensor, eps: float = COSINE_EPS) -> torch.Tensor:
 
 
 def _normalize_backward(g: torch.Tensor, x: torch.Tensor, r: torch.Tensor, eps: float = COSINE_EPS):
-    """Adjoint of x -> r x (r = 1/max(|x|, eps)): r g - [|x| > eps] r^3 (x.g) x, in g's dtype."""
-    x = x.to(g.dtype)
+    """Adjoint of x -> r x (r = 1/max(|x|, eps)), with xhat = r x: r (g - [|x| > eps] xhat (xhat . g)),
+    in g's dtype (the unit vector keeps every factor O(1): r^3 (x.g) x underflows for |x| >~ 1e13)."""
     r = r.unsqueeze(1)
-    xg = (x * g).sum(1, keepdim=True)
+    xhat = x.to(g.dtype) * r
     big = (1.0 / r) > eps  # |x| > eps
-    return r * g - torch.where(big, r * r * r * xg, torch.zeros_like(xg)) * x
+    proj = torch.where(big, (xhat * g).sum(1, keepdim=True), torch.zeros_like(r))
+    return r * (g - proj * xhat)
 
 
 # configs that had to shrink (compile-time OutOfResources), by (kind, device, d, dv, dtype, mode)

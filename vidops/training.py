@@ -8,6 +8,8 @@ fixed, scheduled (`scale_schedule`, eq. 3.19) or chosen per step by MGDA (`mgda_
 from __future__ import annotations
 
 import math
+import numbers
+from collections import abc
 from typing import Callable, Optional, Sequence, Union
 
 import torch
@@ -16,18 +18,45 @@ import torch.nn.functional as F
 GradLike = Union[torch.Tensor, Sequence[Optional[torch.Tensor]]]
 
 
-def _flatten(g: GradLike, like: Optional[GradLike] = None) -> torch.Tensor:
-    if isinstance(g, torch.Tensor):
-        return g.reshape(-1)
-    parts = []
-    likes = list(like) if like is not None and not isinstance(like, torch.Tensor) else [None] * len(g)
-    for t, o in zip(g, likes):
-        if t is None:
-            if o is None:
-                continue
-            t = torch.zeros_like(o)
-        parts.append(t.reshape(-1))
-    return torch.cat(parts) if parts else torch.zeros(0)
+def _check_grad(name: str, t) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"vidops.mgda_alpha: {name} must be a tensor (None for zero in a sequence), "
+                        f"got {type(t).__name__}")
+    if t.is_complex() or not t.is_floating_point():
+        raise TypeError(f"vidops.mgda_alpha: {name} must be a real floating-point tensor, got {t.dtype}")
+
+
+def _pairs(g1: GradLike, g2: GradLike) -> list:
+    """[(a, b)] of the flattened per-parameter gradients (a zero tensor for None), checked:
+    both tensors of one shape, or equally long sequences of tensors of pairwise equal shapes."""
+    if isinstance(g1, torch.Tensor) or isinstance(g2, torch.Tensor):
+        _check_grad("g1", g1)
+        _check_grad("g2", g2)
+        if g1.shape != g2.shape:
+            raise ValueError(f"vidops.mgda_alpha: g1 and g2 must have the same shape, got "
+                             f"{tuple(g1.shape)} and {tuple(g2.shape)}")
+        return [(g1.reshape(-1), g2.reshape(-1))]
+    for name, g in (("g1", g1), ("g2", g2)):
+        if isinstance(g, (str, bytes)) or not isinstance(g, abc.Sequence):
+            raise TypeError(f"vidops.mgda_alpha: {name} must be a tensor or a sequence of per-parameter "
+                            f"tensors, got {type(g).__name__}")
+    if len(g1) != len(g2):
+        raise ValueError(f"vidops.mgda_alpha: g1 and g2 must hold one gradient per shared parameter each, "
+                         f"got {len(g1)} and {len(g2)} tensors")
+    pairs = []
+    for i, (a, b) in enumerate(zip(g1, g2)):
+        if a is None and b is None:
+            continue
+        for name, t in ((f"g1[{i}]", a), (f"g2[{i}]", b)):
+            if t is not None:
+                _check_grad(name, t)
+        a = torch.zeros_like(b) if a is None else a
+        b = torch.zeros_like(a) if b is None else b
+        if a.shape != b.shape:
+            raise ValueError(f"vidops.mgda_alpha: g1[{i}] and g2[{i}] must have the same shape, got "
+                             f"{tuple(a.shape)} and {tuple(b.shape)}")
+        pairs.append((a.reshape(-1), b.reshape(-1)))
+    return pairs
 
 
 def mgda_alpha(g1: GradLike, g2: GradLike) -> torch.Tensor:
@@ -36,23 +65,39 @@ def mgda_alpha(g1: GradLike, g2: GradLike) -> torch.Tensor:
 
         alpha = clip(((g2 - g1) . g2) / ||g1 - g2||^2, 0, 1)
 
-    g1, g2: the gradients of L1 and L2 w.r.t. the shared parameters, as tensors or as equally long
-    sequences of per-parameter tensors (None means zero). When g1 == g2 every alpha gives the same
-    combined gradient; 0.5 is returned (never NaN). Returns a 0-d float tensor (float64 for float64
-    gradients, else float32) on the gradients' device, without a host sync.
+    g1, g2: the gradients of L1 and L2 w.r.t. the shared parameters, as tensors of one shape or as
+    equally long sequences of per-parameter tensors of pairwise equal shapes (None means zero);
+    real floating point. When g1 == g2 every alpha gives the same combined gradient; 0.5 is
+    returned (never NaN). alpha does not change when both gradients are scaled by the same factor,
+    so they are divided by max(|g1|, |g2|) first: float32 gradients of any finite magnitude (1e30
+    or 1e-30) give the same alpha, no overflow or underflow of the squares. Returns a 0-d float
+    tensor (float64 for float64 gradients, else float32) on the gradients' device, without a host
+    sync.
     """
-    a = _flatten(g1, g2)
-    b = _flatten(g2, g1)
-    if a.numel() != b.numel():
-        raise ValueError(f"vidops.mgda_alpha: g1 and g2 must have the same number of elements, got "
-                         f"{a.numel()} and {b.numel()}")
-    dt = torch.float64 if torch.float64 in (a.dtype, b.dtype) else torch.float32
-    a, b = a.to(dt), b.to(dt)
+    pairs = _pairs(g1, g2)
+    devices = {t.device for pair in pairs for t in pair}
+    if len(devices) > 1:
+        raise ValueError(f"vidops.mgda_alpha: all gradients must be on one device, got {sorted(map(str, devices))}")
+    dt = torch.float64 if any(t.dtype == torch.float64 for pair in pairs for t in pair) else torch.float32
+    device = devices.pop() if devices else torch.device("cpu")
+    a = torch.cat([p[0].to(dt) for p in pairs]) if pairs else torch.zeros(0, dtype=dt, device=device)
+    b = torch.cat([p[1].to(dt) for p in pairs]) if pairs else torch.zeros(0, dtype=dt, device=device)
+    if a.numel() == 0:
+        return torch.full((), 0.5, dtype=dt, device=device)
+    scale = torch.maximum(a.abs().amax(), b.abs().amax())
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    a, b = a / scale, b / scale
     diff = a - b
     den = diff.dot(diff)
     num = -diff.dot(b)
     safe = torch.where(den > 0, den, torch.ones_like(den))
     return torch.where(den > 0, num / safe, torch.full_like(den, 0.5)).clamp(0.0, 1.0)
+
+
+def _real(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"vidops.scale_schedule: {name} must be a finite real number, got {value!r}")
+    return float(value)
 
 
 def scale_schedule(step: int, total_steps: int, gamma: float = 0.2, lam: float = 0.3) -> float:
@@ -70,15 +115,20 @@ def scale_schedule(step: int, total_steps: int, gamma: float = 0.2, lam: float =
     log bases are flattened and the second branch reads log_{(1-gamma)M} m, which is not lam at
     m = gamma M); this is the reading that meets the stated boundary values. gamma in (0, 1) (the
     text says "gamma >= 1" but the experiments use 0.1 to 0.5), lam in (0, 1]; table 3.9 uses
-    (gamma, lam) = (0.1, 0.1), (0.2, 0.3), (0.5, 0.3).
+    (gamma, lam) = (0.1, 0.1), (0.2, 0.3), (0.5, 0.3). step and total_steps are ints (steps
+    outside [0, total_steps) are clamped to it).
     """
-    if total_steps < 1:
-        raise ValueError(f"vidops.scale_schedule: total_steps must be >= 1, got {total_steps}")
+    if isinstance(total_steps, bool) or not isinstance(total_steps, numbers.Integral) or total_steps < 1:
+        raise ValueError(f"vidops.scale_schedule: total_steps must be a positive int, got {total_steps!r}")
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+        raise ValueError(f"vidops.scale_schedule: step must be an int, got {step!r}")
+    total_steps, step = int(total_steps), int(step)
+    gamma, lam = _real("gamma", gamma), _real("lam", lam)
     if not 0.0 < gamma < 1.0:
         raise ValueError(f"vidops.scale_schedule: gamma must be in (0, 1), got {gamma}")
     if not 0.0 < lam <= 1.0:
         raise ValueError(f"vidops.scale_schedule: lam must be in (0, 1], got {lam}")
-    m = min(max(int(step), 0), total_steps - 1) + 1
+    m = min(max(step, 0), total_steps - 1) + 1
     switch = gamma * total_steps
     if m < switch:
         # switch > m >= 1; ln(switch) > 0 unless switch == 1, which m < switch excludes

@@ -15,7 +15,15 @@
 // _region_attention_softmax_block_grad: the backward's elementwise step on the same block, in one
 // pass (lse from the forward, delta = g . y per query):
 //   s <- P1 = exp(s - lse_a)     dp2t <- P2T = exp(s - lse_b^T)
-//   dp1 <- P1 o (dp1 - delta_a) + P2T o (dp2t - delta_b^T)    (dS1 + dS2T; dS1 alone on diagonals) Float in the widest SIMD of the CPU (vec_exp.h), double in scalar code.
+//   dp1 <- P1 o (dp1 - delta_a) + P2T o (dp2t - delta_b^T)    (dS1 + dS2T; dS1 alone on diagonals)
+// With the sample's g, v, y position-major (g_t, v_t, y_t: (L, dv)) and the blocks' first
+// positions a0, b0, a dominant entry (P > kDominantP, query j, key i) takes dS = P g_j . (v_i - y_j)
+// instead of P (dP_ji - delta_j): equal in exact arithmetic, but the latter subtracts two rounded
+// dots of size |g||v| whose true difference is ~(1 - P)|g||v|, noise where the attention is
+// saturated (y_j = v_i exactly when P is one-hot, so the former is exactly 0 there). Such entries
+// are rare (at most 1 / kDominantP per query): the vector pass leaves their term out and a scalar
+// pass over the rows that hold one adds it.
+// Float in the widest SIMD of the CPU (vec_exp.h), double in scalar code.
 // Column sums are formed per task of kRows rows and added in task order: the result does not
 // depend on the thread count.
 #include <ATen/ATen.h>
@@ -40,7 +48,8 @@ TORCH_LIBRARY_FRAGMENT(vidops, m) {
       "Tensor(e!)? m_b, Tensor(f!)? l_b) -> (Tensor alpha_a, Tensor alpha_b)");
   m.def(
       "_region_attention_softmax_block_grad(Tensor(a!) s, Tensor(b!) dp1, Tensor(c!)? dp2t, Tensor lse_a, "
-      "Tensor? lse_b, Tensor delta_a, Tensor? delta_b) -> ()");
+      "Tensor? lse_b, Tensor delta_a, Tensor? delta_b, Tensor? g_t=None, Tensor? v_t=None, Tensor? y_t=None, "
+      "int a0=0, int b0=0) -> ()");
 }
 
 namespace vidops {
@@ -50,6 +59,8 @@ namespace {
 #define VIDOPS_AI inline __attribute__((always_inline))
 
 constexpr int64_t kRows = 16;
+// must match DOMINANT_P of vidops/ops/_region_attention_shared_keys.py (the kernel's twin)
+constexpr double kDominantP = 0.125;
 
 template <typename S>
 struct Block {
@@ -176,30 +187,72 @@ struct GradBlock {
   S* dp1;
   S* dp2t;  // null on diagonal blocks
   const S *lse_a, *lse_b, *delta_a, *delta_b;
+  const S *g_t, *v_t, *y_t;  // (L, dv) position-major; null: no dominant-entry form
+  int64_t dv, a0, b0;
   int64_t A, B;
 };
+
+// g_j . (v_i - y_j): dP_ji - delta_j without the cancellation of two rounded dots.
+template <typename S>
+inline S residual_dot(const GradBlock<S>& bk, int64_t j, int64_t i) {
+  const S* g = bk.g_t + j * bk.dv;
+  const S* v = bk.v_t + i * bk.dv;
+  const S* y = bk.y_t + j * bk.dv;
+  S acc = 0;
+  for (int64_t c = 0; c < bk.dv; ++c) acc += g[c] * (v[c] - y[c]);
+  return acc;
+}
+
+template <typename V, typename S>
+VIDOPS_AI S hmax(const V& v) {
+  S m = v[0];
+  for (int i = 1; i < static_cast<int>(sizeof(V) / sizeof(S)); ++i) m = std::max(m, static_cast<S>(v[i]));
+  return m;
+}
 
 template <typename V, typename S>
 VIDOPS_AI void grad_impl(const GradBlock<S>& bk, int64_t t0, int64_t t1) {
   constexpr int64_t VL = sizeof(V) / sizeof(S);
   const int64_t B = bk.B;
+  const bool dominant = bk.g_t != nullptr;
+  const S tau = static_cast<S>(kDominantP);
+  const V tauv = splat<V, S>(tau), zero = splat<V, S>(S(0));
   for (int64_t r = t0 * kRows; r < std::min(bk.A, t1 * kRows); ++r) {
     S* srow = bk.s + r * B;
     S* d1 = bk.dp1 + r * B;
+    S* d2 = bk.dp2t != nullptr ? bk.dp2t + r * B : nullptr;
     const V la = splat<V, S>(bk.lse_a[r]), da = splat<V, S>(bk.delta_a[r]);
+    V pmax = zero;  // the row's largest weight of either orientation (valid lanes only)
     for (int64_t c = 0; c < B; c += VL) {
       const int64_t n = B - c;
       const V x = load<V, S>(srow + c, n, S(0));
-      const V p1 = vexp<V, S>(x - la);
+      V p1 = vexp<V, S>(x - la);
       V ds = p1 * (load<V, S>(d1 + c, n, S(0)) - da);
-      if (bk.dp2t != nullptr) {
-        S* d2 = bk.dp2t + r * B;
-        const V p2 = vexp<V, S>(x - load<V, S>(bk.lse_b + c, n, S(0)));
-        ds += p2 * (load<V, S>(d2 + c, n, S(0)) - load<V, S>(bk.delta_b + c, n, S(0)));
+      if (dominant) ds = p1 > tauv ? zero : ds;
+      if (d2 != nullptr) {
+        V p2 = vexp<V, S>(x - load<V, S>(bk.lse_b + c, n, S(0)));
+        V ds2 = p2 * (load<V, S>(d2 + c, n, S(0)) - load<V, S>(bk.delta_b + c, n, S(0)));
+        if (dominant) {
+          ds2 = p2 > tauv ? zero : ds2;
+          if (n < VL)
+            for (int64_t i = n; i < VL; ++i) p2[i] = S(0);
+          pmax = vmax<V, S>(pmax, p2);
+        }
+        ds += ds2;
         store<V, S>(d2 + c, p2, n);
+      }
+      if (dominant) {
+        if (n < VL)
+          for (int64_t i = n; i < VL; ++i) p1[i] = S(0);
+        pmax = vmax<V, S>(pmax, p1);
       }
       store<V, S>(srow + c, p1, n);
       store<V, S>(d1 + c, ds, n);
+    }
+    if (!dominant || !(hmax<V, S>(pmax) > tau)) continue;
+    for (int64_t c = 0; c < B; ++c) {
+      if (srow[c] > tau) d1[c] += srow[c] * residual_dot(bk, bk.a0 + r, bk.b0 + c);  // query a0+r, key b0+c
+      if (d2 != nullptr && d2[c] > tau) d1[c] += d2[c] * residual_dot(bk, bk.b0 + c, bk.a0 + r);
     }
   }
 }
@@ -332,7 +385,9 @@ std::tuple<at::Tensor, at::Tensor> softmax_block_cpu(at::Tensor s, const std::op
 
 void softmax_block_grad_cpu(at::Tensor s, at::Tensor dp1, const std::optional<at::Tensor>& dp2t,
                             const at::Tensor& lse_a, const std::optional<at::Tensor>& lse_b,
-                            const at::Tensor& delta_a, const std::optional<at::Tensor>& delta_b) {
+                            const at::Tensor& delta_a, const std::optional<at::Tensor>& delta_b,
+                            const std::optional<at::Tensor>& g_t, const std::optional<at::Tensor>& v_t,
+                            const std::optional<at::Tensor>& y_t, int64_t a0, int64_t b0) {
   TORCH_CHECK(s.dim() == 2 && s.is_contiguous() &&
                   (s.scalar_type() == at::kFloat || s.scalar_type() == at::kDouble),
               "vidops.region_attention (softmax block grad): s must be a contiguous float32/float64 matrix, got ",
@@ -351,6 +406,22 @@ void softmax_block_grad_cpu(at::Tensor s, at::Tensor dp1, const std::optional<at
     check_vector("lse_b", *lse_b, B, s);
     check_vector("delta_b", *delta_b, B, s);
   }
+  const bool dominant = g_t.has_value();
+  TORCH_CHECK(dominant == v_t.has_value() && dominant == y_t.has_value(),
+              "vidops.region_attention (softmax block grad): g_t, v_t and y_t go together");
+  int64_t dv = 0;
+  if (dominant) {
+    const int64_t L = g_t->dim() == 2 ? g_t->size(0) : -1;
+    dv = g_t->dim() == 2 ? g_t->size(1) : -1;
+    for (const at::Tensor* t : {&*g_t, &*v_t, &*y_t})
+      TORCH_CHECK(t->dim() == 2 && t->size(0) == L && t->size(1) == dv && t->is_contiguous() &&
+                      t->scalar_type() == s.scalar_type() && t->device() == s.device(),
+                  "vidops.region_attention (softmax block grad): g_t, v_t and y_t must be contiguous (L, dv) ",
+                  s.scalar_type(), " matrices of one shape, got ", t->sizes(), " ", t->scalar_type());
+    TORCH_CHECK(a0 >= 0 && b0 >= 0 && a0 + A <= L && b0 + B <= L,
+                "vidops.region_attention (softmax block grad): the block [", a0, ", ", a0 + A, ") x [", b0, ", ",
+                b0 + B, ") is outside the ", L, " positions of g_t");
+  }
   if (A == 0 || B == 0) return;
   const int64_t tasks = (A + kRows - 1) / kRows;
   const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / (kRows * B));
@@ -363,6 +434,12 @@ void softmax_block_grad_cpu(at::Tensor s, at::Tensor dp1, const std::optional<at
                           cols ? lse_b->data_ptr<S>() : nullptr,
                           delta_a.data_ptr<S>(),
                           cols ? delta_b->data_ptr<S>() : nullptr,
+                          dominant ? g_t->data_ptr<S>() : nullptr,
+                          dominant ? v_t->data_ptr<S>() : nullptr,
+                          dominant ? y_t->data_ptr<S>() : nullptr,
+                          dv,
+                          a0,
+                          b0,
                           A,
                           B};
     at::parallel_for(0, tasks, grain, [&](int64_t t0, int64_t t1) { grads<S>(bk, t0, t1); });

@@ -12,6 +12,8 @@ of off-diagonal blocks the backward then runs 7 block GEMMs where two query chun
     dV_b += G_a P1,  dV_a += G_b P2T^T
     M = dS1 + dS2T:  dP_a += P_b M^T,  dP_b += P_a M          (dP: both roles of p together)
   relu (a = ReLU(s) / L): P2T = P1, dS1 = [S > 0] dP1 / L, likewise dS2T.
+  Dominant weights (P > DOMINANT_P) take dS = P g_j . (v_i - y_j) instead of P (dP - D): exactly
+  0 when the attention is one-hot (y_j = v_i), where dP - D is the difference of two rounded dots.
 The softmax's elementwise part (P1, P2T and M from S, the two dP blocks, lse and D) is one pass
 of a C++ kernel (softmax_block_grad_torch is its plain-PyTorch twin).
 
@@ -93,16 +95,47 @@ def softmax_block_update_torch(s: torch.Tensor, p2t: Optional[torch.Tensor], m_a
     return alpha_a, alpha_b
 
 
+# Attention weights above this are "dominant" in the softmax backward: their dS is formed as
+# P g_j . (v_i - y_j) (see softmax_block_grad_torch); at most 1 / DOMINANT_P of them per query.
+DOMINANT_P = 0.125
+
+
+def _dominant_entries(ds: torch.Tensor, p: torch.Tensor, queries_on_rows: bool, a0: int, b0: int,
+                      g_t: torch.Tensor, v_t: torch.Tensor, y_t: torch.Tensor) -> None:
+    """ds[r, c] <- p[r, c] g_j . (v_i - y_j) where p > DOMINANT_P, (j, i) = (a0 + r, b0 + c) when
+    the block's rows are its queries, else (b0 + c, a0 + r)."""
+    r, c = (p > DOMINANT_P).nonzero(as_tuple=True)
+    if r.numel() == 0:
+        return
+    j, i = (a0 + r, b0 + c) if queries_on_rows else (b0 + c, a0 + r)
+    e = (g_t[j] * (v_t[i] - y_t[j])).sum(1)
+    ds[r, c] = p[r, c] * e
+
+
 def softmax_block_grad_torch(s: torch.Tensor, dp1: torch.Tensor, dp2t: Optional[torch.Tensor], lse_a: torch.Tensor,
-                             lse_b: Optional[torch.Tensor], delta_a: torch.Tensor, delta_b: Optional[torch.Tensor]):
+                             lse_b: Optional[torch.Tensor], delta_a: torch.Tensor, delta_b: Optional[torch.Tensor],
+                             g_t: Optional[torch.Tensor] = None, v_t: Optional[torch.Tensor] = None,
+                             y_t: Optional[torch.Tensor] = None, a0: int = 0, b0: int = 0):
     """The plain-PyTorch twin of vidops::_region_attention_softmax_block_grad, in place:
     s <- P1 = exp(s - lse_a), dp2t <- P2T = exp(s - lse_b^T) and
-    dp1 <- P1 o (dp1 - delta_a) + P2T o (dp2t - delta_b^T) (the second term off the diagonal)."""
+    dp1 <- P1 o (dp1 - delta_a) + P2T o (dp2t - delta_b^T) (the second term off the diagonal).
+
+    With the sample's g, v and y position-major (g_t, v_t, y_t: (L, dv)) and the blocks' first
+    positions a0 (rows) and b0 (columns), a dominant entry (P > DOMINANT_P; query j, key i) takes
+    dS = P g_j . (v_i - y_j) instead: the same number in exact arithmetic (delta_j = g_j . y_j),
+    but dP_ji - delta_j subtracts two rounded dots of size |g||v| whose exact difference is
+    ~(1 - P) |g||v|, so in saturated attention (P one-hot: y_j = v_i) it left noise of eps |g||v|
+    where the true dS is 0; v_i - y_j is exactly 0 there."""
+    fix = g_t is not None
     if dp2t is not None:
         p2t = torch.exp(s - lse_b)
         dp2t.sub_(delta_b).mul_(p2t)
+        if fix:
+            _dominant_entries(dp2t, p2t, False, a0, b0, g_t, v_t, y_t)
     p1 = s.sub_(lse_a.unsqueeze(-1)).exp_()
     dp1.sub_(delta_a.unsqueeze(-1)).mul_(p1)
+    if fix:
+        _dominant_entries(dp1, p1, True, a0, b0, g_t, v_t, y_t)
     if dp2t is not None:
         dp1.add_(dp2t)
         dp2t.copy_(p2t)
@@ -176,6 +209,8 @@ def backward(grad_y: torch.Tensor, q: torch.Tensor, v: torch.Tensor, softmax: bo
         grad_step = _kernel_or_twin("_region_attention_softmax_block_grad", softmax_block_grad_torch)
     for n in range(N):
         qn, vn, gn, dqn, dvn = q[n], v[n], grad_y[n], dq[n], dv[n]
+        if softmax:  # position-major copies for the dominant entries' g_j . (v_i - y_j)
+            g_t, v_t, y_t = gn.t().contiguous(), vn.t().contiguous(), y[n].t().contiguous()
         for a, b, diag in _pairs(L, chunk_elements):
             s = torch.mm(qn[:, a].t(), qn[:, b])                         # (A, B)
             dp1 = torch.mm(gn[:, a].t(), vn[:, b])                       # g_j . v_i, j in a, i in b
@@ -183,7 +218,7 @@ def backward(grad_y: torch.Tensor, q: torch.Tensor, v: torch.Tensor, softmax: bo
             if softmax:
                 # one pass: s <- P1, dp2t <- P2T, dp1 <- dS1 + dS2T (dS1 on the diagonal)
                 grad_step(s, dp1, dp2t, lse[n, a], None if diag else lse[n, b], D[n, a],
-                          None if diag else D[n, b])
+                          None if diag else D[n, b], g_t, v_t, y_t, a.start, b.start)
                 dvn[:, b].addmm_(gn[:, a], s)
                 if diag:
                     dqn[:, a].addmm_(qn[:, a], dp1 + dp1.t())          # symmetric

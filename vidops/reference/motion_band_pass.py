@@ -39,11 +39,21 @@ def _temporal_pad(x: torch.Tensor, temporal_padding: str, dim: int) -> torch.Ten
     return torch.cat([first, x, last], dim)
 
 
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Half-precision inputs are computed in float32 (as the cpu, cuda and triton backends
+    accumulate): the stem's normalised LoG has an L1 norm of ~1600, so its intermediate frames
+    and the weight gradients' sums overflow float16 (max 65504) on ordinary inputs."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
 def motion_band_pass(x, spatial_weight, temporal_weight, temporal_stride=1,
                      spatial_padding="reflect", temporal_padding="replicate"):
-    """out[n,c,t] = sum_j tw[c,j] * (K_c (x) pad_s(x[n,c,s*t + j - p_t])), computed spatial-first."""
+    """out[n,c,t] = sum_j tw[c,j] * (K_c (x) pad_s(x[n,c,s*t + j - p_t])), computed spatial-first.
+    Half-precision x is computed in float32 and the output rounded to x's dtype."""
     N, C, T, H, W = x.shape
     k = spatial_weight.shape[-1]
+    out_dtype = x.dtype
+    x = x.to(_compute_dtype(x.dtype))
     sw = spatial_weight.reshape(C, 1, k, k).to(x.dtype)
     tw = temporal_weight.reshape(C, 1, 3).to(x.dtype)
     frames = x.transpose(1, 2).reshape(N * T, C, H, W)
@@ -52,7 +62,7 @@ def motion_band_pass(x, spatial_weight, temporal_weight, temporal_stride=1,
     seq = _temporal_pad(seq, temporal_padding, 2)
     out = F.conv1d(seq, tw, stride=temporal_stride, groups=C)
     T_out = out.shape[-1]
-    return out.reshape(N, H, W, C, T_out).permute(0, 3, 4, 1, 2).contiguous()
+    return out.reshape(N, H, W, C, T_out).permute(0, 3, 4, 1, 2).to(out_dtype).contiguous()
 
 
 def motion_band_pass_temporal_first(x, spatial_weight, temporal_weight, temporal_stride=1,
@@ -88,9 +98,18 @@ def motion_band_pass_backward(grad, x, spatial_weight, temporal_weight, temporal
         g_sw[c,a,b] = sum_{n,t,i,j} grad[n,c,t,i,j] * pad_s(Y)[n,c,t,i+a,j+b]
         g_tw[c,j]   = sum_{n,t,h,w} gY[n,c,t] * pad_t(x)[n,c,s*t+j]
         g_x = Tf^T(gY)     (scatter of tw[c,j] * gY[t] to frame s*t+j-p, padding folded back)
+    Half-precision x and grad are computed in float32 (the weight gradients are sums over N T H W
+    products and overflow float16 long before float32); g_x is returned in x's dtype, the weight
+    gradients in the weights' dtypes.
     """
     if grad.numel() == 0:
         return torch.zeros_like(x), torch.zeros_like(spatial_weight), torch.zeros_like(temporal_weight)
+    gx, g_sw, g_tw = _backward(grad, x.to(_compute_dtype(x.dtype)), spatial_weight, temporal_weight,
+                               temporal_stride, spatial_padding, temporal_padding)
+    return gx.to(x.dtype), g_sw.to(spatial_weight.dtype), g_tw.to(temporal_weight.dtype)
+
+
+def _backward(grad, x, spatial_weight, temporal_weight, temporal_stride, spatial_padding, temporal_padding):
     N, C, T, H, W = x.shape
     k = spatial_weight.shape[-1]
     r = (k - 1) // 2

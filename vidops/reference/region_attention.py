@@ -29,11 +29,14 @@ def normalize(x: torch.Tensor, eps: float = COSINE_EPS) -> torch.Tensor:
 
 
 def normalize_backward(g: torch.Tensor, x: torch.Tensor, eps: float = COSINE_EPS) -> torch.Tensor:
-    """Adjoint of `normalize`: r = 1/max(|x|, eps); dx = r g - [|x| > eps] r^3 (x.g) x."""
+    """Adjoint of `normalize`: with r = 1/max(|x|, eps) and xhat = r x,
+    dx = r (g - [|x| > eps] xhat (xhat . g)). Written with the unit vector xhat rather than as
+    r g - r^3 (x.g) x, whose r^3 underflows float32 for |x| >~ 1e13 (and overflows for tiny x)."""
     norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
     r = 1.0 / norm.clamp_min(eps)
-    xg = (x * g).sum(1, keepdim=True)
-    return r * g - torch.where(norm > eps, r * r * r * xg, torch.zeros_like(xg)) * x
+    xhat = x * r
+    proj = torch.where(norm > eps, (xhat * g).sum(1, keepdim=True), torch.zeros_like(norm))
+    return r * (g - proj * xhat)
 
 
 def _weights(s: torch.Tensor, mode: str) -> torch.Tensor:
