@@ -207,9 +207,9 @@ def test_every_rank(dtype, D):
     T = 6
     for r in range(D + 1):
         for eps in (1e-6, 1e-13):
-            x = torch.randn(1, 2, T, 5, 4, generator=gen, dtype=torch.float64).to(dtype)
-            check_pwtp(x, rank_basis(1, T, D, r, 3, 2, gen).to(dtype), eps)
-            xs = torch.randn(2, 2, T, 3, 4, generator=gen, dtype=torch.float64).to(dtype)
+            x = torch.randn(1, 2, T, 3, 4, generator=gen, dtype=torch.float64).to(dtype)
+            check_pwtp(x, rank_basis(1, T, D, r, 2, 2, gen).to(dtype), eps)
+            xs = torch.randn(2, 2, T, 2, 3, generator=gen, dtype=torch.float64).to(dtype)
             check_tsp(xs, tsp_rank_basis(2, T, D, r, gen).to(dtype), eps)
 
 
@@ -241,21 +241,32 @@ def _dct(T, D):
     return torch.stack([torch.cos(math.pi * (t + 0.5) * d / T) for d in range(D)], 1)   # (T, D)
 
 
+@pytest.mark.parametrize("D", [1, 3])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_near_static_clip_keeps_enopr(dtype):
+def test_near_static_clip_keeps_enopr(dtype, D):
+    """A static background (1000) with 1e-3 noise and an exact DCT basis: ENoPR is ~1e-9 of x^T x,
+    so x^T x - x^T P x would lose it (float32: all of it); the explicit residual keeps it to the
+    float32 reference's own accuracy (a few %, the rounding of A^T x at 1000) and to ~1e-11 in
+    float64. The truth is the float64 reference of the same (rounded) input, whose ridge bias
+    (lam / 8 * 1000 per frame for the DC column) is part of the definition at eps = 1e-6."""
     gen = torch.Generator().manual_seed(4)
-    N, C, T, H, W, D = 2, 3, 8, 8, 8, 3
+    N, C, T, H, W = 2, 3, 8, 8, 8
     x = (1000 + 1e-3 * torch.randn(N, C, T, H, W, generator=gen, dtype=torch.float64)).to(dtype)
     basis = _dct(T, D).reshape(1, T * D, 1, 1).expand(N, T * D, H, W).contiguous().to(dtype)
-    want = check_pwtp(x, basis, 1e-6)
-    truth = want[1]                                             # ~ (T - D) / T * 1e-6 per pixel and channel
+    truth = vidops.pixelwise_temporal_projection(x.double(), basis.double(), backend="reference")[1]
+    assert truth.min() > 5e-6 and truth.max() < 2e-5
+    rel = {}
     for b in PWTP_BACKENDS:
-        pbar, enopr = vidops.pixelwise_temporal_projection(x, basis, backend=b)
-        rel = ((enopr.double() - truth).abs() / truth).max().item()
-        assert rel < (0.05 if dtype == torch.float32 else 1e-6), (b, rel)
+        enopr = vidops.pixelwise_temporal_projection(x, basis, backend=b)[1]
+        rel[b] = ((enopr.double() - truth).abs() / truth).max().item()
+    if dtype == torch.float32:
+        assert rel["reference"] < 0.15, rel
+        assert all(r <= 2 * rel["reference"] + 1e-3 for r in rel.values()), rel
+    else:
+        assert all(r < 1e-9 for r in rel.values()), rel
+    check_pwtp(x[:, :, :, :4, :5], basis[:, :, :4, :5], 1e-6)
     # TSP on the same clip (one basis per sample)
-    xs = x[:, :, :, :4, :5]
-    check_tsp(xs, _dct(T, D).expand(N, T, D).contiguous().to(dtype), 1e-6)
+    check_tsp(x[:, :, :, :4, :5], _dct(T, D).expand(N, T, D).contiguous().to(dtype), 1e-6)
 
 
 # ---- property: random shapes, dtypes, ranks, scales ----------------------------------------------------
@@ -273,7 +284,7 @@ def _cases(draw):
         bscale=draw(st.sampled_from([1e-3, 1.0, 1e3])), seed=draw(st.integers(0, 2**16)))
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=_cases())
 def test_random_degenerate_bases_match_pinv_oracle(case):
     gen = torch.Generator().manual_seed(case["seed"])

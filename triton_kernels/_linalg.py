@@ -32,7 +32,7 @@ def device_fn(fn):
     return fn if interpreted() else triton.jit(fn)
 
 
-TINY = 1e-30  # lam = e * (trace(A^T A) / D + TINY) > 0 (and a normal float32) for A = 0
+TINY = 1e-20  # lam = e * (trace(A^T A) / D + TINY) > 0 for A = 0 (as the reference's TINY)
 FLOOR_ULPS = 8  # e >= FLOOR_ULPS machine epsilons of the accumulation type
 MACHINE_EPS = {32: 2.0 ** -23, 64: 2.0 ** -52}
 

@@ -36,8 +36,9 @@
 namespace vidops {
 namespace pwtp {
 
-// lam = e * (trace(A^T A) / D + kTiny): positive (and a normal float) for A = 0.
-constexpr double kTiny = 1e-30;
+// lam = e * (trace(A^T A) / D + kTiny): positive for A = 0, and large enough there that the
+// derivative of G^{-1} A^T x w.r.t. A (x / lam at A = 0) stays finite in float32.
+constexpr double kTiny = 1e-20;
 // e = max(eps, kFloorUlps * machine epsilon of the compute type): below it the rounding of A^T A
 // exceeds lam and a rank-deficient G is no longer positive definite in floating point.
 constexpr double kFloorUlps = 8.0;

@@ -42,10 +42,10 @@ int main() {
   EXPECT_NEAR(pwtp::effective_eps<double>(1e-30), 8 * 2.220446049250313e-16, 0);
   EXPECT_NEAR(pwtp::effective_eps<float>(1e-12), 8 * 1.1920928955078125e-07, 0);
 
-  // A = 0: lam = e * tiny > 0 (a normal float32 for e >= 8 u), pivots = lam, y = 0.
+  // A = 0: lam = e * kTiny > 0, pivots = lam, y = 0.
   const float zero[3] = {0, 0, 0};
   const float lz = pwtp::regulariser<2, float>(zero, static_cast<float>(pwtp::effective_eps<float>(1e-12)));
-  EXPECT_NEAR(lz, 8 * 1.1920928955078125e-07 * 1e-30, 1e-42);
+  EXPECT_NEAR(lz, 8 * 1.1920928955078125e-07 * pwtp::kTiny, 1e-32);
   pwtp::Ldl<2, float> fz;
   pwtp::ldl_factor<2, float>(zero, lz, fz);
   EXPECT_NEAR(fz.dinv[0] * lz, 1.0, 1e-6);

@@ -15,9 +15,16 @@ by 1/lam. With lam >= 8 u trace / D every pivot of the exact G is >= lam, the fa
 the computed pivots at lam (a no-op in exact arithmetic, it only absorbs rounding), and the
 solve is stable: the columns of A that carry singular values s with s^2 >> lam are projected
 out, those with s^2 << lam (the null space of a rank-deficient A, A = 0 included) are not, so
-x_hat is the projection onto the column space of A whatever its rank. TINY keeps lam positive
-(and a normal number) for A = 0. For eps >= 8 u (the default 1e-6 in float32 and float64) this is
-the plain ridge lam = eps (trace/D + TINY).
+x_hat is the projection onto the column space of A whatever its rank. TINY = 1e-20 keeps lam
+positive for A = 0 (a basis whose entries are below ~1e-10 counts as zero) and keeps the
+derivative of y = G^{-1} A^T x there, x / lam, finite in float32. For eps >= 8 u (the default
+1e-6 in float32 and float64) this is the plain ridge lam = eps (trace/D + TINY).
+
+What the regulariser costs: for independent columns y differs from the least-squares solution by
+a relative O(e cond(A^T A)); the coefficients y along the null space of a rank-deficient A (and
+the gradients w.r.t. the basis along the directions that would raise its rank) are those of the
+ridge solution, which amplifies rounding by ~1/lam: a relative uncertainty of about u / e there
+(a larger eps damps it). The projection itself (x_hat, p, pbar, ENoPR) carries neither.
 
 The solves are forward/back substitutions with the factor (never an explicit G^{-1}, whose
 product with A^T x cancels catastrophically when G is ill-conditioned) and the residual is formed
@@ -37,7 +44,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-TINY = 1e-30  # lam = e * (trace(A^T A) / D + TINY) > 0 for A = 0 (e >= 8 u keeps it a normal float32)
+TINY = 1e-20  # lam = e * (trace(A^T A) / D + TINY) > 0 for A = 0; see the module doc
 FLOOR_ULPS = 8  # the regulariser is at least FLOOR_ULPS machine epsilons of the compute dtype
 
 
