@@ -1,12 +1,14 @@
-"""Helpers shared by the PWTP and TSP Triton kernels: D <= 4 Cholesky, fully unrolled.
+"""Helpers shared by the PWTP and TSP Triton kernels: the D <= 4 LDL^T solve, fully unrolled.
 
-The D x D system matrix G = A^T A + reg * I is held as its 10 upper entries (g00 .. g33), each a
-tensor of any shape (a scalar per sample for TSP, a [BLOCK] vector of pixels for PWTP). Entries of
-unused dimensions (d >= D) are ignored: `chol_factor` returns zeros for them and `chol_solve`
-returns y_d = 0 there, so callers never build more than the D x D part.
-
-Every pivot is floored at FLOOR before its square root: a singular G (A = 0 with a tiny
-regulariser flushed to zero) then gives a finite factor, and b = A^T v = 0 gives y = 0.
+The kernels solve with G = A^T A + lam I, lam = e * (trace(A^T A) / D + TINY),
+e = max(eps, FLOOR_ULPS * u) (u the accumulation type's machine epsilon; `effective_eps` on the
+host), the same algorithm as the C++/CUDA kernels and the reference: G = L diag(d) L^T with each
+pivot floored at lam (exact pivots of G are >= lam, so the floor only absorbs the rounding that
+makes a rank-deficient G indefinite), then forward/back substitution. The Gram matrix A^T A is
+held as its 10 upper entries (g00 .. g33), each a tensor of any shape (a scalar per sample for
+TSP, a [BLOCK] vector of pixels for PWTP). Entries of unused dimensions (d >= D) are ignored:
+`ldl_factor` returns zeros for them and `ldl_solve` returns y_d = 0 there, so callers never build
+more than the D x D part.
 
 Python floats reach a Triton kernel as float32. Values that must keep float64 precision (eps, the
 upsampling scales) are passed as two float32 halves, hi + lo, and recombined in the kernel's
@@ -30,9 +32,14 @@ def device_fn(fn):
     return fn if interpreted() else triton.jit(fn)
 
 
-TINY = 1e-30  # the regulariser eps * (trace(A^T A) / D + TINY) keeps A = 0 well defined
-FLOOR32 = 1e-30  # pivot floor, float32 accumulation (a normal float32)
-FLOOR64 = 1e-300  # pivot floor, float64 accumulation
+TINY = 1e-20  # lam = e * (trace(A^T A) / D + TINY) > 0 for A = 0 (as the reference's TINY)
+FLOOR_ULPS = 8  # e >= FLOOR_ULPS machine epsilons of the accumulation type
+MACHINE_EPS = {32: 2.0 ** -23, 64: 2.0 ** -52}
+
+
+def effective_eps(eps, acc):
+    """e = max(eps, FLOOR_ULPS * u) for the accumulation type `acc` (tl.float32 or tl.float64)."""
+    return max(float(eps), FLOOR_ULPS * MACHINE_EPS[64 if acc == tl.float64 else 32])
 
 
 def split_f64(v):
@@ -49,10 +56,6 @@ def acc_dtype(*tensors):
     import torch
 
     return tl.float64 if any(t is not None and t.dtype == torch.float64 for t in tensors) else tl.float32
-
-
-def floor_for(acc):
-    return FLOOR64 if acc == tl.float64 else FLOOR32
 
 
 def next_pow2(v):
@@ -77,11 +80,19 @@ def join(hi, lo, ACC: tl.constexpr):
 
 
 @device_fn
-def chol_factor(g00, g01, g02, g03, g11, g12, g13, g22, g23, g33, D: tl.constexpr, FLOOR: tl.constexpr):
-    """G = L L^T for the leading D x D block. Returns the strictly lower entries
-    (l10, l20, l30, l21, l31, l32) and the inverse diagonal (i00, i11, i22, i33); zeros where d >= D."""
+def regulariser(g00, g11, g22, g33, e, tiny, D: tl.constexpr):
+    """lam = e * (trace / D + tiny); g_dd for d >= D must be zero."""
+    return e * ((g00 + g11 + g22 + g33) / D + tiny)
+
+
+@device_fn
+def ldl_factor(g00, g01, g02, g03, g11, g12, g13, g22, g23, g33, lam, D: tl.constexpr):
+    """G = A^T A + lam I = L diag(d) L^T for the leading D x D block, pivots floored at lam.
+    Returns the strictly lower entries of L (l10, l20, l30, l21, l31, l32) and the inverse pivots
+    (i00, i11, i22, i33); zeros where d >= D."""
     zero = tl.full(g00.shape, 0.0, g00.dtype)
-    i00 = 1.0 / tl.sqrt(tl.maximum(g00, FLOOR))
+    d0 = tl.maximum(g00 + lam, lam)
+    i00 = 1.0 / d0
     l10 = zero
     l20 = zero
     l30 = zero
@@ -93,45 +104,47 @@ def chol_factor(g00, g01, g02, g03, g11, g12, g13, g22, g23, g33, D: tl.constexp
     i33 = zero
     if D >= 2:
         l10 = g01 * i00
-        i11 = 1.0 / tl.sqrt(tl.maximum(g11 - l10 * l10, FLOOR))
+        d1 = tl.maximum(g11 + lam - l10 * l10 * d0, lam)
+        i11 = 1.0 / d1
     if D >= 3:
         l20 = g02 * i00
-        l21 = (g12 - l20 * l10) * i11
-        i22 = 1.0 / tl.sqrt(tl.maximum(g22 - l20 * l20 - l21 * l21, FLOOR))
+        l21 = (g12 - l20 * l10 * d0) * i11
+        d2 = tl.maximum(g22 + lam - l20 * l20 * d0 - l21 * l21 * d1, lam)
+        i22 = 1.0 / d2
     if D >= 4:
         l30 = g03 * i00
-        l31 = (g13 - l30 * l10) * i11
-        l32 = (g23 - l30 * l20 - l31 * l21) * i22
-        i33 = 1.0 / tl.sqrt(tl.maximum(g33 - l30 * l30 - l31 * l31 - l32 * l32, FLOOR))
+        l31 = (g13 - l30 * l10 * d0) * i11
+        l32 = (g23 - l30 * l20 * d0 - l31 * l21 * d1) * i22
+        d3 = tl.maximum(g33 + lam - l30 * l30 * d0 - l31 * l31 * d1 - l32 * l32 * d2, lam)
+        i33 = 1.0 / d3
     return l10, l20, l30, l21, l31, l32, i00, i11, i22, i33
 
 
 @device_fn
-def chol_solve(l10, l20, l30, l21, l31, l32, i00, i11, i22, i33, b0, b1, b2, b3, D: tl.constexpr):
-    """y = G^{-1} b from the factor of `chol_factor` (forward then backward substitution).
+def ldl_solve(l10, l20, l30, l21, l31, l32, i00, i11, i22, i33, b0, b1, b2, b3, D: tl.constexpr):
+    """y = G^{-1} b from the factor of `ldl_factor` (forward then backward substitution).
     b_d for d >= D is ignored (pass any tensor of b0's shape); y_d = 0 there."""
-    z0 = b0 * i00
-    y1 = tl.full(z0.shape, 0.0, z0.dtype)
-    y2 = tl.full(z0.shape, 0.0, z0.dtype)
-    y3 = tl.full(z0.shape, 0.0, z0.dtype)
+    y1 = tl.full(b0.shape, 0.0, b0.dtype)
+    y2 = tl.full(b0.shape, 0.0, b0.dtype)
+    y3 = tl.full(b0.shape, 0.0, b0.dtype)
     if D == 1:
-        y0 = z0 * i00
+        y0 = b0 * i00
     if D == 2:
-        z1 = (b1 - l10 * z0) * i11
+        z1 = b1 - l10 * b0
         y1 = z1 * i11
-        y0 = (z0 - l10 * y1) * i00
+        y0 = b0 * i00 - l10 * y1
     if D == 3:
-        z1 = (b1 - l10 * z0) * i11
-        z2 = (b2 - l20 * z0 - l21 * z1) * i22
+        z1 = b1 - l10 * b0
+        z2 = b2 - l20 * b0 - l21 * z1
         y2 = z2 * i22
-        y1 = (z1 - l21 * y2) * i11
-        y0 = (z0 - l10 * y1 - l20 * y2) * i00
+        y1 = z1 * i11 - l21 * y2
+        y0 = b0 * i00 - l10 * y1 - l20 * y2
     if D == 4:
-        z1 = (b1 - l10 * z0) * i11
-        z2 = (b2 - l20 * z0 - l21 * z1) * i22
-        z3 = (b3 - l30 * z0 - l31 * z1 - l32 * z2) * i33
+        z1 = b1 - l10 * b0
+        z2 = b2 - l20 * b0 - l21 * z1
+        z3 = b3 - l30 * b0 - l31 * z1 - l32 * z2
         y3 = z3 * i33
-        y2 = (z2 - l32 * y3) * i22
-        y1 = (z1 - l21 * y2 - l31 * y3) * i11
-        y0 = (z0 - l10 * y1 - l20 * y2 - l30 * y3) * i00
+        y2 = z2 * i22 - l32 * y3
+        y1 = z1 * i11 - l21 * y2 - l31 * y3
+        y0 = b0 * i00 - l10 * y1 - l20 * y2 - l30 * y3
     return y0, y1, y2, y3

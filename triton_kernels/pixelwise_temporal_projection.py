@@ -1,22 +1,22 @@
-"""Triton kernels of `vidops.pixelwise_temporal_projection` (spec 3.2).
+"""Triton kernels of `vidops.pixelwise_temporal_projection`.
 
 x (N, C, T, H, W), basis (N, T*D, h, w) bilinearly upsampled to (H, W) inside the kernel
 (F.interpolate(size=(H, W), mode="bilinear", align_corners=False); never materialised). Per pixel
-A (T, D) with A[t, d] = up(basis)[t*D + d], G = A^T A + eps * (trace(A^T A)/D + TINY) * I, and per
-channel y = G^{-1} A^T x_c, p = x_c - A y. Outputs pbar = mean_t p (N, C, H, W) and
-ENoPR[n] = sum_{i,c} ||p||^2 / (H W C) (N,).
+A (T, D) with A[t, d] = up(basis)[t*D + d], G = A^T A + lam I, lam = e (trace(A^T A)/D + TINY),
+e = max(eps, 8 u) (see _linalg), and per channel y = G^{-1} A^T x_c, p = x_c - A y. Outputs
+pbar = mean_t p (N, C, H, W) and ENoPR[n] = sum_{i,c} ||p||^2 / (H W C) (N,).
 
 Forward, one pass over x: a program owns BLOCK pixels of one sample, builds A (D columns of
-[BLOCK, T_PAD]) from the 4 bilinear neighbours, A^T A, factors G once (Cholesky, D <= 4
-unrolled), then reads x[n, c, :, pixels] once per channel, solves y = G^{-1} A^T x_c, forms
-p = x_c - A y explicitly (no x^T x - b^T y cancellation), writes pbar = mean_t p and accumulates
-||p||^2.
+[BLOCK, T_PAD]) from the 4 bilinear neighbours, A^T A, factors G once (LDL^T, D <= 4 unrolled,
+pivots floored at lam), then reads x[n, c, :, pixels] once per channel, solves y = G^{-1} A^T x_c
+by substitution, forms p = x_c - A y explicitly (no x^T x - b^T y cancellation), writes
+pbar = mean_t p and accumulates ||p||^2.
 ENoPR: one partial sum per program, summed per sample by torch afterwards (deterministic).
 
 Backward (per pixel, v_c = grad_pbar_c / T * 1 + 2 alpha p_c, alpha = grad_enopr / (H W C),
 q_c = G^{-1} A^T v_c):
     grad_x_c = v_c - A q_c
-    grad_A   = -sum_c (grad_x_c y_c^T + p_c q_c^T) + (2 eps / D) (sum_c q_c . y_c) A
+    grad_A   = -sum_c (grad_x_c y_c^T + p_c q_c^T) + (2 e / D) (sum_c q_c . y_c) A
 (the last term is the derivative of the trace regulariser). grad_A goes back through the
 bilinear upsampling by atomic adds into a float32/float64 buffer of the low-resolution basis:
 on a GPU the order of those adds, hence the last bits of grad_basis, is not deterministic.
@@ -25,7 +25,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._linalg import TINY, acc_dtype, block_size, device_fn, chol_factor, chol_solve, floor_for, join, next_pow2, split_f64
+from ._linalg import (TINY, acc_dtype, block_size, device_fn, effective_eps, join, ldl_factor, ldl_solve,
+                      next_pow2, regulariser, split_f64)
 
 OP = "pixelwise_temporal_projection"
 MAX_D = 4
@@ -78,7 +79,7 @@ def _column(bp, o00, o01, o10, o11, c00, c01, c10, c11, mask, ACC: tl.constexpr)
 @device_fn
 def _prologue(b_ptr, n, pix, pm, tt, m2, W, h_in, w_in, sh_hi, sh_lo, sw_hi, sw_lo,
               sbn, sbc, sbh, sbw, eps, tiny,
-              T: tl.constexpr, D: tl.constexpr, ACC: tl.constexpr, FLOOR: tl.constexpr):
+              T: tl.constexpr, D: tl.constexpr, ACC: tl.constexpr):
     """A's columns and the Cholesky factor of G for BLOCK pixels."""
     o00, o01, o10, o11, c00, c01, c10, c11 = _neighbours(pix, W, h_in, w_in, sh_hi, sh_lo, sw_hi, sw_lo,
                                                          sbh, sbw, ACC)
@@ -113,9 +114,9 @@ def _prologue(b_ptr, n, pix, pm, tt, m2, W, h_in, w_in, sh_hi, sh_lo, sw_hi, sw_
         g13 = tl.sum(A1 * A3, axis=1)
         g23 = tl.sum(A2 * A3, axis=1)
         g33 = tl.sum(A3 * A3, axis=1)
-    reg = eps * ((g00 + g11 + g22 + g33) / D + tiny)
-    l10, l20, l30, l21, l31, l32, i00, i11, i22, i33 = chol_factor(
-        g00 + reg, g01, g02, g03, g11 + reg, g12, g13, g22 + reg, g23, g33 + reg, D, FLOOR)
+    lam = regulariser(g00, g11, g22, g33, eps, tiny, D)
+    l10, l20, l30, l21, l31, l32, i00, i11, i22, i33 = ldl_factor(
+        g00, g01, g02, g03, g11, g12, g13, g22, g23, g33, lam, D)
     return A0, A1, A2, A3, l10, l20, l30, l21, l31, l32, i00, i11, i22, i33
 
 
@@ -132,7 +133,7 @@ def _project(xv, A0, A1, A2, A3, l10, l20, l30, l21, l31, l32, i00, i11, i22, i3
         b2 = tl.sum(A2 * xv, axis=1)
     if D >= 4:
         b3 = tl.sum(A3 * xv, axis=1)
-    y0, y1, y2, y3 = chol_solve(l10, l20, l30, l21, l31, l32, i00, i11, i22, i33, b0, b1, b2, b3, D)
+    y0, y1, y2, y3 = ldl_solve(l10, l20, l30, l21, l31, l32, i00, i11, i22, i33, b0, b1, b2, b3, D)
     p = xv - A0 * y0[:, None]
     if D >= 2:
         p -= A1 * y1[:, None]
@@ -149,7 +150,7 @@ def _pwtp_fwd_kernel(x_ptr, b_ptr, pbar_ptr, part_ptr,
                      sxn, sxc, sxt, sxh, sxw, sbn, sbc, sbh, sbw,
                      sh_hi, sh_lo, sw_hi, sw_lo, eps_hi, eps_lo, tiny,
                      T: tl.constexpr, T_PAD: tl.constexpr, D: tl.constexpr, BLOCK: tl.constexpr,
-                     ACC: tl.constexpr, FLOOR: tl.constexpr):
+                     ACC: tl.constexpr):
     tile = tl.program_id(0)
     n = tl.program_id(1).to(tl.int64)
     pix = tile * BLOCK + tl.arange(0, BLOCK)
@@ -159,7 +160,7 @@ def _pwtp_fwd_kernel(x_ptr, b_ptr, pbar_ptr, part_ptr,
     eps = join(eps_hi, eps_lo, ACC)
     A0, A1, A2, A3, l10, l20, l30, l21, l31, l32, i00, i11, i22, i33 = _prologue(
         b_ptr, n, pix, pm, tt, m2, W, h_in, w_in, sh_hi, sh_lo, sw_hi, sw_lo, sbn, sbc, sbh, sbw,
-        eps, tl.full([], tiny, ACC), T, D, ACC, FLOOR)
+        eps, tl.full([], tiny, ACC), T, D, ACC)
 
     hh = pix // W
     ww = pix - hh * W
@@ -185,7 +186,7 @@ def _pwtp_bwd_kernel(gp_ptr, ge_ptr, x_ptr, b_ptr, gx_ptr, gb_ptr,
                      sxn, sxc, sxt, sxh, sxw, sbn, sbc, sbh, sbw,
                      sh_hi, sh_lo, sw_hi, sw_lo, eps_hi, eps_lo, tiny,
                      T: tl.constexpr, T_PAD: tl.constexpr, D: tl.constexpr, BLOCK: tl.constexpr,
-                     HAS_GP: tl.constexpr, HAS_GE: tl.constexpr, ACC: tl.constexpr, FLOOR: tl.constexpr):
+                     HAS_GP: tl.constexpr, HAS_GE: tl.constexpr, ACC: tl.constexpr):
     tile = tl.program_id(0)
     n = tl.program_id(1).to(tl.int64)
     pix = tile * BLOCK + tl.arange(0, BLOCK)
@@ -195,7 +196,7 @@ def _pwtp_bwd_kernel(gp_ptr, ge_ptr, x_ptr, b_ptr, gx_ptr, gb_ptr,
     eps = join(eps_hi, eps_lo, ACC)
     A0, A1, A2, A3, l10, l20, l30, l21, l31, l32, i00, i11, i22, i33 = _prologue(
         b_ptr, n, pix, pm, tt, m2, W, h_in, w_in, sh_hi, sh_lo, sw_hi, sw_lo, sbn, sbc, sbh, sbw,
-        eps, tl.full([], tiny, ACC), T, D, ACC, FLOOR)
+        eps, tl.full([], tiny, ACC), T, D, ACC)
 
     hh = pix // W
     ww = pix - hh * W
@@ -290,8 +291,8 @@ def _config(x, basis, D, eps):
     acc = acc_dtype(x)
     sh = split_f64(h_in / H) if H > 0 else (0.0, 0.0)
     sw = split_f64(w_in / W) if W > 0 else (0.0, 0.0)
-    return dict(T=T, T_PAD=T_PAD, D=D, BLOCK=BLOCK, ACC=acc, FLOOR=floor_for(acc)), \
-        (sh[0], sh[1], sw[0], sw[1], *split_f64(eps), TINY), h_in, w_in
+    return dict(T=T, T_PAD=T_PAD, D=D, BLOCK=BLOCK, ACC=acc), \
+        (sh[0], sh[1], sw[0], sw[1], *split_f64(effective_eps(eps, acc)), TINY), h_in, w_in
 
 
 def forward(x, basis, D, eps):

@@ -1,11 +1,11 @@
-"""Triton kernels of `vidops.temporal_squeeze` (spec 4).
+"""Triton kernels of `vidops.temporal_squeeze`.
 
 x (N, C, K, H, W), basis A (N, K, D) shared by every (c, h, w) of a sample,
-G = A^T A + eps * (trace(A^T A)/D + TINY) * I, y = G^{-1} A^T x -> (N, C, D, H, W),
-r = x - A y, l_proj[n] = mean over (c, h, w) of ||r||_2.
+G = A^T A + lam I, lam = e_r (trace(A^T A)/D + TINY), e_r = max(eps, 8 u) (see _linalg),
+y = G^{-1} A^T x -> (N, C, D, H, W), r = x - A y, l_proj[n] = mean over (c, h, w) of ||r||_2.
 
 Each program owns BLOCK rows (c, h, w) of one sample. It first builds Q = G^{-1} A^T (D x K) from
-the sample's basis (the Cholesky factor is one scalar set per program; solving it against A's rows
+the sample's basis (the LDL^T factor is one scalar set per program; solving it against A's rows
 gives Q's rows as [K_PAD] vectors), then y_d = Q_d . x and r = x - A y per row. l_proj and
 grad_basis are reduced per program into partial buffers that torch sums afterwards
 (deterministic, no atomics).
@@ -13,13 +13,14 @@ grad_basis are reduced per program into partial buffers that torch sums afterwar
 Backward (beta = grad_l / (C H W), v = beta r / ||r|| (0 where ||r|| = 0), g~ = G^{-1} grad_y,
 q = G^{-1} A^T v, e = g~ - q):
     grad_x = v + A e
-    grad_A = sum_rows (r e^T - grad_x y^T) - (2 eps / D) (sum_rows e . y) A
+    grad_A = sum_rows (r e^T - grad_x y^T) - (2 e_r / D) (sum_rows e . y) A
 """
 import torch
 import triton
 import triton.language as tl
 
-from ._linalg import TINY, acc_dtype, block_size, device_fn, chol_factor, chol_solve, floor_for, join, next_pow2, split_f64
+from ._linalg import (TINY, acc_dtype, block_size, device_fn, effective_eps, join, ldl_factor, ldl_solve,
+                      next_pow2, regulariser, split_f64)
 
 OP = "temporal_squeeze"
 MAX_D = 4
@@ -27,7 +28,7 @@ MAX_D = 4
 
 @device_fn
 def _setup(b_ptr, n, kk, km, sbn, sbk, sbd, eps, tiny,
-           D: tl.constexpr, ACC: tl.constexpr, FLOOR: tl.constexpr):
+           D: tl.constexpr, ACC: tl.constexpr):
     """The sample's basis columns A_d and Q_d = (G^{-1} A^T)_d as [K_PAD] vectors, and G's factor."""
     bp = b_ptr + n * sbn + kk.to(tl.int64) * sbk
     A0 = tl.load(bp, mask=km, other=0.0).to(ACC)
@@ -60,10 +61,10 @@ def _setup(b_ptr, n, kk, km, sbn, sbk, sbd, eps, tiny,
         g13 = tl.sum(A1 * A3, axis=0)
         g23 = tl.sum(A2 * A3, axis=0)
         g33 = tl.sum(A3 * A3, axis=0)
-    reg = eps * ((g00 + g11 + g22 + g33) / D + tiny)
-    l10, l20, l30, l21, l31, l32, i00, i11, i22, i33 = chol_factor(
-        g00 + reg, g01, g02, g03, g11 + reg, g12, g13, g22 + reg, g23, g33 + reg, D, FLOOR)
-    Q0, Q1, Q2, Q3 = chol_solve(l10, l20, l30, l21, l31, l32, i00, i11, i22, i33, A0, A1, A2, A3, D)
+    lam = regulariser(g00, g11, g22, g33, eps, tiny, D)
+    l10, l20, l30, l21, l31, l32, i00, i11, i22, i33 = ldl_factor(
+        g00, g01, g02, g03, g11, g12, g13, g22, g23, g33, lam, D)
+    Q0, Q1, Q2, Q3 = ldl_solve(l10, l20, l30, l21, l31, l32, i00, i11, i22, i33, A0, A1, A2, A3, D)
     return A0, A1, A2, A3, Q0, Q1, Q2, Q3, l10, l20, l30, l21, l31, l32, i00, i11, i22, i33
 
 
@@ -104,13 +105,13 @@ def _tsp_fwd_kernel(x_ptr, b_ptr, y_ptr, part_ptr,
                     sxn, sxc, sxk, sxh, sxw, sbn, sbk, sbd,
                     eps_hi, eps_lo, tiny,
                     K: tl.constexpr, K_PAD: tl.constexpr, D: tl.constexpr, BLOCK: tl.constexpr,
-                    ACC: tl.constexpr, FLOOR: tl.constexpr):
+                    ACC: tl.constexpr):
     tile = tl.program_id(0)
     n = tl.program_id(1).to(tl.int64)
     kk = tl.arange(0, K_PAD)
     km = kk < K
     A0, A1, A2, A3, Q0, Q1, Q2, Q3, l10, l20, l30, l21, l31, l32, i00, i11, i22, i33 = _setup(
-        b_ptr, n, kk, km, sbn, sbk, sbd, join(eps_hi, eps_lo, ACC), tl.full([], tiny, ACC), D, ACC, FLOOR)
+        b_ptr, n, kk, km, sbn, sbk, sbd, join(eps_hi, eps_lo, ACC), tl.full([], tiny, ACC), D, ACC)
     rm, c, hw, hh, ww = _rows(tile, HW, W, M, BLOCK)
     m2 = rm[:, None] & km[None, :]
     xv = tl.load(x_ptr + n * sxn + (c * sxc + hh * sxh + ww * sxw)[:, None] + (kk.to(tl.int64) * sxk)[None, :],
@@ -136,14 +137,14 @@ def _tsp_bwd_kernel(gy_ptr, gl_ptr, x_ptr, b_ptr, gx_ptr, part_ptr,
                     sxn, sxc, sxk, sxh, sxw, sbn, sbk, sbd,
                     eps_hi, eps_lo, tiny,
                     K: tl.constexpr, K_PAD: tl.constexpr, D: tl.constexpr, BLOCK: tl.constexpr,
-                    HAS_GY: tl.constexpr, HAS_GL: tl.constexpr, ACC: tl.constexpr, FLOOR: tl.constexpr):
+                    HAS_GY: tl.constexpr, HAS_GL: tl.constexpr, ACC: tl.constexpr):
     tile = tl.program_id(0)
     n = tl.program_id(1).to(tl.int64)
     kk = tl.arange(0, K_PAD)
     km = kk < K
     eps = join(eps_hi, eps_lo, ACC)
     A0, A1, A2, A3, Q0, Q1, Q2, Q3, l10, l20, l30, l21, l31, l32, i00, i11, i22, i33 = _setup(
-        b_ptr, n, kk, km, sbn, sbk, sbd, eps, tl.full([], tiny, ACC), D, ACC, FLOOR)
+        b_ptr, n, kk, km, sbn, sbk, sbd, eps, tl.full([], tiny, ACC), D, ACC)
     rm, c, hw, hh, ww = _rows(tile, HW, W, M, BLOCK)
     m2 = rm[:, None] & km[None, :]
     xv = tl.load(x_ptr + n * sxn + (c * sxc + hh * sxh + ww * sxw)[:, None] + (kk.to(tl.int64) * sxk)[None, :],
@@ -155,7 +156,7 @@ def _tsp_bwd_kernel(gy_ptr, gl_ptr, x_ptr, b_ptr, gx_ptr, part_ptr,
     if HAS_GL:
         beta = tl.load(gl_ptr + n * sgl).to(ACC) / HW / C
         nr = tl.sqrt(tl.sum(r * r, axis=1))
-        scale = tl.where(nr > 0.0, beta / tl.maximum(nr, FLOOR), 0.0)
+        scale = tl.where(nr > 0.0, beta / tl.where(nr > 0.0, nr, 1.0), 0.0)
         v = r * scale[:, None]
     a0 = tl.sum(v * A0[None, :], axis=1)
     a1 = a0
@@ -167,7 +168,7 @@ def _tsp_bwd_kernel(gy_ptr, gl_ptr, x_ptr, b_ptr, gx_ptr, part_ptr,
         a2 = tl.sum(v * A2[None, :], axis=1)
     if D >= 4:
         a3 = tl.sum(v * A3[None, :], axis=1)
-    q0, q1, q2, q3 = chol_solve(l10, l20, l30, l21, l31, l32, i00, i11, i22, i33, a0, a1, a2, a3, D)
+    q0, q1, q2, q3 = ldl_solve(l10, l20, l30, l21, l31, l32, i00, i11, i22, i33, a0, a1, a2, a3, D)
     e0 = -q0
     e1 = -q1
     e2 = -q2
@@ -184,7 +185,7 @@ def _tsp_bwd_kernel(gy_ptr, gl_ptr, x_ptr, b_ptr, gx_ptr, part_ptr,
             b2 = tl.load(gyp + 2 * sgyd, mask=rm, other=0.0).to(ACC)
         if D >= 4:
             b3 = tl.load(gyp + 3 * sgyd, mask=rm, other=0.0).to(ACC)
-        g0, g1, g2, g3 = chol_solve(l10, l20, l30, l21, l31, l32, i00, i11, i22, i33, b0, b1, b2, b3, D)
+        g0, g1, g2, g3 = ldl_solve(l10, l20, l30, l21, l31, l32, i00, i11, i22, i33, b0, b1, b2, b3, D)
         e0 += g0
         e1 += g1
         e2 += g2
@@ -241,7 +242,7 @@ def _meta(x, basis):
     acc = acc_dtype(x)
     rows = x.shape[1] * x.shape[3] * x.shape[4]
     return dict(K=K, K_PAD=K_PAD, D=basis.shape[2], BLOCK=block_size(max(16, min(256, 2048 // K_PAD)), rows, K_PAD),
-                ACC=acc, FLOOR=floor_for(acc))
+                ACC=acc)
 
 
 def forward(x, basis, eps):
@@ -259,7 +260,8 @@ def forward(x, basis, eps):
     part = torch.zeros((N, max(n_tiles, 1)), dtype=part_t, device=x.device)
     if N > 0 and n_tiles > 0:
         _tsp_fwd_kernel[(n_tiles, N)](x, basis, y, part, C, HW, W, M, n_tiles,
-                                      *x.stride(), *basis.stride(), *split_f64(eps), TINY, **meta)
+                                      *x.stride(), *basis.stride(), *split_f64(effective_eps(eps, meta["ACC"])), TINY,
+                                      **meta)
     l_proj = part.sum(dim=1) / M if M > 0 else part.sum(dim=1) * float("nan")
     return y, l_proj
 
@@ -288,6 +290,6 @@ def backward(grad_y, grad_l, x, basis, eps):
         gl_stride = grad_l.stride(0) if grad_l is not None else 0
         _tsp_bwd_kernel[(n_tiles, N)](gy, gl, x, basis, gx, part, C, HW, W, M, n_tiles,
                                       *gy_strides, gl_stride, *x.stride(), *basis.stride(),
-                                      *split_f64(eps), TINY,
+                                      *split_f64(effective_eps(eps, meta["ACC"])), TINY,
                                       HAS_GY=grad_y is not None, HAS_GL=grad_l is not None, **meta)
     return gx, part.sum(dim=1).to(basis.dtype)

@@ -1,20 +1,20 @@
-// CPU kernels of the pixel-wise temporal projection (spec 3.2), OpenMP over the rows (n, h) of the
-// output, SIMD across neighbouring pixels of a row.
+// CPU kernels of the pixel-wise temporal projection, OpenMP over the rows (n, h) of the output,
+// SIMD across neighbouring pixels of a row.
 //
 // Forward, one pass over x: per row the basis is interpolated vertically into a low-res row
 // buffer (never to the full image); per block of L pixels (L = SIMD lanes) the horizontal
-// interpolation gives A (T*D vectors), then the packed Gram matrix, G^{-1} (LDL^T, D <= 4
-// unrolled) and the pbar weights w are formed once in registers and shared by all channels;
-// per channel x is read once for b = A^T x, x^T x and w^T x, then y = G^{-1} b and
-// ||p||^2 = x^T x - b^T y - lam y^T y. The per-pixel math is the shared header's
+// interpolation gives A (T*D vectors), then the packed Gram matrix, lam and the LDL^T factor of
+// G = A^T A + lam I (D <= 4 unrolled, pivots floored at lam) are formed once in registers and
+// shared by all channels; per channel x is read once into a T-vector buffer with b = A^T x, then
+// y = G^{-1} b by substitution and p = x - A y explicitly (pbar = mean_t p, ||p||^2 summed: no
+// x^T x - x^T P x cancellation). The per-pixel math is the shared header's
 // (pixelwise_temporal_projection_math.h), instantiated with S = a GCC vector whose lanes are
 // pixels. ENoPR: one partial per row (float lanes, summed in double), rows summed in row order:
 // deterministic and independent of the thread count.
 //
-// Backward per block and channel: y = M b, p = x - A y, q = grad_pbar/T + 2 g_e p (g_e =
-// grad_enopr/(H W C)), A^T q = grad_pbar/T A^T 1 + 2 g_e lam y (A^T p = lam y exactly),
-// z = M A^T q, grad_x = q - A z, grad_A -= q y^T + p z^T; after the channels
-// grad_A += A (sum_c z y^T) + (2 eps / D) tr(sum_c z y^T) A. The adjoint of the horizontal
+// Backward per block and channel: y = G^{-1} b, p = x - A y, q = grad_pbar/T + 2 g_e p (g_e =
+// grad_enopr/(H W C)), z = G^{-1} A^T q, grad_x = q - A z, grad_A -= q y^T + p z^T; after the
+// channels grad_A += A (sum_c z y^T) + (2 e / D) tr(sum_c z y^T) A. The adjoint of the horizontal
 // interpolation is applied per row; the vertical one in a second pass over the low-res rows that
 // sums the full-res rows in ascending order (deterministic, no atomics).
 //
@@ -93,19 +93,18 @@ VIDOPS_AI const S* vertical_row(const Problem<scalar_t, S>& pb, int64_t n, int64
   return buf;
 }
 
-// The per-pixel solve data of a block of L pixels: A (T*D vectors), M = G^{-1} packed, lam,
-// the column sums s = A^T 1 and v = M s.
+// The per-pixel solve data of a block of L pixels: the LDL^T factor of G and lam.
 template <int D, typename V>
 struct Block {
-  static constexpr int P = D * (D + 1) / 2;
-  V m[P], s[D], v[D], lam;
+  Ldl<D, V> f;
+  V lam;
 };
 
 template <int D, typename V, typename S, typename scalar_t>
 VIDOPS_AI void block_basis(const Problem<scalar_t, S>& pb, const S* rb, int64_t rs, int64_t i0, int nl, V* A,
                            Block<D, V>& blk) {
   constexpr int L = sizeof(V) / sizeof(S);
-  constexpr int P = Block<D, V>::P;
+  constexpr int P = D * (D + 1) / 2;
   const int64_t T = pb.T, TD = T * D;
   if (pb.w == pb.W) {
     for (int64_t td = 0; td < TD; ++td) A[td] = vload<V, S>(rb + td * rs + i0, nl);
@@ -125,21 +124,16 @@ VIDOPS_AI void block_basis(const Problem<scalar_t, S>& pb, const S* rb, int64_t 
   }
   V g[P];
   for (int k = 0; k < P; ++k) g[k] = V{};
-  for (int d = 0; d < D; ++d) blk.s[d] = V{};
   for (int64_t t = 0; t < T; ++t) {
     const V* a = A + t * D;
     VIDOPS_UNROLL
     for (int d1 = 0; d1 < D; ++d1) {
-      blk.s[d1] += a[d1];
       VIDOPS_UNROLL
       for (int d2 = 0; d2 <= d1; ++d2) g[tri(d1, d2)] += a[d1] * a[d2];
     }
   }
   blk.lam = regulariser<D, V>(g, splat<V>(pb.eps));
-  Ldl<D, V> f;
-  ldl_factor<D, V>(g, blk.lam, f);
-  ldl_inverse<D, V>(f, blk.m);
-  sym_matvec<D, V>(blk.m, blk.s, blk.v);
+  ldl_factor<D, V>(g, blk.lam, blk.f);
 }
 
 template <int D, typename V, typename S, typename scalar_t>
@@ -147,7 +141,7 @@ VIDOPS_AI void forward_rows_impl(const Problem<scalar_t, S>& pb, int64_t begin, 
   constexpr int L = sizeof(V) / sizeof(S);
   const int64_t C = pb.C, T = pb.T, H = pb.H, W = pb.W, HW = H * W, TD = T * D;
   std::vector<S> rowbuf(pb.h == H ? 0 : TD * pb.w);
-  VecBuf<V> A(TD), wv(T);
+  VecBuf<V> A(TD), xb(T);
   const V inv_T = splat<V>(1.0 / static_cast<double>(T));
   for (int64_t row = begin; row < end; ++row) {
     const int64_t n = row / H, hh = row % H;
@@ -158,24 +152,31 @@ VIDOPS_AI void forward_rows_impl(const Problem<scalar_t, S>& pb, int64_t begin, 
       const int nl = static_cast<int>(std::min<int64_t>(L, W - i0));
       Block<D, V> blk;
       block_basis<D, V, S>(pb, rb, rs, i0, nl, A.data(), blk);
-      for (int64_t t = 0; t < T; ++t) wv[t] = projection_weight<D, V>(A.data() + t * D, 1, blk.v, 1, inv_T);
       for (int64_t c = 0; c < C; ++c) {
         const scalar_t* xc = pb.x + (n * C + c) * T * HW + hh * W + i0;
-        V b[D], xx = V{}, pw = V{};
+        V b[D];
         for (int d = 0; d < D; ++d) b[d] = V{};
         for (int64_t t = 0; t < T; ++t) {
           __builtin_prefetch(xc + t * HW + 4 * L, 0, 3);
           const V xv = vload<V, S>(xc + t * HW, nl);
-          xx += xv * xv;
-          pw += wv[t] * xv;
+          xb[t] = xv;
           const V* a = A.data() + t * D;
           VIDOPS_UNROLL
           for (int d = 0; d < D; ++d) b[d] += a[d] * xv;
         }
         V y[D];
-        sym_matvec<D, V>(blk.m, b, y);
-        racc += residual_sq<D, V>(xx, b, y, blk.lam);  // 0 in the lanes past the row (x = 0 there)
-        vstore<V, S>(pb.pbar + (n * C + c) * HW + hh * W + i0, pw, nl);
+        ldl_solve<D, V>(blk.f, b, y);
+        V sp = V{}, sq = V{};
+        for (int64_t t = 0; t < T; ++t) {
+          const V* a = A.data() + t * D;
+          V p = xb[t];
+          VIDOPS_UNROLL
+          for (int d = 0; d < D; ++d) p -= a[d] * y[d];
+          sp += p;
+          sq += p * p;
+        }
+        racc += sq;  // 0 in the lanes past the row (x = 0 there, so b = y = p = 0)
+        vstore<V, S>(pb.pbar + (n * C + c) * HW + hh * W + i0, sp * inv_T, nl);
       }
     }
     pb.row_sums[row] = hsum<V, S>(racc);
@@ -187,7 +188,7 @@ VIDOPS_AI void backward_rows_impl(const Problem<scalar_t, S>& pb, int64_t begin,
   constexpr int L = sizeof(V) / sizeof(S);
   const int64_t C = pb.C, T = pb.T, H = pb.H, W = pb.W, HW = H * W, TD = T * D, h = pb.h, w = pb.w;
   std::vector<S> rowbuf(h == H ? 0 : TD * w), gh(w == W ? 0 : TD * w);
-  VecBuf<V> A(TD), ga(TD);
+  VecBuf<V> A(TD), ga(TD), pt(T);
   const V inv_T = splat<V>(1.0 / static_cast<double>(T));
   const V two_eps_D = splat<V>(2.0 * static_cast<double>(pb.eps) / D);
   for (int64_t row = begin; row < end; ++row) {
@@ -226,31 +227,36 @@ VIDOPS_AI void backward_rows_impl(const Problem<scalar_t, S>& pb, int64_t begin,
           __builtin_prefetch(xc + t * HW + 4 * L, 0, 3);
           __builtin_prefetch(gxc + t * HW + 4 * L, 1, 3);
           const V xv = vload<V, S>(xc + t * HW, nl);
+          pt[t] = xv;
           const V* a = A.data() + t * D;
           VIDOPS_UNROLL
           for (int d = 0; d < D; ++d) b[d] += a[d] * xv;
         }
         V y[D], atq[D], z[D];
-        sym_matvec<D, V>(blk.m, b, y);
-        const V gl = ge2 * blk.lam;
-        VIDOPS_UNROLL
-        for (int d = 0; d < D; ++d) atq[d] = gpt * blk.s[d] + gl * y[d];
-        sym_matvec<D, V>(blk.m, atq, z);
+        ldl_solve<D, V>(blk.f, b, y);
+        for (int d = 0; d < D; ++d) atq[d] = V{};
+        for (int64_t t = 0; t < T; ++t) {  // p = x - A y (kept in pt), A^T q with q = gpt + ge2 p
+          const V* a = A.data() + t * D;
+          V p = pt[t];
+          VIDOPS_UNROLL
+          for (int d = 0; d < D; ++d) p -= a[d] * y[d];
+          pt[t] = p;
+          const V q = gpt + ge2 * p;
+          VIDOPS_UNROLL
+          for (int d = 0; d < D; ++d) atq[d] += a[d] * q;
+        }
+        ldl_solve<D, V>(blk.f, atq, z);
         VIDOPS_UNROLL
         for (int d = 0; d < D; ++d) {
           VIDOPS_UNROLL
           for (int e = 0; e < D; ++e) szy[d * D + e] += z[d] * y[e];
         }
         for (int64_t t = 0; t < T; ++t) {
-          const V xv = vload<V, S>(xc + t * HW, nl);
           const V* a = A.data() + t * D;
-          V ay = V{}, az = V{};
+          V az = V{};
           VIDOPS_UNROLL
-          for (int d = 0; d < D; ++d) {
-            ay += a[d] * y[d];
-            az += a[d] * z[d];
-          }
-          const V p = xv - ay;
+          for (int d = 0; d < D; ++d) az += a[d] * z[d];
+          const V p = pt[t];
           const V q = gpt + ge2 * p;
           vstore<V, S>(gxc + t * HW, q - az, nl);
           V* g = ga.data() + t * D;
@@ -258,7 +264,7 @@ VIDOPS_AI void backward_rows_impl(const Problem<scalar_t, S>& pb, int64_t begin,
           for (int d = 0; d < D; ++d) g[d] -= q * y[d] + p * z[d];
         }
       }
-      // grad_A += A Szy + (2 eps / D) tr(Szy) A
+      // grad_A += A Szy + (2 e / D) tr(Szy) A
       V tr = V{};
       for (int d = 0; d < D; ++d) tr += szy[d * D + d];
       const V te = two_eps_D * tr;
@@ -359,7 +365,7 @@ std::tuple<at::Tensor, at::Tensor> pwtp_fwd_cpu(const at::Tensor& x_, const at::
     using S = pwtp::cpu::compute_t<scalar_t>;
     const Resize<S> ry(h, H), rx(w, W);
     Problem<scalar_t, S> pb{x.data_ptr<scalar_t>(), basis.data_ptr<S>(), N, C, T, H, W, h, w,
-                            static_cast<S>(eps), &ry, &rx};
+                            static_cast<S>(effective_eps<S>(eps)), &ry, &rx};
     pb.pbar = pbar.data_ptr<scalar_t>();
     pb.row_sums = rows.data();
     dispatch_D(D, "pixelwise_temporal_projection", [&](auto Dc) {
@@ -401,7 +407,7 @@ std::tuple<at::Tensor, at::Tensor> pwtp_bwd_cpu(const at::Tensor& grad_pbar_, co
     using S = pwtp::cpu::compute_t<scalar_t>;
     const Resize<S> ry(h, H), rx(w, W);
     Problem<scalar_t, S> pb{x.data_ptr<scalar_t>(), basis.data_ptr<S>(), N, C, T, H, W, h, w,
-                            static_cast<S>(eps), &ry, &rx};
+                            static_cast<S>(effective_eps<S>(eps)), &ry, &rx};
     pb.grad_pbar = grad_pbar.data_ptr<S>();
     pb.grad_enopr = grad_enopr.data_ptr<double>();
     pb.grad_x = grad_x.data_ptr<scalar_t>();

@@ -1,10 +1,13 @@
 // Per-pixel math of the pixel-wise temporal projection family (PWTP and temporal squeeze pooling),
-// shared by the CPU kernels (g++) and the CUDA kernels (nvcc) (spec 3.2, 4):
+// shared by the CPU kernels (g++) and the CUDA kernels (nvcc):
 //   - bilinear source index and weight (align_corners=False, size-based, as F.interpolate(size=));
-//   - the regularised Gram matrix G = A^T A + lam I, lam = eps (trace(A^T A)/D + kTiny);
-//   - its LDL^T factorisation and solves, D <= 4 fully unrolled (no sqrt, so the CPU loops over
-//     pixels vectorise);
-//   - the closed forms: w = (1 - A G^{-1} A^T 1)/T and ||p||^2 = x^T x - b^T y - lam y^T y.
+//   - the regulariser lam = e (trace(A^T A)/D + kTiny), e = max(eps, kFloorUlps * machine epsilon);
+//   - the LDL^T factorisation of G = A^T A + lam I with pivots floored at lam, and its solve by
+//     substitution, D <= 4 fully unrolled (no sqrt, so the CPU loops over pixels vectorise).
+// Every pivot of the exact G is >= lam, so the floor only absorbs rounding: with e >= 8 u the
+// factorisation and the solve are stable for any rank of A (A = 0 included), and x - A G^{-1} A^T x
+// is the residual of the projection onto the column space of A. Callers form that residual
+// explicitly (never as x^T x - x^T P x, which cancels) and never multiply by an explicit G^{-1}.
 // Everything but bilinear_source is templated on the compute type S: float (double for double
 // inputs), or, in the CPU kernels, a GCC vector of them whose lanes are neighbouring pixels (the
 // same code then runs SIMD across pixels; constants go through splat, comparisons through ?:).
@@ -33,8 +36,30 @@
 namespace vidops {
 namespace pwtp {
 
-// lam = eps * (trace(A^T A) / D + kTiny): positive for A = 0, so G stays positive definite.
-constexpr double kTiny = 1e-30;
+// lam = e * (trace(A^T A) / D + kTiny): positive for A = 0, and large enough there that the
+// derivative of G^{-1} A^T x w.r.t. A (x / lam at A = 0) stays finite in float32.
+constexpr double kTiny = 1e-20;
+// e = max(eps, kFloorUlps * machine epsilon of the compute type): below it the rounding of A^T A
+// exceeds lam and a rank-deficient G is no longer positive definite in floating point.
+constexpr double kFloorUlps = 8.0;
+
+template <typename S>
+struct MachineEps;
+template <>
+struct MachineEps<float> {
+  static constexpr double value = 1.1920928955078125e-07;  // 2^-23
+};
+template <>
+struct MachineEps<double> {
+  static constexpr double value = 2.220446049250313e-16;  // 2^-52
+};
+
+// The regulariser scale e for the scalar compute type S (float or double), on the host.
+template <typename S>
+VIDOPS_HD double effective_eps(double eps) {
+  const double floor = kFloorUlps * MachineEps<S>::value;
+  return eps > floor ? eps : floor;
+}
 
 // The lane type of S: S itself for float/double; the CPU kernels specialise it for their vector types.
 template <typename S>
@@ -84,16 +109,16 @@ VIDOPS_UNROLL
 }
 
 // G = L diag(d) L^T with unit lower L: `l` packed strictly-lower (l[tri(i,j)], j < i), `dinv`
-// the inverse pivots. A pivot that is not positive (only for A = 0 when lam underflows, e.g.
-// under flush-to-zero) gets dinv = 0, which gives y = 0 for that component (documented: A = 0
-// -> y = 0).
+// the inverse pivots.
 template <int D, typename S>
 struct Ldl {
   S l[D * (D + 1) / 2 > 0 ? D * (D + 1) / 2 : 1];
   S dinv[D];
 };
 
-// Factorise G = gram + lam I (gram packed lower, D(D+1)/2 entries).
+// Factorise G = gram + lam I (gram packed lower, D(D+1)/2 entries), lam > 0. Each pivot is
+// floored at lam (exact pivots of G are >= lam; rounding can make them smaller or negative
+// when A is rank deficient).
 template <int D, typename S>
 VIDOPS_PWTP_HD void ldl_factor(const S* gram, S lam, Ldl<D, S>& f) {
   S piv[D];
@@ -102,8 +127,9 @@ VIDOPS_UNROLL
     S dj = gram[tri(j, j)] + lam;
 VIDOPS_UNROLL
     for (int k = 0; k < j; ++k) dj -= f.l[tri(j, k)] * f.l[tri(j, k)] * piv[k];
+    dj = dj > lam ? dj : lam;
     piv[j] = dj;
-    f.dinv[j] = dj > splat<S>(0) ? splat<S>(1) / dj : splat<S>(0);
+    f.dinv[j] = splat<S>(1) / dj;
 VIDOPS_UNROLL
     for (int i = j + 1; i < D; ++i) {
       S v = gram[tri(i, j)];
@@ -114,7 +140,7 @@ VIDOPS_UNROLL
   }
 }
 
-// y = G^{-1} b.
+// y = G^{-1} b by forward and backward substitution.
 template <int D, typename S>
 VIDOPS_PWTP_HD void ldl_solve(const Ldl<D, S>& f, const S* b, S* y) {
   S z[D];
@@ -132,58 +158,6 @@ VIDOPS_UNROLL
     for (int k = i + 1; k < D; ++k) v -= f.l[tri(k, i)] * y[k];
     y[i] = v;
   }
-}
-
-// M = G^{-1}, packed lower (symmetric).
-template <int D, typename S>
-VIDOPS_PWTP_HD void ldl_inverse(const Ldl<D, S>& f, S* m) {
-VIDOPS_UNROLL
-  for (int j = 0; j < D; ++j) {
-    S e[D], col[D];
-VIDOPS_UNROLL
-    for (int i = 0; i < D; ++i) e[i] = i == j ? splat<S>(1) : splat<S>(0);
-    ldl_solve<D, S>(f, e, col);
-VIDOPS_UNROLL
-    for (int i = j; i < D; ++i) m[tri(i, j)] = col[i];
-  }
-}
-
-// y = M b with M packed lower symmetric.
-template <int D, typename S>
-VIDOPS_PWTP_HD void sym_matvec(const S* m, const S* b, S* y) {
-VIDOPS_UNROLL
-  for (int i = 0; i < D; ++i) {
-    S v = splat<S>(0);
-VIDOPS_UNROLL
-    for (int k = 0; k < D; ++k) v += m[i >= k ? tri(i, k) : tri(k, i)] * b[k];
-    y[i] = v;
-  }
-}
-
-// ||p||^2 for p = x - A y with y = G^{-1} b, b = A^T x, xx = x^T x:
-//   ||p||^2 = xx - 2 b^T y + y^T (G - lam I) y = xx - b^T y - lam y^T y   (G y = b),
-// clamped at 0 (rounding can make the difference of two close numbers negative).
-template <int D, typename S>
-VIDOPS_PWTP_HD S residual_sq(S xx, const S* b, const S* y, S lam) {
-  S by = splat<S>(0), yy = splat<S>(0);
-VIDOPS_UNROLL
-  for (int d = 0; d < D; ++d) {
-    by += b[d] * y[d];
-    yy += y[d] * y[d];
-  }
-  const S r = xx - by - lam * yy;
-  return r > splat<S>(0) ? r : splat<S>(0);
-}
-
-// One entry of the pbar weights w = (1 - A v) / T, v = G^{-1} A^T 1 (the G^{-1}-solve of the
-// column sums): w_t = (1 - sum_d A[t][d] v[d]) * inv_T, with A[t][d] at a_t[d * a_stride] and
-// v[d] at v[d * v_stride]. pbar_c = sum_t w_t x_c[t] for every channel.
-template <int D, typename S>
-VIDOPS_PWTP_HD S projection_weight(const S* a_t, int64_t a_stride, const S* v, int64_t v_stride, S inv_T) {
-  S av = splat<S>(0);
-  VIDOPS_UNROLL
-  for (int d = 0; d < D; ++d) av += a_t[d * a_stride] * v[d * v_stride];
-  return (splat<S>(1) - av) * inv_T;
 }
 
 }  // namespace pwtp

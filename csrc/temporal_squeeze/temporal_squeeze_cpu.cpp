@@ -1,13 +1,14 @@
-// CPU kernels of temporal squeeze pooling (spec 4), OpenMP over (sample, channel, chunk of pixels).
-// Per sample the regularised Gram matrix of A (K, D) is factorised once (PWTP's math header) and
-// Pm = G^{-1} A^T (D, K) formed; per position y = Pm x, p = x - A y formed explicitly (the norm is
-// not squared, so the cancellation of the closed form would cost half the digits) and
-// ||p|| summed per task in double; l_proj sums the tasks of a sample in a fixed order
-// (deterministic, independent of the thread count).
+// CPU kernels of temporal squeeze pooling, OpenMP over (sample, channel, chunk of pixels).
+// Per sample G = A^T A + lam I (A (K, D), lam = e (trace/D + TINY), e = max(eps, 8 u)) is
+// factorised once (LDL^T with pivots floored at lam, PWTP's math header) and Pm = G^{-1} A^T
+// (D, K) formed by substitution; per position y = Pm x, p = x - A y formed explicitly (the norm is
+// not squared, so the cancellation of the closed form would cost half the digits) and ||p||
+// summed per task in double; l_proj sums the tasks of a sample in a fixed order (deterministic,
+// independent of the thread count).
 // Backward per position: q = grad_l/(C H W) p/||p|| (0 where ||p|| = 0), A^T q = (grad_l/(C H W))
-// lam y / ||p|| (A^T p = lam y exactly), z = G^{-1}(A^T q - grad_y), grad_x = q - A z; per task
-// the sums of q y^T, p z^T and z y^T (double), reduced per sample in task order into
-// grad_A = -sum q y^T + A sum z y^T - sum p z^T + (2 eps / D) tr(sum z y^T) A.
+// A^T p / ||p||, z = G^{-1}(A^T q - grad_y) by substitution, grad_x = q - A z; per task the sums of
+// q y^T, p z^T and z y^T (double), reduced per sample in task order into
+// grad_A = -sum q y^T + A sum z y^T - sum p z^T + (2 e / D) tr(sum z y^T) A.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -31,7 +32,7 @@ template <int D, typename S>
 struct SampleBasis {  // per-sample solve data
   static constexpr int P = D * (D + 1) / 2;
   std::vector<S> A, Pm;  // A (K, D), Pm = G^{-1} A^T (D, K)
-  S m[P];
+  pwtp::Ldl<D, S> f;
   S lam;
   SampleBasis(const S* a, int64_t K, S eps) : A(a, a + K * D), Pm(D * K) {
     S g[P];
@@ -40,23 +41,23 @@ struct SampleBasis {  // per-sample solve data
       for (int d1 = 0; d1 < D; ++d1)
         for (int d2 = 0; d2 <= d1; ++d2) g[tri(d1, d2)] += a[t * D + d1] * a[t * D + d2];
     lam = pwtp::regulariser<D, S>(g, eps);
-    pwtp::Ldl<D, S> f;
     pwtp::ldl_factor<D, S>(g, lam, f);
-    pwtp::ldl_inverse<D, S>(f, m);
     for (int64_t t = 0; t < K; ++t) {
       S col[D];
-      pwtp::sym_matvec<D, S>(m, a + t * D, col);
+      pwtp::ldl_solve<D, S>(f, a + t * D, col);
       for (int d = 0; d < D; ++d) Pm[d * K + t] = col[d];
     }
   }
 };
 
-// y (D rows of kChunk) = Pm x and nrm2 = ||x - A y||^2 for `len` positions of one channel.
-template <int D, typename scalar_t, typename S>
+// y (D rows of kChunk) = Pm x and nrm2 = ||x - A y||^2 for `len` positions of one channel; with
+// ATP also atp (D rows of kChunk) = A^T (x - A y).
+template <int D, bool ATP, typename scalar_t, typename S>
 void project_chunk(const SampleBasis<D, S>& sb, const scalar_t* xc, int64_t K, int64_t HW, int64_t len, S* y,
-                   S* nrm2) {
+                   S* nrm2, S* atp = nullptr) {
   std::fill(y, y + D * kChunk, S(0));
   std::fill(nrm2, nrm2 + kChunk, S(0));
+  if constexpr (ATP) std::fill(atp, atp + D * kChunk, S(0));
   for (int64_t k = 0; k < K; ++k) {
     const scalar_t* xk = xc + k * HW;
     S pm[D];
@@ -76,6 +77,10 @@ void project_chunk(const SampleBasis<D, S>& sb, const scalar_t* xc, int64_t K, i
       VIDOPS_UNROLL
       for (int d = 0; d < D; ++d) p -= a[d] * y[d * kChunk + j];
       nrm2[j] += p * p;
+      if constexpr (ATP) {
+        VIDOPS_UNROLL
+        for (int d = 0; d < D; ++d) atp[d * kChunk + j] += a[d] * p;
+      }
     }
   }
 }
@@ -93,7 +98,7 @@ void tsp_forward(const scalar_t* x, const S* basis, scalar_t* yout, double* task
     for (int64_t task = begin; task < end; ++task) {
       const int64_t nc = task / chunks, j0 = (task % chunks) * kChunk, n = nc / C;
       const int64_t len = std::min(kChunk, HW - j0);
-      project_chunk<D, scalar_t, S>(sbs[n], x + nc * K * HW + j0, K, HW, len, y.data(), nrm2.data());
+      project_chunk<D, false, scalar_t, S>(sbs[n], x + nc * K * HW + j0, K, HW, len, y.data(), nrm2.data());
       for (int d = 0; d < D; ++d) {
         scalar_t* o = yout + (nc * D + d) * HW + j0;
         for (int64_t j = 0; j < len; ++j) o[j] = static_cast<scalar_t>(y[d * kChunk + j]);
@@ -116,7 +121,7 @@ void tsp_backward(const S* grad_y, const double* grad_l, const scalar_t* x, cons
   std::vector<double> partial(N * C * chunks * R);
   const int64_t grain = pwtp::cpu::grain_for(kChunk * K);
   at::parallel_for(0, N * C * chunks, grain, [&](int64_t begin, int64_t end) {
-    std::vector<S> y(D * kChunk), nrm2(kChunk), z(D * kChunk), inv(kChunk), pbuf(kChunk);
+    std::vector<S> y(D * kChunk), nrm2(kChunk), z(D * kChunk), inv(kChunk), pbuf(kChunk), atp(D * kChunk);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t nc = task / chunks, j0 = (task % chunks) * kChunk, n = nc / C;
       const int64_t len = std::min(kChunk, HW - j0);
@@ -126,25 +131,38 @@ void tsp_backward(const S* grad_y, const double* grad_l, const scalar_t* x, cons
       const S* gy = grad_y + nc * D * HW + j0;
       const S gl = static_cast<S>(grad_l[n] / static_cast<double>(C * HW));
       double* part = partial.data() + task * R;
-      project_chunk<D, scalar_t, S>(sb, xc, K, HW, len, y.data(), nrm2.data());
+      project_chunk<D, true, scalar_t, S>(sb, xc, K, HW, len, y.data(), nrm2.data(), atp.data());
       // SoA loops over the positions j (innermost, vectorised)
       S* __restrict__ yv = y.data();
       S* __restrict__ zv = z.data();
       S* __restrict__ iv = inv.data();
       const S* __restrict__ n2 = nrm2.data();
+      const S* __restrict__ ap = atp.data();
       for (int64_t j = 0; j < len; ++j) {
         const S nrm = std::sqrt(n2[j]);
         iv[j] = nrm > S(0) ? gl / (nrm > S(0) ? nrm : S(1)) : S(0);
       }
-      // z = M (A^T q - grad_y), A^T q = (grad_l / L) lam y / ||p||
-      for (int d = 0; d < D; ++d) {
-        S* __restrict__ zd = zv + d * kChunk;
-        for (int64_t j = 0; j < len; ++j) zd[j] = S(0);
-        for (int e = 0; e < D; ++e) {
-          const S me = sb.m[d >= e ? tri(d, e) : tri(e, d)];
-          const S* __restrict__ ye = yv + e * kChunk;
-          const S* __restrict__ ge = gy + e * HW;
-          for (int64_t j = 0; j < len; ++j) zd[j] += me * (iv[j] * sb.lam * ye[j] - ge[j]);
+      // z = G^{-1} (A^T q - grad_y), A^T q = (grad_l / L) A^T p / ||p||: forward substitution ...
+      for (int i = 0; i < D; ++i) {
+        S* __restrict__ zi = zv + i * kChunk;
+        const S* __restrict__ ai = ap + i * kChunk;
+        const S* __restrict__ gi = gy + i * HW;
+        for (int64_t j = 0; j < len; ++j) zi[j] = iv[j] * ai[j] - gi[j];
+        for (int k = 0; k < i; ++k) {
+          const S l = sb.f.l[tri(i, k)];
+          const S* __restrict__ zk = zv + k * kChunk;
+          for (int64_t j = 0; j < len; ++j) zi[j] -= l * zk[j];
+        }
+      }
+      // ... and back substitution, in place
+      for (int i = D - 1; i >= 0; --i) {
+        S* __restrict__ zi = zv + i * kChunk;
+        const S di = sb.f.dinv[i];
+        for (int64_t j = 0; j < len; ++j) zi[j] *= di;
+        for (int k = i + 1; k < D; ++k) {
+          const S l = sb.f.l[tri(k, i)];
+          const S* __restrict__ zk = zv + k * kChunk;
+          for (int64_t j = 0; j < len; ++j) zi[j] -= l * zk[j];
         }
       }
       for (int d = 0; d < D; ++d)
@@ -229,7 +247,7 @@ std::tuple<at::Tensor, at::Tensor> tsp_fwd_cpu(const at::Tensor& x_, const at::T
     dispatch_D(D, "temporal_squeeze", [&](auto Dc) {
       tsp_forward<decltype(Dc)::value, scalar_t, S>(x.data_ptr<scalar_t>(), basis.data_ptr<S>(),
                                                     y.data_ptr<scalar_t>(), sums.data(), N, C, K, HW,
-                                                    static_cast<S>(eps));
+                                                    static_cast<S>(pwtp::effective_eps<S>(eps)));
     });
   });
   double* lp = l.data_ptr<double>();
@@ -262,7 +280,7 @@ std::tuple<at::Tensor, at::Tensor> tsp_bwd_cpu(const at::Tensor& grad_y_, const 
       tsp_backward<decltype(Dc)::value, scalar_t, S>(grad_y.data_ptr<S>(), grad_l.data_ptr<double>(),
                                                      x.data_ptr<scalar_t>(), basis.data_ptr<S>(),
                                                      grad_x.data_ptr<scalar_t>(), grad_basis.data_ptr<S>(), N, C,
-                                                     K, HW, static_cast<S>(eps));
+                                                     K, HW, static_cast<S>(pwtp::effective_eps<S>(eps)));
     });
   });
   return {grad_x, grad_basis.to(basis_.scalar_type())};

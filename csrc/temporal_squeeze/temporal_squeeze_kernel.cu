@@ -1,7 +1,7 @@
 // CUDA kernels of temporal_squeeze (spec 4), runtime only (no torch headers).
 //
 // x (N, C, K, H, W), basis A (N, K, D) shared by every row j = (c, h, w) of a sample,
-// G = A^T A + eps (trace/D + TINY) I, y_j = G^{-1} A^T x_j, r_j = x_j - A y_j,
+// G = A^T A + lam I, lam = e (trace/D + TINY), e = max(eps, 8 u), y_j = G^{-1} A^T x_j, r_j = x_j - A y_j,
 // l_proj[n] = mean_j ||r_j||_2.
 //
 // A block serves rows of one sample (grid-stride over the sample's C*H*W rows). It stages A and
@@ -234,7 +234,7 @@ Args<acc_t> make_args(const int64_t* s, const int64_t* xs, double eps) {
   Args<acc_t> a{};
   a.N = s[0]; a.C = s[1]; a.K = s[2]; a.H = s[3]; a.W = s[4];
   a.sxn = xs[0]; a.sxc = xs[1]; a.sxk = xs[2]; a.sxh = xs[3]; a.sxw = xs[4];
-  a.eps = static_cast<acc_t>(eps);
+  a.eps = static_cast<acc_t>(vidops::pwtp::effective_eps<acc_t>(eps));
   return a;
 }
 

@@ -36,34 +36,39 @@ int main() {
   pwtp::ldl_solve<3, double>(f, b, y);
   const double G[3][3] = {{4 + lam, 1, 0.5}, {1, 5 + lam, 1}, {0.5, 1, 6 + lam}};
   for (int i = 0; i < 3; ++i) EXPECT_NEAR(G[i][0] * y[0] + G[i][1] * y[1] + G[i][2] * y[2], b[i], 1e-14);
-  double m[6], ym[3];
-  pwtp::ldl_inverse<3, double>(f, m);
-  pwtp::sym_matvec<3, double>(m, b, ym);
-  for (int i = 0; i < 3; ++i) EXPECT_NEAR(ym[i], y[i], 1e-14);
-  // ||p||^2 = x'x - b'y - lam y'y, with x'x chosen so that the residual is 2.5
-  const double by = b[0] * y[0] + b[1] * y[1] + b[2] * y[2];
-  const double yy = y[0] * y[0] + y[1] * y[1] + y[2] * y[2];
-  EXPECT_NEAR((pwtp::residual_sq<3, double>(2.5 + by + lam * yy, b, y, lam)), 2.5, 1e-14);
-  EXPECT_NEAR((pwtp::residual_sq<3, double>(by - 1.0, b, y, lam)), 0.0, 0);   // clamped at 0
 
-  // A = 0: lam = eps * tiny > 0, y = 0; a zero pivot (flush to zero) gives dinv = 0, not inf.
-  const double zero[3] = {0, 0, 0};
-  pwtp::Ldl<2, double> fz;
-  pwtp::ldl_factor<2, double>(zero, pwtp::regulariser<2, double>(zero, 1e-6), fz);
-  EXPECT_NEAR(fz.dinv[0], 1.0 / (1e-6 * pwtp::kTiny), 1e22);
-  pwtp::ldl_factor<2, double>(zero, 0.0, fz);
-  EXPECT_NEAR(fz.dinv[0], 0.0, 0);
-  EXPECT_NEAR(fz.dinv[1], 0.0, 0);
+  // The regulariser scale: eps, floored at 8 machine epsilons of the compute type.
+  EXPECT_NEAR(pwtp::effective_eps<double>(1e-6), 1e-6, 0);
+  EXPECT_NEAR(pwtp::effective_eps<double>(1e-30), 8 * 2.220446049250313e-16, 0);
+  EXPECT_NEAR(pwtp::effective_eps<float>(1e-12), 8 * 1.1920928955078125e-07, 0);
 
-  // w = (1 - A v) / T: for A = the constant column 1 (T = 4, D = 1) and eps -> 0, v = 1 and w = 0.
-  const double a1[4] = {1, 1, 1, 1};
-  const double g1[1] = {4};
-  pwtp::Ldl<1, double> f1;
-  pwtp::ldl_factor<1, double>(g1, 0.0, f1);
-  double v1;
-  const double s1 = 4;
-  pwtp::ldl_solve<1, double>(f1, &s1, &v1);
-  for (int t = 0; t < 4; ++t) EXPECT_NEAR((pwtp::projection_weight<1, double>(a1 + t, 1, &v1, 1, 0.25)), 0.0, 1e-15);
+  // A = 0: lam = e * kTiny > 0, pivots = lam, y = 0.
+  const float zero[3] = {0, 0, 0};
+  const float lz = pwtp::regulariser<2, float>(zero, static_cast<float>(pwtp::effective_eps<float>(1e-12)));
+  EXPECT_NEAR(lz, 8 * 1.1920928955078125e-07 * pwtp::kTiny, 1e-32);
+  pwtp::Ldl<2, float> fz;
+  pwtp::ldl_factor<2, float>(zero, lz, fz);
+  EXPECT_NEAR(fz.dinv[0] * lz, 1.0, 1e-6);
+  EXPECT_NEAR(fz.dinv[1] * lz, 1.0, 1e-6);
+  const float bz[2] = {0, 0};
+  float yz[2];
+  pwtp::ldl_solve<2, float>(fz, bz, yz);
+  EXPECT_NEAR(yz[0], 0.0, 0);
+  EXPECT_NEAR(yz[1], 0.0, 0);
+
+  // Proportional columns a, 2a (gram exactly singular): the pivots are floored at lam, not 0 or
+  // negative, and G^{-1} A^T x lies along (1, 2) with the projection's coefficient.
+  const double gs[3] = {1, 2, 4};   // a'a = 1
+  const double ls = pwtp::regulariser<2, double>(gs, 1e-12);
+  pwtp::Ldl<2, double> fs;
+  pwtp::ldl_factor<2, double>(gs, ls, fs);
+  EXPECT_NEAR(1.0 / fs.dinv[1], ls * 5.0 / (1.0 + ls), ls * 1e-3);   // exact Schur complement
+  const double bs[2] = {0.5, 1.0};  // A^T x for a'x = 0.5
+  double ys[2];
+  pwtp::ldl_solve<2, double>(fs, bs, ys);
+  EXPECT_NEAR(ys[0] + 2 * ys[1], 0.5, 1e-9);   // A y = a (y0 + 2 y1) = the projection a (a'x)
+  // the minimum-norm (ridge) solution, up to the rounding of b amplified by 1/lam: ~ u / eps relative
+  EXPECT_NEAR(ys[1], 2 * ys[0], 1e-3 * ys[1]);
 
   // Pairs t1 < t2 in ascending order, either argument order.
   EXPECT_EQ(trel::num_pairs(8), 28);

@@ -1,14 +1,13 @@
-"""`vidops.pixelwise_temporal_projection`: PWTP, the dynamic appearance of a clip (spec 3.2).
+"""`vidops.pixelwise_temporal_projection`: PWTP, the dynamic appearance of a clip.
 
 Per pixel i (basis bilinearly upsampled to (H, W) inside the kernels) and channel c:
 
     A_i (T, D) = basis[n, t*D + d, i]
-    G   = A^T A + lam I,   lam = eps * (trace(A^T A) / D + 1e-30)
-    y   = G^{-1} A^T x_c,  p = x_c - A y
-    pbar[n, c, i] = mean_t p[t] = w^T x_c,   w = (1 - A G^{-1} A^T 1) / T   (one w per pixel)
-    enopr[n]      = 1/(H W C) sum_{i,c} ||p||^2,   ||p||^2 = x^T x - b^T y - lam y^T y,  b = A^T x
+    e   = max(eps, 8 u)  (u: machine epsilon of the compute dtype),  lam = e (trace(A^T A) / D + 1e-20)
+    G   = A^T A + lam I = L diag(d) L^T  (pivots floored at lam),  y = G^{-1} A^T x_c,  p = x_c - A y
+    pbar[n, c, i] = mean_t p[t],   enopr[n] = 1/(H W C) sum_{i,c} ||p||^2
 
-Backends: cpu (C++/OpenMP), cuda (CUDA C++), triton, reference.
+Backends: cpu (C++/OpenMP), cuda (CUDA C++), triton, reference; all run this same algorithm.
 """
 from __future__ import annotations
 
@@ -175,32 +174,40 @@ _pwtp_op.register_autograd(_backward, setup_context=_setup_context)
 
 def pixelwise_temporal_projection(x: torch.Tensor, basis: torch.Tensor, eps: float = 1e-6,
                                   return_full: bool = False, *, backend: Optional[str] = None):
-    """Pixel-wise temporal projection of a clip onto per-pixel D-dimensional subspaces (spec 3.2).
+    """Pixel-wise temporal projection of a clip onto per-pixel D-dimensional subspaces.
 
         A_i (T, D) = Upsample(basis)[n, t*D + d, i]   (bilinear, align_corners=False, in-kernel)
-        G = A^T A + lam I,   lam = eps * (trace(A^T A) / D + 1e-30)
-        y = G^{-1} A^T x_c,  x_hat = A y,  p = x_c - x_hat        (per pixel i and channel c)
+        e = max(eps, 8 u),  u = machine epsilon of the compute dtype (float32: 2^-23, float64: 2^-52)
+        lam = e * (trace(A^T A) / D + 1e-20)
+        G = A^T A + lam I,  y = G^{-1} A^T x_c,  x_hat = A y,  p = x_c - x_hat   (per pixel, channel)
         pbar[n, c, i] = mean_t p[t]                               (dynamic appearance, eq. 3.12)
         enopr[n] = 1/(H W C) sum_{i,c} ||p||^2                    (ENoPR, eq. 3.13)
 
-    The kernels use the closed forms pbar_c = w^T x_c with one w = (1 - A G^{-1} A^T 1) / T per
-    pixel, and ||p||^2 = x^T x - b^T y - lam y^T y (b = A^T x), which equals the squared norm of
-    the regularised residual exactly; they read x and the low-resolution basis once and write only
-    pbar and enopr. The Gram matrix is factorised (LDL^T, D <= 4 unrolled) in float32, float64 for
-    float64 inputs.
+    eps is the relative ridge regulariser: lam is eps times the mean squared column norm of A.
+    It is floored at 8 u because below that the rounding of A^T A exceeds lam and a singular
+    A^T A (rank-deficient A) is no longer positive definite in floating point; at the default
+    1e-6 the floor is inactive in float32 and float64. Every backend (reference included) then
+    factors G = L diag(d) L^T (D <= 4 unrolled) with each pivot floored at lam (exact pivots of G
+    are >= lam: the floor only absorbs rounding), solves by substitution (never an explicit
+    G^{-1}) and forms p = x_c - A y explicitly (never x^T x - x^T P x, which cancels when the
+    projection carries most of x, e.g. a static background). The kernels read x and the
+    low-resolution basis once and write only pbar and enopr; float32 (float64 for float64 x).
 
-    Regularisation: lam keeps every result finite for finite inputs. A zero basis gives y = 0,
-    p = x (pbar = mean_t x, enopr = mean ||x||^2) and zero gradient w.r.t. the basis; repeated or
-    dependent columns give the ridge solution (the residual is orthogonal to the basis columns up
-    to lam: A^T p = lam y). For independent columns y differs from the exact projection by a
-    relative O(eps * cond(A^T A)).
+    Any rank of A: the directions of the column space with squared singular values >> lam are
+    projected out, the rest (the null space of a rank-deficient A) are not, so the result is the
+    projection onto the column space of A, finite for any finite input. A = 0 gives y = 0,
+    p = x (pbar = mean_t x, enopr = mean ||x||^2) and a zero gradient w.r.t. the basis. For
+    independent columns the projection differs from the exact least-squares one by a relative
+    O(e cond(A^T A)). The gradient w.r.t. the basis along directions that would raise the rank of
+    a rank-deficient A is the ridge solution's: it amplifies rounding by ~1/lam (a relative
+    uncertainty of about u / e; a larger eps damps it).
 
     Args:
         x: (N, C, T, H, W) clip, any strides; float32/float64 (float16/bfloat16 read as is and
             computed in float32).
         basis: (N, T*D, h, w), 1 <= D <= 4, D < T, h <= H, w <= W; x's dtype (or float32 for half
             x). Must be finite (checked: ValueError).
-        eps: the regulariser, > 0.
+        eps: the relative regulariser (see above), > 0; values below 8 u act as 8 u.
         return_full: also return x_hat and p (N, C, T, H, W), for visualisation. This path runs
             the plain-PyTorch formulation (vidops.reference; the basis is upsampled in memory and
             the gradient comes from autograd), whatever the backend.

@@ -1,11 +1,11 @@
-"""`vidops.temporal_squeeze`: temporal squeeze pooling (spec 4; thesis 3.2, TSP paper eqs. 4-5).
+"""`vidops.temporal_squeeze`: temporal squeeze pooling (thesis 3.2, TSP paper eqs. 4-5).
 
     A = basis[n] (K, D), shared by every position j = (c, h, w) of sample n
-    G = A^T A + lam I,   lam = eps * (trace(A^T A) / D + 1e-30)     (PWTP's regularisation)
+    e = max(eps, 8 u),  lam = e (trace(A^T A) / D + 1e-20),  G = A^T A + lam I   (PWTP's solve)
     y_j = G^{-1} A^T x_j             squeezed frames (N, C, D, H, W)
     l_proj[n] = 1/(C H W) sum_j ||x_j - A y_j||_2
 
-Backends: cpu (C++/OpenMP), cuda (CUDA C++), triton, reference.
+Backends: cpu (C++/OpenMP), cuda (CUDA C++), triton, reference; all run this same algorithm.
 """
 from __future__ import annotations
 
@@ -148,19 +148,24 @@ def temporal_squeeze(x: torch.Tensor, basis: torch.Tensor, eps: float = 1e-6, *,
                      backend: Optional[str] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Temporal squeeze pooling: project every (c, h, w) K-vector onto one subspace per sample.
 
-        A = basis[n] (K, D);  G = A^T A + lam I,  lam = eps * (trace(A^T A) / D + 1e-30)
+        A = basis[n] (K, D);  e = max(eps, 8 u)  (u: machine epsilon of the compute dtype)
+        lam = e * (trace(A^T A) / D + 1e-20),  G = A^T A + lam I
         y_j = G^{-1} A^T x_j                     -> squeezed frames (N, C, D, H, W)  (eq. 3.4)
         l_proj[n] = 1/(C H W) sum_j ||x_j - A y_j||_2     (eq. 3.5: the L2 norm, not squared)
 
-    The regularisation is PWTP's (see vidops.pixelwise_temporal_projection): every result is
-    finite for finite inputs, a zero basis gives y = 0 and l_proj = mean ||x_j||. The gradient of
-    ||p_j|| is p_j / ||p_j||, and 0 where the residual is exactly 0 (never NaN). The residual is
-    formed explicitly (no cancellation in the norm).
+    The solve is PWTP's (see vidops.pixelwise_temporal_projection): G = L diag(d) L^T with pivots
+    floored at lam, G^{-1} A^T by substitution once per sample, the residual formed explicitly.
+    Every result is finite for finite inputs and the residual is that of the projection onto the
+    column space of A whatever its rank. For a rank-deficient A, y is the ridge (minimum-norm
+    like) solution: its components along the null space, and the gradient w.r.t. the basis along
+    directions that would raise the rank (x / lam at A = 0), carry a relative uncertainty of about
+    u / e. A zero basis gives y = 0 and l_proj = mean ||x_j||. The gradient of ||p_j|| is
+    p_j / ||p_j||, and 0 where the residual is exactly 0 (never NaN).
 
     Args:
         x: (N, C, K, H, W) frames, any strides; float32/float64 (half computed in float32).
         basis: (N, K, D) with 1 <= D <= 4, D < K; x's dtype (or float32 for half x); finite.
-        eps: the regulariser, > 0.
+        eps: the relative regulariser, > 0; values below 8 u act as 8 u.
         backend: "cpu", "cuda", "triton" or "reference"; None picks the fastest available.
 
     Returns: y (N, C, D, H, W) in x's dtype and l_proj (N,) (float64 for float64 x, else float32).

@@ -1,21 +1,40 @@
-"""Reference pixel-wise temporal projection (spec 3.2; thesis eqs. 3.7, 3.10-3.13), written as a
-user would from the thesis: upsample the basis, then solve the D x D normal equations per pixel.
+"""Reference pixel-wise temporal projection (thesis eqs. 3.7, 3.10-3.13): upsample the basis, then
+solve the D x D regularised normal equations per pixel, with the same algorithm as the kernels.
 
     A_i = reshape(Upsample_bilinear(basis)[:, :, i], (T, D))          index t*D + d
-    G   = A^T A + lam I,  lam = eps * (trace(A^T A) / D + TINY)        (regularised Gram matrix)
+    e   = max(eps, 8 u)          u = the compute dtype's machine epsilon (float32: 2^-23)
+    lam = e * (trace(A^T A) / D + TINY)                                 (the regulariser)
+    G   = A^T A + lam I = L diag(d) L^T                                 (LDL^T, pivots d_j >= lam)
     y   = G^{-1} A^T x_c,  x_hat = A y,  p = x_c - x_hat                (per pixel i, channel c)
     pbar[n,c,i] = mean_t p[t]                                           (dynamic appearance)
     enopr[n]    = 1/(H W C) sum_{i,c} ||p||^2                           (ENoPR, eq. 3.13)
 
-The regularisation keeps every result finite for any finite input: A = 0 gives y = 0, p = x;
-repeated columns give the minimum-norm-like ridge solution. For bases with independent columns
-it changes y by a relative O(eps * cond(A^T A)).
+Why the floor 8 u: below it the rounding of A^T A (about u trace(A^T A)) is larger than lam, so
+for a rank-deficient A the computed G is not positive definite and the solve amplifies rounding
+by 1/lam. With lam >= 8 u trace / D every pivot of the exact G is >= lam, the factorisation floors
+the computed pivots at lam (a no-op in exact arithmetic, it only absorbs rounding), and the
+solve is stable: the columns of A that carry singular values s with s^2 >> lam are projected
+out, those with s^2 << lam (the null space of a rank-deficient A, A = 0 included) are not, so
+x_hat is the projection onto the column space of A whatever its rank. TINY = 1e-20 keeps lam
+positive for A = 0 (a basis whose entries are below ~1e-10 counts as zero) and keeps the
+derivative of y = G^{-1} A^T x there, x / lam, finite in float32. For eps >= 8 u (the default
+1e-6 in float32 and float64) this is the plain ridge lam = eps (trace/D + TINY).
 
-The backward is written out (custom-op backends cannot use autograd). With M = G^{-1},
-q_c = dL/dp_c = grad_pbar_c / T * 1 + 2 grad_enopr / (H W C) * p_c and z_c = M A^T q_c:
+What the regulariser costs: for independent columns y differs from the least-squares solution by
+a relative O(e cond(A^T A)); the coefficients y along the null space of a rank-deficient A (and
+the gradients w.r.t. the basis along the directions that would raise its rank) are those of the
+ridge solution, which amplifies rounding by ~1/lam: a relative uncertainty of about u / e there
+(a larger eps damps it). The projection itself (x_hat, p, pbar, ENoPR) carries neither.
+
+The solves are forward/back substitutions with the factor (never an explicit G^{-1}, whose
+product with A^T x cancels catastrophically when G is ill-conditioned) and the residual is formed
+explicitly (not as x^T x - x^T P x, which cancels when the projection carries most of x).
+
+The backward is written out (custom-op backends cannot use autograd). With
+q_c = dL/dp_c = grad_pbar_c / T * 1 + 2 grad_enopr / (H W C) * p_c and z_c = G^{-1} A^T q_c:
 
     grad_x_c = q_c - A z_c
-    grad_A   = -sum_c [(q_c - A z_c) y_c^T + p_c z_c^T] + (2 eps / D) (sum_c z_c . y_c) A
+    grad_A   = -sum_c [(q_c - A z_c) y_c^T + p_c z_c^T] + (2 e / D) (sum_c z_c . y_c) A
 
 (the last term is the derivative of lam through trace(A^T A)), then the adjoint of the bilinear
 upsampling takes grad_A back to the basis resolution.
@@ -25,12 +44,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-TINY = 1e-30  # keeps G positive definite for A = 0 (lam = eps * TINY); see regularised_gram
+TINY = 1e-20  # lam = e * (trace(A^T A) / D + TINY) > 0 for A = 0; see the module doc
+FLOOR_ULPS = 8  # the regulariser is at least FLOOR_ULPS machine epsilons of the compute dtype
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """float64 stays float64; everything else is computed in float32."""
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def effective_eps(eps: float, dtype: torch.dtype) -> float:
+    """e = max(eps, 8 u) for the compute dtype of `dtype` (u = torch.finfo(...).eps)."""
+    return max(float(eps), FLOOR_ULPS * torch.finfo(compute_dtype(dtype)).eps)
 
 
 def upsample_basis(basis: torch.Tensor, H: int, W: int) -> torch.Tensor:
@@ -55,19 +80,58 @@ def per_pixel_basis(basis: torch.Tensor, T: int, H: int, W: int) -> torch.Tensor
     return A.reshape(N, T, TD // T, H, W).permute(0, 3, 4, 1, 2)
 
 
-def regularised_gram(A: torch.Tensor, eps: float):
-    """A (..., T, D) -> (G, lam) with G = A^T A + lam I, lam = eps * (trace(A^T A)/D + TINY)."""
-    D = A.shape[-1]
+def regulariser(G0: torch.Tensor, e: float) -> torch.Tensor:
+    """lam = e * (trace(G0) / D + TINY) for Gram matrices G0 (..., D, D)."""
+    D = G0.shape[-1]
+    return e * (G0.diagonal(dim1=-2, dim2=-1).sum(-1) / D + TINY)
+
+
+class Ldl:
+    """G = G0 + lam I = L diag(d) L^T for a batch of D x D Gram matrices (D <= 4, loops unrolled
+    in Python like the kernels' compile-time loops). Pivots are floored at lam."""
+
+    def __init__(self, G0: torch.Tensor, lam: torch.Tensor):
+        D = G0.shape[-1]
+        self.D = D
+        self.l = {}
+        self.dinv = []
+        piv = []
+        for j in range(D):
+            dj = G0[..., j, j] + lam
+            for k in range(j):
+                dj = dj - self.l[j, k] * self.l[j, k] * piv[k]
+            dj = torch.where(dj >= lam, dj, lam)
+            piv.append(dj)
+            self.dinv.append(1.0 / dj)
+            for i in range(j + 1, D):
+                v = G0[..., i, j]
+                for k in range(j):
+                    v = v - self.l[i, k] * self.l[j, k] * piv[k]
+                self.l[i, j] = v * self.dinv[j]
+
+    def solve(self, b: torch.Tensor) -> torch.Tensor:
+        """G^{-1} b for b (..., D, C): forward then backward substitution."""
+        D = self.D
+        z = []
+        for i in range(D):
+            v = b[..., i, :]
+            for k in range(i):
+                v = v - self.l[i, k][..., None] * z[k]
+            z.append(v)
+        y = [None] * D
+        for i in reversed(range(D)):
+            v = z[i] * self.dinv[i][..., None]
+            for k in range(i + 1, D):
+                v = v - self.l[k, i][..., None] * y[k]
+            y[i] = v
+        return torch.stack(y, -2)
+
+
+def factor(A: torch.Tensor, e: float):
+    """A (..., T, D) -> (Ldl of G = A^T A + lam I, lam)."""
     G0 = A.transpose(-1, -2) @ A
-    lam = eps * (G0.diagonal(dim1=-2, dim2=-1).sum(-1) / D + TINY)
-    eye = torch.eye(D, dtype=A.dtype, device=A.device)
-    return G0 + lam[..., None, None] * eye, lam
-
-
-def _solve(A, xs, eps):
-    G, lam = regularised_gram(A, eps)
-    y = torch.linalg.solve(G, A.transpose(-1, -2) @ xs)
-    return G, lam, y
+    lam = regulariser(G0, e)
+    return Ldl(G0, lam), lam
 
 
 def pixelwise_temporal_projection(x, basis, eps=1e-6, return_full=False):
@@ -78,7 +142,8 @@ def pixelwise_temporal_projection(x, basis, eps=1e-6, return_full=False):
     dt = compute_dtype(x.dtype)
     A = per_pixel_basis(basis.to(dt), T, H, W)                  # (N, H, W, T, D)
     xs = x.to(dt).permute(0, 3, 4, 2, 1)                        # (N, H, W, T, C)
-    _, _, y = _solve(A, xs, eps)                                # (N, H, W, D, C)
+    f, _ = factor(A, effective_eps(eps, dt))
+    y = f.solve(A.transpose(-1, -2) @ xs)                       # (N, H, W, D, C)
     x_hat = A @ y
     p = xs - x_hat
     pbar = p.mean(3).permute(0, 3, 1, 2).to(x.dtype).contiguous()
@@ -95,15 +160,17 @@ def pixelwise_temporal_projection_backward(grad_pbar, grad_enopr, x, basis, eps=
     h, w = basis.shape[-2:]
     D = basis.shape[1] // T
     dt = compute_dtype(x.dtype)
+    e = effective_eps(eps, dt)
     A = per_pixel_basis(basis.to(dt), T, H, W)                  # (N, H, W, T, D)
     xs = x.to(dt).permute(0, 3, 4, 2, 1)                        # (N, H, W, T, C)
-    G, lam, y = _solve(A, xs, eps)
+    f, _ = factor(A, e)
+    y = f.solve(A.transpose(-1, -2) @ xs)
     p = xs - A @ y
     ge = (grad_enopr.to(dt) * (2.0 / (H * W * C))).view(N, 1, 1, 1, 1)
     q = grad_pbar.to(dt).permute(0, 2, 3, 1).unsqueeze(3) / T + ge * p   # (N, H, W, T, C)
-    z = torch.linalg.solve(G, A.transpose(-1, -2) @ q)          # (N, H, W, D, C)
+    z = f.solve(A.transpose(-1, -2) @ q)                        # (N, H, W, D, C)
     gx = q - A @ z
     gA = -(gx @ y.transpose(-1, -2)) - p @ z.transpose(-1, -2)
-    gA = gA + (2.0 * eps / D) * (z * y).sum((-2, -1))[..., None, None] * A
+    gA = gA + (2.0 * e / D) * (z * y).sum((-2, -1))[..., None, None] * A
     gb = upsample_basis_backward(gA.permute(0, 3, 4, 1, 2).reshape(N, T * D, H, W), h, w)
     return gx.permute(0, 4, 3, 1, 2).to(x.dtype).contiguous(), gb.to(basis.dtype).contiguous()

@@ -1,22 +1,25 @@
-"""Reference temporal squeeze pooling (spec 4; thesis eqs. 3.4-3.5, TSP paper eqs. 4-5).
+"""Reference temporal squeeze pooling (thesis eqs. 3.4-3.5, TSP paper eqs. 4-5), with the PWTP
+solve (see vidops.reference.pixelwise_temporal_projection: the floored regulariser, LDL^T with
+pivots >= lam, substitution solves, the residual formed explicitly).
 
     A = basis[n] (K, D), shared by every (c, h, w) position j of sample n
-    G = A^T A + lam I,  lam = eps * (trace(A^T A) / D + TINY)   (the PWTP regularisation)
-    y_j = G^{-1} A^T x_j            -> squeezed frames (N, C, D, H, W)
+    e = max(eps, 8 u),  lam = e * (trace(A^T A) / D + TINY),  G = A^T A + lam I
+    Q = G^{-1} A^T (D, K), by substitution with G's LDL^T factor, once per sample
+    y_j = Q x_j                     -> squeezed frames (N, C, D, H, W)
     p_j = x_j - A y_j
     l_proj[n] = 1/(C H W) sum_j ||p_j||_2                       (L2 norm, not squared)
 
-Backward, written out. With M = G^{-1}, q_j = dL/dp_j = grad_l / (C H W) * p_j / ||p_j|| (0 where
-p_j = 0 exactly) and z_j = M (A^T q_j - grad_y_j):
+Backward, written out. With q_j = dL/dp_j = grad_l / (C H W) * p_j / ||p_j|| (0 where p_j = 0
+exactly) and z_j = G^{-1} (A^T q_j - grad_y_j):
 
     grad_x_j = q_j - A z_j
-    grad_A   = sum_j [-q_j y_j^T + A z_j y_j^T - p_j z_j^T] + (2 eps / D) (sum_j z_j . y_j) A
+    grad_A   = sum_j [-q_j y_j^T + A z_j y_j^T - p_j z_j^T] + (2 e / D) (sum_j z_j . y_j) A
 """
 from __future__ import annotations
 
 import torch
 
-from .pixelwise_temporal_projection import compute_dtype, regularised_gram
+from .pixelwise_temporal_projection import compute_dtype, effective_eps, factor
 
 
 def _flat(x, dt):
@@ -24,16 +27,23 @@ def _flat(x, dt):
     return x.to(dt).transpose(1, 2).reshape(N, K, C * H * W)    # (N, K, L)
 
 
+def _project(x, basis, eps):
+    dt = compute_dtype(x.dtype)
+    e = effective_eps(eps, dt)
+    A = basis.to(dt)
+    xs = _flat(x, dt)
+    f, _ = factor(A, e)
+    Q = f.solve(A.transpose(-1, -2))                            # (N, D, K)
+    y = Q @ xs                                                  # (N, D, L)
+    p = xs - A @ y
+    return dt, e, A, xs, f, y, p
+
+
 def temporal_squeeze(x, basis, eps=1e-6):
     """(y (N, C, D, H, W), l_proj (N,)); plain PyTorch, differentiable by autograd."""
     N, C, K, H, W = x.shape
     D = basis.shape[-1]
-    dt = compute_dtype(x.dtype)
-    A = basis.to(dt)
-    xs = _flat(x, dt)
-    G, _ = regularised_gram(A, eps)
-    y = torch.linalg.solve(G, A.transpose(-1, -2) @ xs)         # (N, D, L)
-    p = xs - A @ y
+    _, _, _, _, _, y, p = _project(x, basis, eps)
     l_proj = torch.linalg.vector_norm(p, dim=1).mean(1)
     return y.reshape(N, D, C, H, W).transpose(1, 2).to(x.dtype).contiguous(), l_proj
 
@@ -43,20 +53,15 @@ def temporal_squeeze_backward(grad_y, grad_l, x, basis, eps=1e-6):
     N, C, K, H, W = x.shape
     D = basis.shape[-1]
     L = C * H * W
-    dt = compute_dtype(x.dtype)
-    A = basis.to(dt)
-    xs = _flat(x, dt)
-    G, _ = regularised_gram(A, eps)
-    y = torch.linalg.solve(G, A.transpose(-1, -2) @ xs)
-    p = xs - A @ y
+    dt, e, A, xs, f, y, p = _project(x, basis, eps)
     nrm = torch.linalg.vector_norm(p, dim=1, keepdim=True)
     scale = (grad_l.to(dt) / L).view(N, 1, 1)
     q = torch.where(nrm > 0, p / torch.where(nrm > 0, nrm, torch.ones_like(nrm)), torch.zeros_like(p)) * scale
     gy = grad_y.to(dt).transpose(1, 2).reshape(N, D, L)
-    z = torch.linalg.solve(G, A.transpose(-1, -2) @ q - gy)
+    z = f.solve(A.transpose(-1, -2) @ q - gy)
     gx = q - A @ z
     zyT = z @ y.transpose(-1, -2)                                # (N, D, D)
     gA = -(q @ y.transpose(-1, -2)) + A @ zyT - p @ z.transpose(-1, -2)
-    gA = gA + (2.0 * eps / D) * zyT.diagonal(dim1=-2, dim2=-1).sum(-1)[:, None, None] * A
+    gA = gA + (2.0 * e / D) * zyT.diagonal(dim1=-2, dim2=-1).sum(-1)[:, None, None] * A
     gx = gx.reshape(N, K, C, H, W).transpose(1, 2)
     return gx.to(x.dtype).contiguous(), gA.to(basis.dtype).contiguous()
