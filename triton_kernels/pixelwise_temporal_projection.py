@@ -25,6 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ._common import acc_dtype as acc_torch
 from ._linalg import TINY, acc_dtype, block_size, device_fn, chol_factor, chol_solve, floor_for, join, next_pow2, split_f64
 
 OP = "pixelwise_temporal_projection"
@@ -279,7 +280,7 @@ def _check(x, basis, D):
 
 
 def _compute_dtype(x):
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
+    return acc_torch(x.dtype)
 
 
 def _config(x, basis, D, eps):
