@@ -40,7 +40,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import acc_dtype, interpreter, tl_acc
+from ._common import acc_dtype, tl_acc
 
 OP = "region_attention"
 SOFTMAX_MODES = ("softmax", "cosine_softmax")
@@ -348,8 +348,7 @@ def _p2(x: int) -> int:
 
 
 def _interpreting(device: torch.device) -> bool:
-    """Triton runs a CPU tensor only under its interpreter."""
-    return device.type != "cuda" or interpreter()
+    return device.type != "cuda"
 
 
 def config_for(d: int, dv: int, device: torch.device, dtype: torch.dtype) -> dict:

@@ -50,6 +50,11 @@ That is all. From the declaration the skeleton builds:
   the public call while autocast is on for the inputs' device) decides the dtypes, not the
   autocast of the PyTorch ops inside a backend.
 
+Checks that read tensor data (e.g. "basis must be finite") belong in the backends' forward
+(inside the custom op), not in `check`: torch.compile traces `check`, and reading data there
+breaks the graph. `post=(outputs, *args) -> outputs` converts every backend's result (a dtype
+rule the backends do not all follow).
+
 A backend is an `Impl(forward, backward)`: forward takes the forward op's arguments, backward
 the backward op's. Its availability has two parts: the device-level rule (by backend name:
 "reference" always, "cpu"/"cuda" when the device matches and, for `cpp(...)`, the extension
@@ -60,7 +65,6 @@ automatic choice skips a backend whose rule gives a reason (logged at DEBUG on
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
@@ -313,6 +317,9 @@ class Op:
         if backend is not None and not isinstance(backend, str):
             raise TypeError(f"vidops.{self.name}: backend must be a str (one of "
                             f"{', '.join(_dispatch.BACKENDS)}) or None, got {type(backend).__name__} {backend!r}")
+        if len(args) != len(self.args):
+            raise TypeError(f"vidops.{self.name}: takes {len(self.args)} arguments "
+                            f"({', '.join(a.name for a in self.args)}), got {len(args)}")
         args = tuple(_coerce(self.name, a, v) for a, v in zip(self.args, args))
         device = args[self._first_tensor].device
         if torch.is_autocast_enabled(device.type):
@@ -417,7 +424,7 @@ class Op:
     def _backward(self, ctx, *grads):
         tensors = iter(ctx.saved_tensors)
         consts = dict(ctx.consts)
-        n_saved = len(self.backward_args) - len(self.grad_outputs) - (len(self.grads_of) if self._needs_flags else 0)
+        n_saved = len(self.backward_args) - len(self.grad_outputs) - (len(self.grads_of) if self.needs_input_grad else 0)
         saved = [consts[i] if i in consts else next(tensors) for i in range(n_saved)]
         gs = []
         for j, i in enumerate(self.grad_outputs):
@@ -430,24 +437,10 @@ class Op:
         result = [None] * (len(self.args) + 1)
         if not any(needed):
             return tuple(result)
-        flags = needed if self._needs_flags else []
+        flags = needed if self.needs_input_grad else []
         res = self.backward_op(*gs, *saved, *flags, ctx.backend)
         res = res if isinstance(res, tuple) else (res,)
         for n, g, need in zip(self.grads_of, res, needed):
             if need:
                 result[self._index[n]] = g
         return tuple(result)
-
-    @property
-    def _needs_flags(self) -> bool:
-        return self.needs_input_grad
-
-
-# ---- helpers for the ops' checks and rules ------------------------------------------------------
-
-def finite_number(op: str, name: str, value, positive: bool = True) -> None:
-    """value is a real number (not a bool), finite, and > 0 when positive."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or (positive and value <= 0):
-        what = "a positive finite number" if positive else "a finite number"
-        raise ValueError(f"vidops.{op}: {name} must be {what}, got {value!r}")
