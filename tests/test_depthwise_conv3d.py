@@ -42,7 +42,7 @@ def make_inputs(case, dtype=torch.float64, device="cpu", wdtype=None):
 def _op_backward(grad, x, w, backend, need_x=True, need_w=True):
     import sys
     mod = sys.modules["vidops.ops.depthwise_conv3d"]
-    return mod._depthwise_conv3d_backward_op(grad, x, w, need_x, need_w, backend)
+    return mod.OP.backward_op(grad, x, w, need_x, need_w, backend)
 
 
 def check_against_reference(device, backend, case, dtype, wdtype=None):

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import vidops
-from vidops.ops.pixelwise_temporal_projection import _pwtp_op
+from vidops.ops.pixelwise_temporal_projection import OP as PWTP_OP
 from vidops.reference.pixelwise_temporal_projection import TINY
 from vidops.reference.pixelwise_temporal_projection import pixelwise_temporal_projection as ref
 from vidops.reference.pixelwise_temporal_projection import pixelwise_temporal_projection_backward as ref_bwd
@@ -327,7 +327,7 @@ def test_opcheck(device, backend):
     x, basis = make(1, 2, 4, 6, 5, 1, 3, 3, device=device)
     x.requires_grad_()
     basis.requires_grad_()
-    torch.library.opcheck(_pwtp_op, (x, basis, 1e-6, backend))
+    torch.library.opcheck(PWTP_OP.forward_op, (x, basis, 1e-6, backend))
 
 
 @pytest.mark.parametrize("device,backend", PARAMS)

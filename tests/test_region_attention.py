@@ -14,7 +14,7 @@ from torch.utils._pytree import tree_leaves
 
 import vidops
 from vidops import _triton
-from vidops.ops.region_attention import _region_attention_backward_op, _region_attention_op
+from vidops.ops.region_attention import OP as RA_OP
 from vidops.reference.region_attention import _weights, normalize
 from vidops.reference.region_attention import region_attention as ref_ra
 from vidops.reference.region_attention import region_attention_backward as ref_ra_backward
@@ -281,10 +281,10 @@ def test_gradcheck(device, backend):
 def test_opcheck(device, backend):
     q, v, k = make(2, 16, 21, 8, True, torch.float32, device)
     args = (q.requires_grad_(True), v.requires_grad_(True), None, "softmax", backend)
-    torch.library.opcheck(_region_attention_op, args)
+    torch.library.opcheck(RA_OP.forward_op, args)
     q, v, k = make(2, 16, 21, 8, False, torch.float32, device)
-    y, stats = _region_attention_op(q, v, k, "cosine_relu", backend)
-    torch.library.opcheck(_region_attention_backward_op,
+    y, stats = RA_OP.forward_op(q, v, k, "cosine_relu", backend)
+    torch.library.opcheck(RA_OP.backward_op,
                           (torch.randn_like(y), q, v, k, None, stats, "cosine_relu", backend))
 
 

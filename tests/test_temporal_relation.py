@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import vidops
-from vidops.ops.temporal_relation import _temporal_relation_op
+from vidops.ops.temporal_relation import OP as TR_OP
 from vidops.reference.temporal_relation import temporal_relation as ref
 from vidops.reference.temporal_relation import temporal_relation_backward as ref_bwd
 
@@ -81,7 +81,7 @@ def test_bad_inputs(args, exc, msg):
 @pytest.mark.parametrize("device,backend", PARAMS)
 def test_opcheck_and_compile(device, backend):
     f = torch.randn(2, 3, 5, 4, 3, device=device, requires_grad=True)
-    torch.library.opcheck(_temporal_relation_op, (f, backend))
+    torch.library.opcheck(TR_OP.forward_op, (f, backend))
     torch._dynamo.reset()
     fn = lambda a: vidops.temporal_relation(a, backend=backend).square().sum()  # noqa: E731
     want = fn(f)

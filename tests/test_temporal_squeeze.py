@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import vidops
-from vidops.ops.temporal_squeeze import _temporal_squeeze_op
+from vidops.ops.temporal_squeeze import OP as TSP_OP
 from vidops.reference.pixelwise_temporal_projection import TINY
 from vidops.reference.temporal_squeeze import temporal_squeeze as ref
 from vidops.reference.temporal_squeeze import temporal_squeeze_backward as ref_bwd
@@ -146,7 +146,7 @@ def test_opcheck_and_compile(device, backend):
     x, basis = make(2, 3, 5, 4, 3, 2, dtype=torch.float32, device=device)
     x.requires_grad_()
     basis.requires_grad_()
-    torch.library.opcheck(_temporal_squeeze_op, (x, basis, 1e-6, backend))
+    torch.library.opcheck(TSP_OP.forward_op, (x, basis, 1e-6, backend))
     torch._dynamo.reset()
 
     def fn(a, b):

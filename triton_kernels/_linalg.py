@@ -17,11 +17,8 @@ accumulation type (`split_f64` on the host, `join` in the kernel): about 48 sign
 import triton
 import triton.language as tl
 
-def interpreted():
-    """Running under the Triton interpreter (TRITON_INTERPRET=1)?"""
-    import os
-
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+from ._common import interpreter as interpreted
+from ._common import next_pow2, tl_acc
 
 
 def device_fn(fn):
@@ -55,11 +52,8 @@ def acc_dtype(*tensors):
     """Triton accumulation type for these inputs: float64 when any is float64, else float32."""
     import torch
 
-    return tl.float64 if any(t is not None and t.dtype == torch.float64 for t in tensors) else tl.float32
-
-
-def next_pow2(v):
-    return 1 if v <= 1 else 1 << (int(v) - 1).bit_length()
+    return tl_acc(torch.float64 if any(t is not None and t.dtype == torch.float64 for t in tensors)
+                  else torch.float32)
 
 
 

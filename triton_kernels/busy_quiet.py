@@ -29,8 +29,14 @@ import torch
 import triton
 import triton.language as tl
 
-from .motion_band_pass import (_acc_dtype, _column_taps, _grid, _plane_frames, _plane_of,
-                               _spatial_weights, needs_int64, row_config, tile_config)
+from ._band_pass_stencil import column_taps as _column_taps
+from ._band_pass_stencil import plane_frames as _plane_frames
+from ._band_pass_stencil import plane_of as _plane_of
+from ._band_pass_stencil import row_config, tile_config
+from ._band_pass_stencil import spatial_weights as _spatial_weights
+from ._common import acc_types as _acc_dtype
+from ._common import grid as _grid
+from ._common import needs_int64
 
 
 @triton.jit

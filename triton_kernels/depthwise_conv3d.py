@@ -18,7 +18,8 @@ import torch
 import triton
 import triton.language as tl
 
-from vidops._triton import interpreter
+from ._common import acc_dtype as _acc_torch
+from ._common import interpreter, tl_acc
 
 
 @triton.jit
@@ -117,8 +118,7 @@ def _tiles(T: int, H: int, W: int, kh: int, kw: int):
     return kh_p, kw_p, bp
 
 
-def _acc(dtype: torch.dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
+_acc = tl_acc
 
 
 def _weight2d(weight: torch.Tensor) -> torch.Tensor:
@@ -161,7 +161,7 @@ def backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, need_x: 
     kh_p, kw_p, bp = _tiles(T, H, W, kh, kw)
     units = N * triton.cdiv(T * H * W, bp)
     splits = wgrad_splits(C * kt, units)
-    acc_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    acc_dtype = _acc_torch(x.dtype)
     part = torch.empty((C * kt, splits, kh_p, kw_p), dtype=acc_dtype, device=x.device)
     _dwc_wgrad_kernel[(C * kt, splits)](x, grad, part, C, T, H, W, units, splits,
                                         *x.stride(), *grad.stride(),

@@ -25,6 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ._common import acc_dtype as acc_torch
 from ._linalg import (TINY, acc_dtype, block_size, device_fn, effective_eps, join, ldl_factor, ldl_solve,
                       next_pow2, regulariser, split_f64)
 
@@ -280,7 +281,7 @@ def _check(x, basis, D):
 
 
 def _compute_dtype(x):
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
+    return acc_torch(x.dtype)
 
 
 def _config(x, basis, D, eps):

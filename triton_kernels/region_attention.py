@@ -40,6 +40,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ._common import acc_dtype, tl_acc
+
 OP = "region_attention"
 SOFTMAX_MODES = ("softmax", "cosine_softmax")
 COSINE_MODES = ("cosine_softmax", "cosine_relu")
@@ -398,12 +400,8 @@ def config_for(d: int, dv: int, device: torch.device, dtype: torch.dtype) -> dic
     return cfg
 
 
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def _tl_acc(dtype: torch.dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
+_acc_dtype = acc_dtype
+_tl_acc = tl_acc
 
 
 def _needs_int64(*tensors) -> bool:

@@ -1,5 +1,6 @@
 """Input checks shared by the ops: each error names the op, the argument, what was expected and
-what came (spec section 0)."""
+what came: "vidops.<op>: <argument> must ..., got ...". The argument types themselves (a Tensor
+where a Tensor belongs, dense, no bool for a number) are checked by the op skeleton (vidops._op)."""
 from __future__ import annotations
 
 from typing import Iterable, Optional
@@ -12,6 +13,8 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 def tensor(op: str, name: str, t, ndim: Optional[int] = None, shape_hint: str = "") -> None:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"vidops.{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.layout != torch.strided:
+        raise TypeError(f"vidops.{op}: {name} must be a dense (strided) tensor, got a {t.layout} tensor")
     if ndim is not None and t.dim() != ndim:
         hint = f" {shape_hint}" if shape_hint else ""
         raise ValueError(f"vidops.{op}: {name} must be {ndim}-D{hint}, got shape {tuple(t.shape)}")
@@ -27,12 +30,12 @@ def same_device(op: str, ref_name: str, ref: torch.Tensor, **others: torch.Tenso
                              f"all tensors must be on one device")
 
 
-def weight_dtype(op: str, x: torch.Tensor, **weights: torch.Tensor) -> None:
+def weight_dtype(op: str, x: torch.Tensor, x_name: str = "x", **weights: torch.Tensor) -> None:
     """Weights match x's dtype, or are float32 when x is half precision (fp32 master weights)."""
     for name, w in weights.items():
         ok = w.dtype == x.dtype or (x.dtype in (torch.float16, torch.bfloat16) and w.dtype == torch.float32)
         if not ok:
-            raise TypeError(f"vidops.{op}: {name} must have x's dtype {x.dtype}"
+            raise TypeError(f"vidops.{op}: {name} must have {x_name}'s dtype {x.dtype}"
                             f"{' or float32' if x.dtype in (torch.float16, torch.bfloat16) else ''}, got {w.dtype}")
 
 

@@ -1,7 +1,10 @@
 """Backend choice for every vidops op.
 
-Each op registers its backends (`reference`, `cpu`, `cuda`, `triton`) with an availability
-predicate that returns None when the backend can run on a device, or the reason it cannot.
+Each op (declared with `vidops._op.Op`) registers its backends (`reference`, `cpu`, `cuda`,
+`triton`) with two availability rules, each returning None when the backend can run or the reason
+it cannot: `available(device)`, what this install and device allow (the extension's kernel is
+registered, Triton runs here; computed once per device type and cached), and `supports(*inputs)`,
+what the backend's kernels take (dtype, shape, head dim, requires_grad) for this call's inputs.
 The backend used for a call is, in order of precedence:
 
 1. the op's `backend=` argument;
@@ -11,8 +14,11 @@ The backend used for a call is, in order of precedence:
 4. the op's preference list for the tensor's device: the fastest verified backend first.
 
 A backend asked for explicitly (1-3) that cannot run raises `BackendUnavailableError` naming
-every backend and why it cannot run. Automatic choice logs why each skipped backend was skipped
-(`logging.getLogger("vidops.dispatch")` at DEBUG; `VIDOPS_LOG_LEVEL=DEBUG` turns it on).
+every backend and why it cannot run this call. Automatic choice skips a backend that cannot run
+and logs why (`logging.getLogger("vidops.dispatch")` at DEBUG; `VIDOPS_LOG_LEVEL=DEBUG` turns it
+on; nothing is logged while torch.compile traces). The choice runs in plain Python that
+torch.compile traces without a graph break: the device-level facts enter the graph as constants,
+and the choice is guarded on the use_backend/set_backend state and the environment.
 """
 from __future__ import annotations
 
@@ -39,11 +45,18 @@ class BackendUnavailableError(RuntimeError):
     """A backend was asked for that cannot run this call."""
 
 
-@dataclass
+@dataclass(eq=False)
 class Backend:
     name: str
     available: Callable[[torch.device], Optional[str]]
-    impl: object  # a module or namespace with the op's forward/backward functions
+    impl: object  # an object with the op's forward/backward functions
+    supports: Optional[Callable[..., Optional[str]]] = None  # (*inputs) -> None or why not
+    _by_device_type: dict = field(default_factory=dict, repr=False)  # cache of `available`
+
+    def device_reason(self, device_type: str) -> Optional[str]:
+        if device_type not in self._by_device_type:
+            self._by_device_type[device_type] = self.available(torch.device(device_type))
+        return self._by_device_type[device_type]
 
 
 @dataclass
@@ -63,10 +76,11 @@ def register_op(name: str, preference: dict) -> OpEntry:
     return entry
 
 
-def register_backend(op: str, backend: str, available: Callable, impl: object) -> None:
+def register_backend(op: str, backend: str, available: Callable, impl: object,
+                     supports: Optional[Callable] = None) -> None:
     if backend not in BACKENDS:
         raise ValueError(f"vidops: unknown backend {backend!r} (known: {BACKENDS})")
-    _OPS.setdefault(op, OpEntry(op)).backends[backend] = Backend(backend, available, impl)
+    _OPS.setdefault(op, OpEntry(op)).backends[backend] = Backend(backend, available, impl, supports)
 
 
 def registered_ops() -> dict:
@@ -77,6 +91,17 @@ def registered_ops() -> dict:
 
 def always(device: torch.device) -> Optional[str]:
     return None
+
+
+def on_device(device_type: str) -> Callable[[torch.device], Optional[str]]:
+    """Available on `device_type` tensors (a backend in plain PyTorch for one device type)."""
+
+    def available(device: torch.device) -> Optional[str]:
+        if device.type != device_type:
+            return f"the {device_type} backend runs on {device_type.upper()} tensors, got a {device.type} tensor"
+        return None
+
+    return available
 
 
 def cpp_kernel(kernel: str) -> Callable[[torch.device], Optional[str]]:
@@ -179,38 +204,57 @@ def _requested(op: str, explicit: Optional[str]):
     return None, None
 
 
-def reasons(op: str, device: torch.device) -> dict:
-    """backend name -> None (can run) or the reason it cannot, for every known backend."""
-    entry = _OPS[op]
-    out = {}
-    for name in BACKENDS:
-        b = entry.backends.get(name)
-        out[name] = "not implemented for this op" if b is None else b.available(device)
-    return out
+@torch.compiler.assume_constant_result
+def _device_reason(op: str, backend: str, device_type: str) -> str:
+    """Why `backend` cannot run `op` on this device type ("" when it can): fixed for the process
+    (what was built, what is installed), so torch.compile takes it as a constant."""
+    b = _OPS[op].backends.get(backend)
+    why = "not implemented for this op" if b is None else b.device_reason(device_type)
+    return "" if why is None else why
 
 
-def choose(op: str, device: torch.device, explicit: Optional[str] = None) -> str:
+def _reason(op: str, name: str, device: torch.device, inputs) -> Optional[str]:
+    why = _device_reason(op, name, device.type)
+    if why:
+        return why
+    b = _OPS[op].backends[name]
+    if inputs is not None and b.supports is not None:
+        return b.supports(*inputs)
+    return None
+
+
+def reasons(op: str, device: torch.device, inputs=None) -> dict:
+    """backend name -> None (can run) or the reason it cannot, for every known backend; with
+    `inputs` (the op's arguments) the backends' input rules are asked too."""
+    return {name: _reason(op, name, device, inputs) for name in BACKENDS}
+
+
+def choose(op: str, device: torch.device, explicit: Optional[str] = None, inputs=None) -> str:
+    """The backend that runs this call (see the module docstring); `inputs` are the op's
+    arguments, for the backends' input rules (None: the device-level rules only)."""
     entry = _OPS[op]
     requested, source = _requested(op, explicit)
     if requested is not None:
         if requested not in BACKENDS:
             raise BackendUnavailableError(
                 f"vidops.{op}: unknown backend {requested!r} from {source} (known: {', '.join(BACKENDS)})")
-        b = entry.backends.get(requested)
-        why = "not implemented for this op" if b is None else b.available(device)
+        why = _reason(op, requested, device, inputs)
         if why is not None:
-            lines = "\n".join(f"  {k}: {'available' if v is None else v}" for k, v in reasons(op, device).items())
+            lines = "\n".join(f"  {k}: {'available' if v is None else v}"
+                              for k, v in reasons(op, device, inputs).items())
+            what = "this call on" if inputs is not None else "on"
             raise BackendUnavailableError(
-                f"vidops.{op}: backend {requested!r} (from {source}) cannot run on {device}: {why}\n"
+                f"vidops.{op}: backend {requested!r} (from {source}) cannot run {what} {device}: {why}\n"
                 f"backends for {op} on {device}:\n{lines}")
         return requested
     for name in entry.preference.get(device.type, ("reference",)):
-        b = entry.backends.get(name)
-        why = "not implemented for this op" if b is None else b.available(device)
+        why = _reason(op, name, device, inputs)
         if why is None:
-            log.debug("vidops.%s on %s: using %s", op, device, name)
+            if not torch.compiler.is_compiling():
+                log.debug("vidops.%s on %s: using %s", op, device, name)
             return name
-        log.debug("vidops.%s on %s: skipped %s: %s", op, device, name, why)
+        if not torch.compiler.is_compiling():
+            log.debug("vidops.%s on %s: skipped %s: %s", op, device, name, why)
     return "reference"
 
 

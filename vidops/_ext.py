@@ -6,6 +6,7 @@ The extension is optional: without it every op still runs on the `reference` bac
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import logging
@@ -47,8 +48,10 @@ if not EXTENSION_LOADED:
     log.debug("vidops: %s", EXTENSION_ERROR)
 
 
+@functools.lru_cache(None)
 def has_kernel(op: str, dispatch_key: str) -> bool:
-    """True when the extension registered `vidops::op` for the dispatch key ("CPU" or "CUDA")."""
+    """True when the extension registered `vidops::op` for the dispatch key ("CPU" or "CUDA");
+    asked of the dispatcher once per (op, key): the extension loads once, at import."""
     if not EXTENSION_LOADED:
         return False
     try:

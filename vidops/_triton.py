@@ -24,10 +24,17 @@ def _import_error() -> Optional[str]:
 
 
 def interpreter() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+    """TRITON_INTERPRET=1 (the rule of vidops.triton_kernels._common, which imports no triton)."""
+    try:
+        from .triton_kernels._common import interpreter as rule
+    except ImportError:  # an install without the Triton kernels
+        return os.environ.get("TRITON_INTERPRET", "0") == "1"
+    return rule()
 
 
 def unavailable_reason(device: torch.device) -> Optional[str]:
+    """Why Triton cannot run on `device` (None when it can); vidops._dispatch caches the answer
+    per device type."""
     err = _import_error()
     if err:
         return err

@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from ..ops.depthwise_conv3d import depthwise_conv3d
+from ._args import kernel3
 from ._layout import WeightHolder, to_frames, to_video
-from .region_non_local import RegionNonLocal, _kernel3
+from .region_non_local import RegionNonLocal
 
 
 def _channels(cls: str, channels, reduction) -> int:
@@ -53,8 +54,9 @@ class ChannelGate(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         video = to_video(x, self.num_segments, type(self).__name__)
         N, C = video.shape[:2]
-        a = self.W_k(video).reshape(N, 1, -1).softmax(-1)                  # (N, 1, L)
-        ctx = torch.bmm(video.reshape(N, C, -1), a.transpose(1, 2))         # (N, C, 1)
+        L = video.shape[2] * video.shape[3] * video.shape[4]                # sizes, not -1: N may be 0
+        a = self.W_k(video).reshape(N, 1, L).softmax(-1)                   # (N, 1, L)
+        ctx = torch.bmm(video.reshape(N, C, L), a.transpose(1, 2))          # (N, C, 1)
         h = torch.relu(self.bn1(self.W_v1(ctx.squeeze(-1)).unsqueeze(-1))).squeeze(-1)
         out = video + self.W_v2(h).reshape(N, C, 1, 1, 1)
         return out if x.dim() == 5 else to_frames(out)
@@ -123,7 +125,7 @@ class ConvPyramidAttention(nn.Module):
         _channels(type(self).__name__, channels, 1)
         if not kernels:
             raise ValueError("vidops.nn.ConvPyramidAttention: kernels must name at least one kernel size")
-        self.kernels = tuple(_kernel3(type(self).__name__, k) for k in kernels)
+        self.kernels = tuple(kernel3(type(self).__name__, k) for k in kernels)
         self.channels, self.residual = channels, residual
         self.num_segments, self.backend = num_segments, backend
         pyramid = []

@@ -50,6 +50,11 @@ class BandPassLateral(torch.nn.Module):
 
     def forward(self, q: torch.Tensor, b: torch.Tensor):
         """(Q, B) -> (Q', B'); both (N, C, T, H, W), or (N*T, C, H, W) with num_segments."""
+        for name, t in (("q", q), ("b", b)):
+            if not isinstance(t, torch.Tensor) or t.dim() not in (4, 5):
+                got = f"shape {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
+                raise ValueError(f"vidops.nn.BandPassLateral: {name} must be (N, C, T, H, W) or "
+                                 f"(N*T, C, H, W), got {got}")
         if q.shape != b.shape:
             raise ValueError(f"vidops.nn.BandPassLateral: q and b must have one shape, got "
                              f"{tuple(q.shape)} and {tuple(b.shape)}")

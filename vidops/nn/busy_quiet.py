@@ -8,6 +8,7 @@ import torch
 
 from ..ops.busy_quiet import busy_quiet
 from ..ops.log_kernel import log_kernel, temporal_band_pass_init
+from ._args import band_pass_init
 from ._layout import WeightHolder, to_frames
 
 
@@ -23,6 +24,7 @@ class BusyQuietSplit(torch.nn.Module):
                  quiet_scale: Optional[float] = None, num_segments: Optional[int] = None,
                  backend: Optional[str] = None):
         super().__init__()
+        band_pass_init(type(self).__name__, channels, sigma, kernel_size)
         self.channels, self.quiet, self.quiet_scale = channels, quiet, quiet_scale
         self.num_segments, self.backend = num_segments, backend
         k = log_kernel(sigma, kernel_size)

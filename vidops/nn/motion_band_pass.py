@@ -7,6 +7,7 @@ import torch
 
 from ..ops.log_kernel import log_kernel, temporal_band_pass_init
 from ..ops.motion_band_pass import motion_band_pass
+from ._args import band_pass_init
 from ._layout import WeightHolder, to_frames, to_video
 
 
@@ -23,6 +24,7 @@ class MotionBandPass(torch.nn.Module):
                  spatial_padding: str = "reflect", temporal_padding: Optional[str] = None,
                  num_segments: Optional[int] = None, backend: Optional[str] = None):
         super().__init__()
+        band_pass_init(type(self).__name__, channels, sigma, kernel_size)
         self.channels, self.kernel_size, self.sigma = channels, kernel_size, sigma
         self.temporal_stride = temporal_stride
         self.spatial_padding = spatial_padding

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops.depthwise_conv3d import depthwise_conv3d
+from ._args import kernel3
 from ._layout import WeightHolder, to_frames, to_video
 
 MODES = ("softmax", "cosine_softmax", "relu", "dot", "cosine_relu")
@@ -126,13 +127,6 @@ def _check_channels(cls: str, in_channels: int, inter: int) -> None:
         raise ValueError(f"vidops.nn.{cls}: inter_channels must be >= 1, got {inter}")
 
 
-def _kernel3(cls: str, kernel) -> tuple:
-    ks = (kernel,) * 3 if isinstance(kernel, int) else tuple(kernel)
-    if len(ks) != 3 or any((not isinstance(k, int)) or k < 1 or k % 2 == 0 for k in ks):
-        raise ValueError(f"vidops.nn.{cls}: kernel must be 3 odd sizes (kt, kh, kw), got {kernel!r}")
-    return ks
-
-
 def _output_block(inter: int, channels: int) -> nn.Sequential:
     """W = Conv3d(C', C, 1) + BatchNorm3d(C) with gamma = beta = 0: the block is the identity at init."""
     w = nn.Sequential(nn.Conv3d(inter, channels, 1), nn.BatchNorm3d(channels))
@@ -169,7 +163,7 @@ class RegionNonLocal(nn.Module):
         if mode not in MODES:
             raise ValueError(f"vidops.nn.RegionNonLocal: mode must be one of {MODES}, got {mode!r}")
         self.in_channels, self.inter_channels = in_channels, inter
-        self.kernel = _kernel3(type(self).__name__, kernel)
+        self.kernel = kernel3(type(self).__name__, kernel)
         self.mode, self.sub_sample = mode, sub_sample
         self.num_segments, self.backend, self.attention_backend = num_segments, backend, attention_backend
         self.theta = nn.Conv3d(in_channels, inter, 1)

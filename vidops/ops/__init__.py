@@ -1,4 +1,5 @@
-"""The fused ops: one file per op, each a torch.library custom op with backends."""
+"""The fused ops: one file per op, each declared on the op skeleton (vidops._op): torch.library
+custom ops with fakes, autograd and backends chosen from the inputs."""
 from .log_kernel import log_kernel, temporal_band_pass_init  # noqa: F401
 from .motion_band_pass import motion_band_pass  # noqa: F401
 from .busy_quiet import busy_quiet  # noqa: F401

@@ -7,85 +7,46 @@
 """
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
 
-from .. import _checks, _dispatch
+from .. import _checks, _op
 from ..reference.busy_quiet import busy_quiet as reference_forward
 from ..reference.busy_quiet import bilinear_matrix, quiet_output_size
-from .motion_band_pass import _as_weights, _motion_band_pass_backward_op
-from .motion_band_pass import check_args as check_mbp_args
+from .motion_band_pass import OP as MBP
+from .motion_band_pass import as_weights, autocast_rule, check_args as band_pass_checks, cuda_limits
 
-OP = "busy_quiet"
+OP_NAME = "busy_quiet"
 QUIET_MODES = ("first", "mean_minus_busy")
+MAX_ELEMENTS = 1 << 62  # a quiet output larger than this cannot be allocated (int64 sizes)
 
 
 def check_args(clip, spatial_weight, temporal_weight, quiet, quiet_scale):
-    check_mbp_args(clip, spatial_weight, temporal_weight, 3, "reflect", "valid", op=OP)
-    _checks.choice(OP, "quiet", quiet, QUIET_MODES)
-    T = clip.shape[2]
+    band_pass_checks(clip, spatial_weight, temporal_weight, 3, "reflect", "valid", op=OP_NAME, x_name="clip")
+    _checks.choice(OP_NAME, "quiet", quiet, QUIET_MODES)
+    N, C, T, H, W = clip.shape
     if T % 3 != 0:
-        raise ValueError(f"vidops.{OP}: clip must hold S segments of 3 frames (T a multiple of 3), got T={T}")
+        raise ValueError(f"vidops.{OP_NAME}: clip must hold S segments of 3 frames (T a multiple of 3), got T={T}")
     if quiet_scale is not None:
-        if not isinstance(quiet_scale, (int, float)) or not (0 < quiet_scale) or quiet_scale != quiet_scale:
-            raise ValueError(f"vidops.{OP}: quiet_scale must be a positive number or None, got {quiet_scale!r}")
-        h, w = quiet_output_size(clip.shape[3], clip.shape[4], quiet_scale)
-        if h < 1 or w < 1:
-            raise ValueError(f"vidops.{OP}: quiet_scale={quiet_scale} maps H x W = {clip.shape[3]} x "
-                             f"{clip.shape[4]} to an empty {h} x {w} image")
+        if isinstance(quiet_scale, bool) or not isinstance(quiet_scale, (int, float)) \
+                or not math.isfinite(quiet_scale) or quiet_scale <= 0:
+            raise ValueError(f"vidops.{OP_NAME}: quiet_scale must be a positive finite number or None, "
+                             f"got {quiet_scale!r}")
+        h, w = quiet_output_size(H, W, quiet_scale)
+        if H * W and (h < 1 or w < 1):
+            raise ValueError(f"vidops.{OP_NAME}: quiet_scale={quiet_scale} maps H x W = {H} x "
+                             f"{W} to an empty {h} x {w} image")
+        if N * C * (T // 3) * h * w >= MAX_ELEMENTS:
+            raise ValueError(f"vidops.{OP_NAME}: quiet_scale={quiet_scale} maps H x W = {H} x {W} to a "
+                             f"{h} x {w} image, too large to allocate")
 
 
-class _Reference:
-    @staticmethod
-    def forward(clip, sw, tw, quiet, quiet_scale):
-        return reference_forward(clip, sw, tw, quiet, quiet_scale)
-
-
-class _Cpp:
-    @staticmethod
-    def forward(clip, sw, tw, quiet, quiet_scale):
-        scale = -1.0 if quiet_scale is None else float(quiet_scale)
-        return torch.ops.vidops._busy_quiet_fwd(clip, sw.contiguous(), tw.contiguous(), quiet, scale)
-
-
-class _Triton:
-    @staticmethod
-    def forward(clip, sw, tw, quiet, quiet_scale):
-        from .._triton import kernels
-        return kernels(OP).forward(clip, sw, tw, quiet, quiet_scale)
-
-
-_dispatch.register_op(OP, preference={"cpu": ("cpu", "reference"), "cuda": ("cuda", "triton", "reference")})
-_dispatch.register_backend(OP, "reference", _dispatch.always, _Reference)
-_dispatch.register_backend(OP, "cpu", _dispatch.cpu_kernel("_busy_quiet_fwd"), _Cpp)
-_dispatch.register_backend(OP, "cuda", _dispatch.cuda_kernel("_busy_quiet_fwd"), _Cpp)
-_dispatch.register_backend(OP, "triton", _dispatch.triton_kernel(OP), _Triton)
-
-
-@torch.library.custom_op("vidops::busy_quiet", mutates_args=())
-def _busy_quiet_op(clip: torch.Tensor, spatial_weight: torch.Tensor, temporal_weight: torch.Tensor,
-                   quiet: str, quiet_scale: Optional[float], backend: Optional[str]
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    check_args(clip, spatial_weight, temporal_weight, quiet, quiet_scale)
-    name = _dispatch.choose(OP, clip.device, backend)
-    busy, q = _dispatch.impl(OP, name).forward(clip, spatial_weight, temporal_weight, quiet, quiet_scale)
-    return busy, q
-
-
-@_busy_quiet_op.register_fake
-def _(clip, spatial_weight, temporal_weight, quiet, quiet_scale, backend):
-    check_args(clip, spatial_weight, temporal_weight, quiet, quiet_scale)
+def _fake(clip, spatial_weight, temporal_weight, quiet, quiet_scale):
     N, C, T, H, W = clip.shape
     h, w = quiet_output_size(H, W, quiet_scale)
     return clip.new_empty((N, C, T // 3, H, W)), clip.new_empty((N, C, T // 3, h, w))
-
-
-def _setup_context(ctx, inputs, output):
-    clip, sw, tw, quiet, quiet_scale, backend = inputs
-    ctx.save_for_backward(clip, sw, tw)
-    ctx.args = (quiet, quiet_scale, backend)
-    ctx.clip_shape = clip.shape
 
 
 def _quiet_adjoint(grad_q, clip_shape, quiet, quiet_scale, dtype):
@@ -107,16 +68,42 @@ def _quiet_adjoint(grad_q, clip_shape, quiet, quiet_scale, dtype):
     return gclip, -g
 
 
-def _backward(ctx, grad_busy, grad_quiet):
-    clip, sw, tw = ctx.saved_tensors
-    quiet, quiet_scale, backend = ctx.args
-    gclip_q, gbusy_from_q = _quiet_adjoint(grad_quiet, ctx.clip_shape, quiet, quiet_scale, clip.dtype)
-    gbusy = grad_busy if gbusy_from_q is None else grad_busy + gbusy_from_q.to(grad_busy.dtype)
-    gx, gs, gt = _motion_band_pass_backward_op(gbusy.contiguous(), clip, sw, tw, 3, "reflect", "valid", backend)
-    return gx + gclip_q, gs, gt, None, None, None
+def _backward_on(backend: str):
+    """The backward of busy_quiet on `backend`: the quiet adjoint, then motion_band_pass's
+    backward on the same backend (the stem: stride 3, reflect, valid)."""
+
+    def backward(grad_busy, grad_quiet, clip, sw, tw, quiet, quiet_scale):
+        gclip_q, gbusy_from_q = _quiet_adjoint(grad_quiet, clip.shape, quiet, quiet_scale, clip.dtype)
+        gbusy = grad_busy if gbusy_from_q is None else grad_busy + gbusy_from_q.to(grad_busy.dtype)
+        gx, gs, gt = MBP.backend(backend).impl.backward(gbusy.to(clip.dtype), clip, sw, tw, 3, "reflect", "valid")
+        return gx + gclip_q, gs, gt
+
+    return backward
 
 
-_busy_quiet_op.register_autograd(_backward, setup_context=_setup_context)
+def _cpp_forward(clip, sw, tw, quiet, quiet_scale):
+    scale = -1.0 if quiet_scale is None else quiet_scale
+    return torch.ops.vidops._busy_quiet_fwd(clip, sw, tw, quiet, scale)
+
+
+def _cuda_limits(clip, sw, tw, quiet, quiet_scale):
+    return cuda_limits(clip, sw, tw, 3)
+
+
+OP = _op.Op(
+    OP_NAME,
+    "(Tensor clip, Tensor spatial_weight, Tensor temporal_weight, str quiet, float? quiet_scale) "
+    "-> (Tensor busy, Tensor quiet_out)",
+    check=check_args,
+    fake=_fake,
+    backends={
+        "reference": _op.Impl(reference_forward, _backward_on("reference")),
+        "cpu": _op.Impl(_cpp_forward, _backward_on("cpu"), kernel="_busy_quiet"),
+        "cuda": _op.Impl(_cpp_forward, _backward_on("cuda"), kernel="_busy_quiet", supports=_cuda_limits),
+        "triton": _op.Impl(_op.triton("busy_quiet").forward, _backward_on("triton"), module="busy_quiet"),
+    },
+    autocast=autocast_rule,
+)
 
 
 def busy_quiet(clip: torch.Tensor, spatial_weight: torch.Tensor, temporal_weight: torch.Tensor,
@@ -134,12 +121,10 @@ def busy_quiet(clip: torch.Tensor, spatial_weight: torch.Tensor, temporal_weight
         quiet: "first" or "mean_minus_busy".
         quiet_scale: None, or the bilinear resize factor of quiet (0.625 = 160/256 in the
             reference; align_corners=False, no antialias, output floor(H * scale)).
-        backend: as for motion_band_pass; the gradient goes through motion_band_pass's backward.
+        backend: as for motion_band_pass; the gradient goes through motion_band_pass's backward
+            on the backend that ran the forward.
 
     Returns: busy (N, C, S, H, W) and quiet (N, C, S, h, w), fresh contiguous tensors.
     """
-    spatial_weight, temporal_weight = _as_weights(spatial_weight, temporal_weight)
-    check_args(clip, spatial_weight, temporal_weight, quiet, quiet_scale)
-    if quiet_scale is not None:
-        quiet_scale = float(quiet_scale)
-    return _busy_quiet_op(clip, spatial_weight, temporal_weight, quiet, quiet_scale, backend)
+    spatial_weight, temporal_weight = as_weights(spatial_weight, temporal_weight)
+    return OP(clip, spatial_weight, temporal_weight, quiet, quiet_scale, backend=backend)

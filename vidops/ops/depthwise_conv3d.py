@@ -13,11 +13,11 @@ from typing import Optional
 
 import torch
 
-from .. import _checks, _dispatch
+from .. import _checks, _op
 from ..reference.depthwise_conv3d import depthwise_conv3d as reference_forward
 from ..reference.depthwise_conv3d import depthwise_conv3d_backward as reference_backward
 
-OP = "depthwise_conv3d"
+OP_NAME = "depthwise_conv3d"
 
 
 def _as_weight(weight):
@@ -27,7 +27,7 @@ def _as_weight(weight):
     return weight
 
 
-def check_args(x, weight, op=OP):
+def check_args(x, weight, op=OP_NAME):
     _checks.tensor(op, "x", x, 5, "(N, C, T, H, W)")
     _checks.tensor(op, "weight", weight)
     _checks.same_device(op, "x", x, weight=weight)
@@ -45,7 +45,7 @@ def check_args(x, weight, op=OP):
                          f"(k-1)/2), got {ks}")
 
 
-def _check_padding(weight, padding, op=OP):
+def _check_padding(weight, padding, op=OP_NAME):
     if isinstance(padding, str) and padding == "same":
         return
     same = tuple((k - 1) // 2 for k in weight.shape[-3:])
@@ -56,93 +56,31 @@ def _check_padding(weight, padding, op=OP):
                      f"weight), got {padding!r}")
 
 
-# ---- backends --------------------------------------------------------------------------------
-
-class _Reference:
-    @staticmethod
-    def forward(x, w):
-        return reference_forward(x, w)
-
-    @staticmethod
-    def backward(grad, x, w, need_x, need_w):
-        return reference_backward(grad, x, w, need_x, need_w)
-
-
-class _Cpp:  # the same entry points serve the cpu and cuda backends (dispatch key picks the kernel)
-    @staticmethod
-    def forward(x, w):
-        return torch.ops.vidops._depthwise_conv3d_fwd(x, w.contiguous())
-
-    @staticmethod
-    def backward(grad, x, w, need_x, need_w):
-        return torch.ops.vidops._depthwise_conv3d_bwd(grad, x, w.contiguous(), need_x, need_w)
+def autocast_rule(args, device_type, dtype):
+    """Under autocast on CUDA a float32 x is read in the autocast dtype (as torch's convolutions
+    run there: the op is memory-bound, half the bytes), on the CPU x is taken as it comes; the
+    weight is float32 for half x, accumulation float32 (float64 for float64 x)."""
+    x, weight = args
+    if device_type == "cuda" and x.dtype == torch.float32:
+        x = x.to(dtype)
+    wdt = torch.float32 if x.dtype in _op.HALF_DTYPES else x.dtype
+    return x, (weight.to(wdt) if weight.is_floating_point() else weight)
 
 
-class _Triton:
-    @staticmethod
-    def forward(x, w):
-        from .._triton import kernels
-        return kernels(OP).forward(x, w)
-
-    @staticmethod
-    def backward(grad, x, w, need_x, need_w):
-        from .._triton import kernels
-        return kernels(OP).backward(grad, x, w, need_x, need_w)
-
-
-_dispatch.register_op(OP, preference={"cpu": ("cpu", "reference"), "cuda": ("cuda", "triton", "reference")})
-_dispatch.register_backend(OP, "reference", _dispatch.always, _Reference)
-_dispatch.register_backend(OP, "cpu", _dispatch.cpu_kernel("_depthwise_conv3d_fwd"), _Cpp)
-_dispatch.register_backend(OP, "cuda", _dispatch.cuda_kernel("_depthwise_conv3d_fwd"), _Cpp)
-_dispatch.register_backend(OP, "triton", _dispatch.triton_kernel(OP), _Triton)
-
-
-# ---- the custom ops ----------------------------------------------------------------------------
-
-@torch.library.custom_op("vidops::depthwise_conv3d", mutates_args=())
-def _depthwise_conv3d_op(x: torch.Tensor, weight: torch.Tensor, backend: Optional[str]) -> torch.Tensor:
-    check_args(x, weight)
-    name = _dispatch.choose(OP, x.device, backend)
-    return _dispatch.impl(OP, name).forward(x, weight)
-
-
-@_depthwise_conv3d_op.register_fake
-def _(x, weight, backend):
-    check_args(x, weight)
-    return x.new_empty(x.shape)
-
-
-@torch.library.custom_op("vidops::depthwise_conv3d_backward", mutates_args=())
-def _depthwise_conv3d_backward_op(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
-                                  compute_grad_x: bool, compute_grad_weight: bool,
-                                  backend: Optional[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    name = _dispatch.choose(OP, x.device, backend)
-    gx, gw = _dispatch.impl(OP, name).backward(grad_out, x, weight, compute_grad_x, compute_grad_weight)
-    return gx.to(x.dtype).contiguous(), gw.to(weight.dtype).contiguous()
-
-
-@_depthwise_conv3d_backward_op.register_fake
-def _(grad_out, x, weight, compute_grad_x, compute_grad_weight, backend):
-    return torch.empty_like(x, memory_format=torch.contiguous_format), \
-        torch.empty_like(weight, memory_format=torch.contiguous_format)
-
-
-def _setup_context(ctx, inputs, output):
-    x, weight, backend = inputs
-    ctx.save_for_backward(x, weight)
-    ctx.backend = backend
-
-
-def _backward(ctx, grad):
-    x, weight = ctx.saved_tensors
-    need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-    if not (need_x or need_w):
-        return None, None, None
-    gx, gw = _depthwise_conv3d_backward_op(grad.contiguous(), x, weight, need_x, need_w, ctx.backend)
-    return (gx if need_x else None), (gw if need_w else None), None
-
-
-_depthwise_conv3d_op.register_autograd(_backward, setup_context=_setup_context)
+OP = _op.Op(
+    OP_NAME,
+    "(Tensor x, Tensor weight) -> Tensor y",
+    check=check_args,
+    fake=lambda x, weight: x.new_empty(x.shape),
+    backends={
+        "reference": _op.Impl(reference_forward, reference_backward),
+        "cpu": _op.cpp("_depthwise_conv3d"),
+        "cuda": _op.cpp("_depthwise_conv3d"),
+        "triton": _op.triton("depthwise_conv3d"),
+    },
+    needs_input_grad=True,   # backward(grad_y, x, weight, need_x, need_weight)
+    autocast=autocast_rule,
+)
 
 
 def depthwise_conv3d(x: torch.Tensor, weight: torch.Tensor, padding="same", *,
@@ -159,12 +97,13 @@ def depthwise_conv3d(x: torch.Tensor, weight: torch.Tensor, padding="same", *,
         backend: "cpu", "cuda", "triton" or "reference"; None picks the fastest available
             (see vidops.use_backend and VIDOPS_BACKEND).
 
-    Stride 1, no bias. Half precision is read as is and accumulated in float32. Differentiable in
+    Stride 1, no bias. Half precision is read as is and accumulated in float32. Under
+    torch.autocast a float32 x is read in the autocast dtype on CUDA and as is on the CPU. Differentiable in
     x and weight (the weight gradient is a deterministic reduction on every backend).
 
     Returns: (N, C, T, H, W) in x's dtype, a fresh contiguous tensor.
     """
     weight = _as_weight(weight)
-    check_args(x, weight)
-    _check_padding(weight, padding)
-    return _depthwise_conv3d_op(x, weight, backend)
+    if isinstance(weight, torch.Tensor):
+        _check_padding(weight, padding)
+    return OP(x, weight, backend=backend)

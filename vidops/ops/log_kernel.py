@@ -27,7 +27,7 @@ def log_kernel(sigma: float, k: int, dtype: torch.dtype = torch.float32) -> torc
                         f"(sum(L) cancels catastrophically in half precision)")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1 or k % 2 == 0:
         raise ValueError(f"vidops.log_kernel: k must be a positive odd int, got {k!r}")
-    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
+    if isinstance(sigma, bool) or not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
         raise ValueError(f"vidops.log_kernel: sigma must be a positive finite number, got {sigma!r}")
     m = (k - 1) / 2
     raw = _raw_log(sigma, k, m, dtype)

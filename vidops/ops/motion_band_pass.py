@@ -13,22 +13,26 @@ from typing import Optional
 
 import torch
 
-from .. import _checks, _dispatch
+from .. import _checks, _op
 from ..reference.motion_band_pass import motion_band_pass as reference_forward
 from ..reference.motion_band_pass import motion_band_pass_backward as reference_backward
 from ..reference.motion_band_pass import output_frames, temporal_pad_size
 
-OP = "motion_band_pass"
+OP_NAME = "motion_band_pass"
 SPATIAL_PADDINGS = ("reflect", "zeros")
 TEMPORAL_PADDINGS = ("valid", "replicate", "zeros")
+CUDA_MAX_KERNEL = 1023       # the CUDA kernels' largest spatial kernel size
+CUDA_MAX_STRIDE = 1 << 30    # and temporal stride
 
 
-def check_args(x, spatial_weight, temporal_weight, temporal_stride, spatial_padding, temporal_padding, op=OP):
-    _checks.tensor(op, "x", x, 5, "(N, C, T, H, W)")
+def check_args(x, spatial_weight, temporal_weight, temporal_stride, spatial_padding, temporal_padding,
+               op=OP_NAME, x_name="x"):
+    """Shapes, dtypes and devices of a band-pass call (busy_quiet's too: op and x_name name it)."""
+    _checks.tensor(op, x_name, x, 5, "(N, C, T, H, W)")
     _checks.tensor(op, "spatial_weight", spatial_weight)
     _checks.tensor(op, "temporal_weight", temporal_weight)
-    _checks.same_device(op, "x", x, spatial_weight=spatial_weight, temporal_weight=temporal_weight)
-    _checks.weight_dtype(op, x, spatial_weight=spatial_weight, temporal_weight=temporal_weight)
+    _checks.same_device(op, x_name, x, spatial_weight=spatial_weight, temporal_weight=temporal_weight)
+    _checks.weight_dtype(op, x, spatial_weight=spatial_weight, temporal_weight=temporal_weight, x_name=x_name)
     _checks.positive_int(op, "temporal_stride", temporal_stride)
     _checks.choice(op, "spatial_padding", spatial_padding, SPATIAL_PADDINGS)
     _checks.choice(op, "temporal_padding", temporal_padding, TEMPORAL_PADDINGS)
@@ -44,112 +48,63 @@ def check_args(x, spatial_weight, temporal_weight, temporal_stride, spatial_padd
         raise ValueError(f"vidops.{op}: reflect padding of {r} needs H and W > {r} (kernel size "
                          f"{sw.shape[1]}), got H={H}, W={W}")
     if T + 2 * temporal_pad_size(temporal_padding) < 3:
-        raise ValueError(f"vidops.{op}: x has T={T} frames; the 3-tap temporal filter with "
+        raise ValueError(f"vidops.{op}: {x_name} has T={T} frames; the 3-tap temporal filter with "
                          f"temporal_padding={temporal_padding!r} needs T >= "
                          f"{3 - 2 * temporal_pad_size(temporal_padding)}")
 
 
-def _as_weights(spatial_weight, temporal_weight):
-    """Accept the module parameter shapes (C,1,k,k) and (C,1,3) as views of (C,k,k) and (C,3)."""
-    if spatial_weight.dim() == 4 and spatial_weight.shape[1] == 1:
+def as_weights(spatial_weight, temporal_weight):
+    """Accept the module parameter shapes (C,1,k,k) and (C,1,3) as views of (C,k,k) and (C,3);
+    anything else (a non-tensor too) passes through to the checks."""
+    if isinstance(spatial_weight, torch.Tensor) and spatial_weight.dim() == 4 and spatial_weight.shape[1] == 1:
         spatial_weight = spatial_weight.squeeze(1)
-    if temporal_weight.dim() == 3 and temporal_weight.shape[1] == 1:
+    if isinstance(temporal_weight, torch.Tensor) and temporal_weight.dim() == 3 and temporal_weight.shape[1] == 1:
         temporal_weight = temporal_weight.squeeze(1)
     return spatial_weight, temporal_weight
 
 
-# ---- backends --------------------------------------------------------------------------------
-
-class _Reference:
-    @staticmethod
-    def forward(x, sw, tw, stride, sp, tp):
-        return reference_forward(x, sw, tw, stride, sp, tp)
-
-    @staticmethod
-    def backward(grad, x, sw, tw, stride, sp, tp):
-        return reference_backward(grad, x, sw, tw, stride, sp, tp)
+def cuda_limits(x, spatial_weight, temporal_weight, temporal_stride, *rest) -> Optional[str]:
+    """The CUDA kernels' input rule (busy_quiet's too)."""
+    if spatial_weight.shape[-1] > CUDA_MAX_KERNEL:
+        return (f"the CUDA kernels take spatial kernels up to {CUDA_MAX_KERNEL}, got k="
+                f"{spatial_weight.shape[-1]}")
+    if temporal_stride > CUDA_MAX_STRIDE:
+        return f"the CUDA kernels take temporal_stride up to 2^30, got {temporal_stride}"
+    return None
 
 
-class _Cpp:  # the same entry points serve the cpu and cuda backends (dispatch key picks the kernel)
-    @staticmethod
-    def forward(x, sw, tw, stride, sp, tp):
-        return torch.ops.vidops._motion_band_pass_fwd(x, sw.contiguous(), tw.contiguous(), stride, sp, tp)
-
-    @staticmethod
-    def backward(grad, x, sw, tw, stride, sp, tp):
-        return torch.ops.vidops._motion_band_pass_bwd(grad, x, sw.contiguous(), tw.contiguous(), stride, sp, tp)
-
-
-class _Triton:
-    @staticmethod
-    def forward(x, sw, tw, stride, sp, tp):
-        from .._triton import kernels
-        return kernels(OP).forward(x, sw, tw, stride, sp, tp)
-
-    @staticmethod
-    def backward(grad, x, sw, tw, stride, sp, tp):
-        from .._triton import kernels
-        return kernels(OP).backward(grad, x, sw, tw, stride, sp, tp)
+def autocast_rule(args, device_type, dtype):
+    """Under autocast x is taken as it comes (bf16/fp16 x read as is: rounding the clip to half
+    precision would cost the LoG's accuracy, see motion_band_pass) and the weights in float32
+    (x's dtype for float32/float64 x); float32 accumulation."""
+    x, sw, tw, *rest = args
+    wdt = torch.float32 if x.dtype in _op.HALF_DTYPES else x.dtype
+    if isinstance(sw, torch.Tensor) and sw.is_floating_point():
+        sw = sw.to(wdt)
+    if isinstance(tw, torch.Tensor) and tw.is_floating_point():
+        tw = tw.to(wdt)
+    return (x, sw, tw, *rest)
 
 
-_dispatch.register_op(OP, preference={"cpu": ("cpu", "reference"), "cuda": ("cuda", "triton", "reference")})
-_dispatch.register_backend(OP, "reference", _dispatch.always, _Reference)
-_dispatch.register_backend(OP, "cpu", _dispatch.cpu_kernel("_motion_band_pass_fwd"), _Cpp)
-_dispatch.register_backend(OP, "cuda", _dispatch.cuda_kernel("_motion_band_pass_fwd"), _Cpp)
-_dispatch.register_backend(OP, "triton", _dispatch.triton_kernel(OP), _Triton)
-
-
-# ---- the custom ops ----------------------------------------------------------------------------
-
-@torch.library.custom_op("vidops::motion_band_pass", mutates_args=())
-def _motion_band_pass_op(x: torch.Tensor, spatial_weight: torch.Tensor, temporal_weight: torch.Tensor,
-                         temporal_stride: int, spatial_padding: str, temporal_padding: str,
-                         backend: Optional[str]) -> torch.Tensor:
-    check_args(x, spatial_weight, temporal_weight, temporal_stride, spatial_padding, temporal_padding)
-    name = _dispatch.choose(OP, x.device, backend)
-    return _dispatch.impl(OP, name).forward(x, spatial_weight, temporal_weight, temporal_stride,
-                                            spatial_padding, temporal_padding)
-
-
-@_motion_band_pass_op.register_fake
-def _(x, spatial_weight, temporal_weight, temporal_stride, spatial_padding, temporal_padding, backend):
-    check_args(x, spatial_weight, temporal_weight, temporal_stride, spatial_padding, temporal_padding)
+def _fake(x, spatial_weight, temporal_weight, temporal_stride, spatial_padding, temporal_padding):
     N, C, T, H, W = x.shape
-    T_out = output_frames(T, temporal_stride, temporal_padding)
-    return x.new_empty((N, C, T_out, H, W))
+    return x.new_empty((N, C, output_frames(T, temporal_stride, temporal_padding), H, W))
 
 
-@torch.library.custom_op("vidops::motion_band_pass_backward", mutates_args=())
-def _motion_band_pass_backward_op(grad_out: torch.Tensor, x: torch.Tensor, spatial_weight: torch.Tensor,
-                                  temporal_weight: torch.Tensor, temporal_stride: int, spatial_padding: str,
-                                  temporal_padding: str, backend: Optional[str]
-                                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    name = _dispatch.choose(OP, x.device, backend)
-    gx, gs, gt = _dispatch.impl(OP, name).backward(grad_out, x, spatial_weight, temporal_weight,
-                                                   temporal_stride, spatial_padding, temporal_padding)
-    return gx.to(x.dtype), gs.to(spatial_weight.dtype), gt.to(temporal_weight.dtype)
-
-
-@_motion_band_pass_backward_op.register_fake
-def _(grad_out, x, spatial_weight, temporal_weight, temporal_stride, spatial_padding, temporal_padding, backend):
-    return torch.empty_like(x, memory_format=torch.contiguous_format), \
-        torch.empty_like(spatial_weight, memory_format=torch.contiguous_format), \
-        torch.empty_like(temporal_weight, memory_format=torch.contiguous_format)
-
-
-def _setup_context(ctx, inputs, output):
-    x, sw, tw, stride, sp, tp, backend = inputs
-    ctx.save_for_backward(x, sw, tw)
-    ctx.args = (stride, sp, tp, backend)
-
-
-def _backward(ctx, grad):
-    x, sw, tw = ctx.saved_tensors
-    gx, gs, gt = _motion_band_pass_backward_op(grad.contiguous(), x, sw, tw, *ctx.args)
-    return gx, gs, gt, None, None, None, None
-
-
-_motion_band_pass_op.register_autograd(_backward, setup_context=_setup_context)
+OP = _op.Op(
+    OP_NAME,
+    "(Tensor x, Tensor spatial_weight, Tensor temporal_weight, int temporal_stride, str spatial_padding, "
+    "str temporal_padding) -> Tensor out",
+    check=check_args,
+    fake=_fake,
+    backends={
+        "reference": _op.Impl(reference_forward, reference_backward),
+        "cpu": _op.cpp("_motion_band_pass"),
+        "cuda": _op.cpp("_motion_band_pass", supports=cuda_limits),
+        "triton": _op.triton("motion_band_pass"),
+    },
+    autocast=autocast_rule,
+)
 
 
 def motion_band_pass(x: torch.Tensor, spatial_weight: torch.Tensor, temporal_weight: torch.Tensor,
@@ -171,11 +126,12 @@ def motion_band_pass(x: torch.Tensor, spatial_weight: torch.Tensor, temporal_wei
 
     Half-precision x is read as is and accumulated in float32 with float32 weights; the normalised
     LoG's large L1 norm (~1600 for the stem) makes bf16 *inputs* lose ~38% relative accuracy on
-    smooth content, fp16 ~5% (spec 1.4).
+    smooth content, fp16 ~5% (spec 1.4). Under torch.autocast (any device) x keeps the dtype it
+    comes in and the weights are taken in float32, so the filter never runs in less precision
+    than its input has.
 
     Returns: (N, C, T_out, H, W), T_out = (T + 2 p_t - 3) // s + 1, a fresh contiguous tensor.
     """
-    spatial_weight, temporal_weight = _as_weights(spatial_weight, temporal_weight)
-    check_args(x, spatial_weight, temporal_weight, temporal_stride, spatial_padding, temporal_padding)
-    return _motion_band_pass_op(x, spatial_weight, temporal_weight, temporal_stride,
-                                spatial_padding, temporal_padding, backend)
+    spatial_weight, temporal_weight = as_weights(spatial_weight, temporal_weight)
+    return OP(x, spatial_weight, temporal_weight, temporal_stride, spatial_padding, temporal_padding,
+              backend=backend)

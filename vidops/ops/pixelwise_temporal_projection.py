@@ -16,17 +16,18 @@ from typing import Optional
 
 import torch
 
-from .. import _checks, _dispatch
+from .. import _checks, _op
 from ..reference.pixelwise_temporal_projection import pixelwise_temporal_projection as reference_forward
 from ..reference.pixelwise_temporal_projection import pixelwise_temporal_projection_backward as reference_backward
 
-OP = "pixelwise_temporal_projection"
+OP_NAME = "pixelwise_temporal_projection"
 MAX_D = 4
+CUDA_MAX_INDEX = (1 << 31) - 1  # the CUDA kernels index a sample's pixels and basis in int32
 
 
 def loss_dtype(dtype: torch.dtype) -> torch.dtype:
     """dtype of ENoPR (and TSP's l_proj): float64 for float64 inputs, float32 otherwise."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
+    return _op.acc_dtype(dtype)
 
 
 def check_eps(op: str, eps) -> None:
@@ -35,7 +36,7 @@ def check_eps(op: str, eps) -> None:
                          f"regulariser), got {eps!r}")
 
 
-def check_args(x, basis, eps, op=OP) -> int:
+def check_args(x, basis, eps, op=OP_NAME) -> int:
     """Checks shapes, dtypes and devices (not the data); returns D."""
     _checks.tensor(op, "x", x, 5, "(N, C, T, H, W)")
     _checks.tensor(op, "basis", basis, 4, "(N, T*D, h, w)")
@@ -66,110 +67,70 @@ def check_args(x, basis, eps, op=OP) -> int:
     return D
 
 
-# ---- backends --------------------------------------------------------------------------------
-
-class _Reference:
-    @staticmethod
-    def forward(x, basis, D, eps):
-        return reference_forward(x, basis, eps)
-
-    @staticmethod
-    def backward(grad_pbar, grad_enopr, x, basis, D, eps):
-        return reference_backward(grad_pbar, grad_enopr, x, basis, eps)
-
-
-class _Cpp:  # the same entry points serve the cpu and cuda backends (dispatch key picks the kernel)
-    @staticmethod
-    def forward(x, basis, D, eps):
-        return torch.ops.vidops._pixelwise_temporal_projection_fwd(x, basis, D, eps)
-
-    @staticmethod
-    def backward(grad_pbar, grad_enopr, x, basis, D, eps):
-        return torch.ops.vidops._pixelwise_temporal_projection_bwd(grad_pbar, grad_enopr, x, basis, D, eps)
+def basis_autocast(args, device_type, dtype):
+    """Under autocast x is taken as it comes (half x read as is, the Gram matrix solved in
+    float32: its conditioning needs it) and the basis in x's dtype (float32 for half x), so an
+    autocast-produced bf16 basis meets a float32 clip (TSP's too)."""
+    x, basis, *rest = args
+    bdt = torch.float32 if x.dtype in _op.HALF_DTYPES else x.dtype
+    if basis.is_floating_point() and x.is_floating_point():
+        basis = basis.to(bdt)
+    return (x, basis, *rest)
 
 
-class _Triton:
-    @staticmethod
-    def forward(x, basis, D, eps):
-        from .._triton import kernels
-        return kernels(OP).forward(x, basis, D, eps)
-
-    @staticmethod
-    def backward(grad_pbar, grad_enopr, x, basis, D, eps):
-        from .._triton import kernels
-        return kernels(OP).backward(grad_pbar, grad_enopr, x, basis, D, eps)
+def _cuda_limits(x, basis, eps):
+    N, C, T, H, W = x.shape
+    TD, h, w = basis.shape[1:]
+    if H * W > CUDA_MAX_INDEX or TD * h * w > CUDA_MAX_INDEX:
+        return f"the CUDA kernels index a sample in int32, got H*W={H * W} and T*D*h*w={TD * h * w}"
+    return None
 
 
-_dispatch.register_op(OP, preference={"cpu": ("cpu", "reference"), "cuda": ("cuda", "triton", "reference")})
-_dispatch.register_backend(OP, "reference", _dispatch.always, _Reference)
-_dispatch.register_backend(OP, "cpu", _dispatch.cpu_kernel("_pixelwise_temporal_projection_fwd"), _Cpp)
-_dispatch.register_backend(OP, "cuda", _dispatch.cuda_kernel("_pixelwise_temporal_projection_fwd"), _Cpp)
-_dispatch.register_backend(OP, "triton", _dispatch.triton_kernel(OP), _Triton)
-
-
-# ---- the custom ops ----------------------------------------------------------------------------
-
-def _empty_outputs(x):
+def _fake(x, basis, eps):
     N, C, T, H, W = x.shape
     return x.new_empty((N, C, H, W)), x.new_empty((N,), dtype=loss_dtype(x.dtype))
 
 
-@torch.library.custom_op("vidops::pixelwise_temporal_projection", mutates_args=())
-def _pwtp_op(x: torch.Tensor, basis: torch.Tensor, eps: float, backend: Optional[str]
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-    D = check_args(x, basis, eps)
-    _checks.finite(OP, "basis", basis)
-    if x.shape[0] == 0:
-        return _empty_outputs(x)
-    name = _dispatch.choose(OP, x.device, backend)
-    pbar, enopr = _dispatch.impl(OP, name).forward(x, basis, D, eps)
-    return pbar.to(x.dtype), enopr.to(loss_dtype(x.dtype))
+def _finite_basis(x, basis, eps):
+    _checks.finite(OP_NAME, "basis", basis)   # data-dependent: inside the op, not traced
 
 
-@_pwtp_op.register_fake
-def _(x, basis, eps, backend):
-    check_args(x, basis, eps)
-    return _empty_outputs(x)
+def _forward_on(fn):
+    def forward(x, basis, eps):
+        _finite_basis(x, basis, eps)
+        return fn(x, basis, eps)
+    return forward
 
 
-@torch.library.custom_op("vidops::pixelwise_temporal_projection_backward", mutates_args=())
-def _pwtp_backward_op(grad_pbar: torch.Tensor, grad_enopr: torch.Tensor, x: torch.Tensor,
-                      basis: torch.Tensor, eps: float, backend: Optional[str]
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    if x.shape[0] == 0:
-        return torch.zeros_like(x, memory_format=torch.contiguous_format), \
-            torch.zeros_like(basis, memory_format=torch.contiguous_format)
-    D = basis.shape[1] // x.shape[2]
-    name = _dispatch.choose(OP, x.device, backend)
-    gx, gb = _dispatch.impl(OP, name).backward(grad_pbar, grad_enopr, x, basis, D, eps)
-    return gx.to(x.dtype), gb.to(basis.dtype)
+def _fwd_d(fn):
+    def forward(x, basis, eps):
+        _finite_basis(x, basis, eps)
+        return fn(x, basis, basis.shape[1] // x.shape[2], eps)
+    return forward
 
 
-@_pwtp_backward_op.register_fake
-def _(grad_pbar, grad_enopr, x, basis, eps, backend):
-    return torch.empty_like(x, memory_format=torch.contiguous_format), \
-        torch.empty_like(basis, memory_format=torch.contiguous_format)
+def _bwd_d(fn):
+    def backward(gp, ge, x, basis, eps):
+        return fn(gp, ge, x, basis, basis.shape[1] // x.shape[2], eps)
+    return backward
 
 
-def _setup_context(ctx, inputs, output):
-    x, basis, eps, backend = inputs
-    ctx.save_for_backward(x, basis)
-    ctx.args = (eps, backend)
+_CPP, _TRITON = _op.cpp("_pixelwise_temporal_projection"), _op.triton(OP_NAME)
 
-
-def _backward(ctx, grad_pbar, grad_enopr):
-    x, basis = ctx.saved_tensors
-    eps, backend = ctx.args
-    N, C, T, H, W = x.shape
-    if grad_pbar is None:
-        grad_pbar = x.new_zeros((N, C, H, W))
-    if grad_enopr is None:
-        grad_enopr = x.new_zeros((N,), dtype=loss_dtype(x.dtype))
-    gx, gb = _pwtp_backward_op(grad_pbar.contiguous(), grad_enopr.contiguous(), x, basis, eps, backend)
-    return gx, gb, None, None
-
-
-_pwtp_op.register_autograd(_backward, setup_context=_setup_context)
+OP = _op.Op(
+    OP_NAME,
+    "(Tensor x, Tensor basis, float eps) -> (Tensor pbar, Tensor enopr)",
+    check=check_args,
+    fake=_fake,
+    backends={
+        "reference": _op.Impl(_forward_on(reference_forward), reference_backward),
+        "cpu": _op.Impl(_fwd_d(_CPP.forward), _bwd_d(_CPP.backward), kernel=_CPP.kernel),
+        "cuda": _op.Impl(_fwd_d(_CPP.forward), _bwd_d(_CPP.backward), kernel=_CPP.kernel, supports=_cuda_limits),
+        "triton": _op.Impl(_fwd_d(_TRITON.forward), _bwd_d(_TRITON.backward), module=OP_NAME),
+    },
+    post=lambda out, x, basis, eps: (out[0].to(x.dtype), out[1].to(loss_dtype(x.dtype))),
+    autocast=basis_autocast,
+)
 
 
 def pixelwise_temporal_projection(x: torch.Tensor, basis: torch.Tensor, eps: float = 1e-6,
@@ -213,14 +174,16 @@ def pixelwise_temporal_projection(x: torch.Tensor, basis: torch.Tensor, eps: flo
             the gradient comes from autograd), whatever the backend.
         backend: "cpu", "cuda", "triton" or "reference"; None picks the fastest available.
 
+    Under torch.autocast x keeps its dtype and the basis is taken in x's dtype (float32 for half
+    x); the solve runs in float32 (float64 for float64 x).
+
     Returns: pbar (N, C, H, W) in x's dtype and enopr (N,) (float64 for float64 x, else float32),
     fresh contiguous tensors; with return_full also x_hat and p.
     """
-    check_args(x, basis, eps)
-    eps = float(eps)
     if return_full:
+        check_args(x, basis, eps)
         if not torch.compiler.is_compiling():
-            _checks.finite(OP, "basis", basis)
-        pbar, enopr, x_hat, p = reference_forward(x, basis, eps, return_full=True)
+            _checks.finite(OP_NAME, "basis", basis)
+        pbar, enopr, x_hat, p = reference_forward(x, basis, float(eps), return_full=True)
         return pbar, enopr.to(loss_dtype(x.dtype)), x_hat, p
-    return _pwtp_op(x, basis, eps, backend)
+    return OP(x, basis, eps, backend=backend)

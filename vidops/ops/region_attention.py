@@ -21,13 +21,13 @@ from typing import Optional
 
 import torch
 
-from .. import _checks, _dispatch
+from .. import _checks, _op
 from . import _region_attention_shared_keys as shared_keys
 from ..reference.region_attention import (COSINE_EPS, COSINE_MODES, MODES, SOFTMAX_MODES, normalize,
                                           normalize_backward, region_attention_backward,
                                           region_attention_with_stats)
 
-OP = "region_attention"
+OP_NAME = "region_attention"
 # The cpu backend's query chunk (one sample) holds at most this many logits (32 MB in fp32), and at
 # most a quarter of the L x L map when that map is larger; the backward keeps up to three such
 # blocks alive, the forward one.
@@ -38,13 +38,24 @@ def _spatial(t: torch.Tensor):
     return tuple(t.shape[2:])
 
 
-def check_args(q, v, k, mode, op=OP):
-    _checks.tensor(op, "q", q)
-    _checks.tensor(op, "v", v)
-    if q.dim() not in (3, 5):
-        raise ValueError(f"vidops.{op}: q must be (N, d, L) or (N, d, T, H, W), got shape {tuple(q.shape)}")
-    if v.dim() not in (3, 5):
-        raise ValueError(f"vidops.{op}: v must be (N, dv, L) or (N, dv, T, H, W), got shape {tuple(v.shape)}")
+def check_layout(q, v, k, op=OP_NAME):
+    """The layouts before flattening: (N, d, L) or (N, d, T, H, W), one (T, H, W) for all."""
+    for name, t in (("q", q), ("v", v), ("k", k)):
+        if isinstance(t, torch.Tensor) and t.dim() not in (3, 5):
+            ch = "dv" if name == "v" else "d"
+            raise ValueError(f"vidops.{op}: {name} must be (N, {ch}, L) or (N, {ch}, T, H, W), got shape "
+                             f"{tuple(t.shape)}")
+    if isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor) and k.shape != q.shape:
+        raise ValueError(f"vidops.{op}: k must have q's shape {tuple(q.shape)}, got {tuple(k.shape)}")
+    if isinstance(q, torch.Tensor) and isinstance(v, torch.Tensor) and q.dim() == 5 and v.dim() == 5 \
+            and q.shape[0] == v.shape[0] and _spatial(v) != _spatial(q):
+        raise ValueError(f"vidops.{op}: v's (T, H, W) {_spatial(v)} differs from q's {_spatial(q)}")
+
+
+def check_args(q, v, k, mode, op=OP_NAME):
+    """The flattened (N, d, L) call: dtypes, devices, mode, batch and L."""
+    _checks.tensor(op, "q", q, 3, "(N, d, L)")
+    _checks.tensor(op, "v", v, 3, "(N, dv, L)")
     others = {"v": v}
     if k is not None:
         _checks.tensor(op, "k", k)
@@ -56,15 +67,13 @@ def check_args(q, v, k, mode, op=OP):
         if t.dtype != q.dtype:
             raise TypeError(f"vidops.{op}: {name} must have q's dtype {q.dtype}, got {t.dtype}")
     _checks.choice(op, "mode", mode, MODES)
-    Lq = _numel(_spatial(q))
-    Lv = _numel(_spatial(v))
     if v.shape[0] != q.shape[0]:
         raise ValueError(f"vidops.{op}: v has batch {v.shape[0]} but q has batch {q.shape[0]}")
-    if q.dim() == 5 and v.dim() == 5 and _spatial(v) != _spatial(q):
-        raise ValueError(f"vidops.{op}: v's (T, H, W) {_spatial(v)} differs from q's {_spatial(q)}")
-    if Lv != Lq:
-        raise ValueError(f"vidops.{op}: v has L={Lv} positions but q has L={Lq} "
+    if v.shape[2] != q.shape[2]:
+        raise ValueError(f"vidops.{op}: v has L={v.shape[2]} positions but q has L={q.shape[2]} "
                          f"(q {tuple(q.shape)}, v {tuple(v.shape)})")
+    if q.shape[1] < 1 and q.shape[0] * q.shape[2] > 0:
+        raise ValueError(f"vidops.{op}: q must have d >= 1 channels, got shape {tuple(q.shape)}")
 
 
 def _numel(shape) -> int:
@@ -76,11 +85,10 @@ def _numel(shape) -> int:
 
 def _flat(x: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     """(N, C, T, H, W) -> (N, C, L): a view whenever T, H, W merge (contiguous, channels_last_3d)."""
-    return x.flatten(2) if x is not None and x.dim() == 5 else x
+    return x.flatten(2) if isinstance(x, torch.Tensor) and x.dim() == 5 else x
 
 
-def _acc(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
+_acc = _op.acc_dtype
 
 
 def _stats_shape(q: torch.Tensor, mode: str):
@@ -330,92 +338,68 @@ class _Triton:
         if mode == "dot":  # O(L d^2) by associativity: plain GEMMs (cuBLAS) beat any fused kernel
             return dot_forward(q, v, k), q.new_empty(_stats_shape(q, mode), dtype=_acc(q.dtype))
         from .._triton import kernels
-        return kernels(OP).forward(q, v, k, mode)
+        return kernels(OP_NAME).forward(q, v, k, mode)
 
     @staticmethod
     def backward(grad_y, q, v, k, y, stats, mode):
         if mode == "dot":
             return dot_backward(grad_y, q, v, k)
         from .._triton import kernels
-        return kernels(OP).backward(grad_y, q, v, k, y, stats, mode)
+        return kernels(OP_NAME).backward(grad_y, q, v, k, y, stats, mode)
 
 
-def _cpu_device(device: torch.device) -> Optional[str]:
-    if device.type != "cpu":
-        return f"the cpu backend runs on CPU tensors, got a {device.type} tensor"
-    return None
+def autocast_rule(args, device_type, dtype):
+    """Under autocast on CUDA float32 operands are taken in the autocast dtype (bf16/fp16 tensor
+    core GEMMs; the softmax, its statistics and the accumulation stay float32); on the CPU the
+    operands are taken as they come (a half operand is computed in float32). Operands of
+    different dtypes meet in their promoted dtype."""
+    q, v, k, mode = args
+    ts = [t for t in (q, v, k) if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    if device_type == "cuda":
+        ts_dtype = [dtype if t.dtype == torch.float32 else t.dtype for t in ts]
+    else:
+        ts_dtype = [t.dtype for t in ts]
+    if not ts_dtype:
+        return args
+    common = ts_dtype[0]
+    for d in ts_dtype[1:]:
+        common = torch.promote_types(common, d)
+
+    def cast(t):
+        return t.to(common) if isinstance(t, torch.Tensor) and t.is_floating_point() else t
+
+    return cast(q), cast(v), cast(k), mode
 
 
-_dispatch.register_op(OP, preference={"cpu": ("cpu", "reference"), "cuda": ("triton", "reference")})
-_dispatch.register_backend(OP, "reference", _dispatch.always, _Reference)
-_dispatch.register_backend(OP, "cpu", _cpu_device, _Cpu)
-_dispatch.register_backend(OP, "triton", _dispatch.triton_kernel(OP), _Triton)
-
-
-# ---- the custom ops ----------------------------------------------------------------------------
-
-@torch.library.custom_op("vidops::region_attention", mutates_args=())
-def _region_attention_op(q: torch.Tensor, v: torch.Tensor, k: Optional[torch.Tensor], mode: str,
-                         backend: Optional[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(y, stats): y (N, dv, L); stats the per-query logsumexp (N, L) in the softmax modes (saved
-    for the backward), (N, 0) otherwise; float32 (float64 for float64 inputs)."""
-    check_args(q, v, k, mode)
-    N, d, L = q.shape
-    if N == 0 or L == 0:
-        return q.new_empty((N, v.shape[1], L)), q.new_empty(_stats_shape(q, mode), dtype=_acc(q.dtype))
-    name = _dispatch.choose(OP, q.device, backend)
-    y, stats = _dispatch.impl(OP, name).forward(q, v, k, mode)
-    return y.contiguous(), stats.contiguous()
-
-
-@_region_attention_op.register_fake
-def _(q, v, k, mode, backend):
-    check_args(q, v, k, mode)
+def _fake(q, v, k, mode):
     N, d, L = q.shape
     return q.new_empty((N, v.shape[1], L)), q.new_empty(_stats_shape(q, mode), dtype=_acc(q.dtype))
 
 
-@torch.library.custom_op("vidops::region_attention_backward", mutates_args=())
-def _region_attention_backward_op(grad_y: torch.Tensor, q: torch.Tensor, v: torch.Tensor,
-                                  k: Optional[torch.Tensor], y: Optional[torch.Tensor], stats: torch.Tensor,
-                                  mode: str, backend: Optional[str]
-                                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(grad_q, grad_k, grad_v); with k=None grad_q holds both roles and grad_k is empty (0,)."""
-    N, d, L = q.shape
-    if N == 0 or L == 0:
-        gq, gk, gv = torch.zeros_like(q), (None if k is None else torch.zeros_like(k)), torch.zeros_like(v)
-    else:
-        name = _dispatch.choose(OP, q.device, backend)
-        gq, gk, gv = _dispatch.impl(OP, name).backward(grad_y, q, v, k, y, stats, mode)
-    gk = q.new_empty((0,)) if k is None else gk.to(k.dtype).contiguous()
-    return gq.to(q.dtype).contiguous(), gk, gv.to(v.dtype).contiguous()
+def _save(q, v, k, mode, outputs):
+    """The backward's inputs after grad_y: y only for the softmax modes (D = g . y)."""
+    y, stats = outputs
+    return q, v, k, (y if mode in SOFTMAX_MODES else None), stats, mode
 
 
-@_region_attention_backward_op.register_fake
-def _(grad_y, q, v, k, y, stats, mode, backend):
-    gk = q.new_empty((0,)) if k is None else torch.empty_like(k, memory_format=torch.contiguous_format)
-    return torch.empty_like(q, memory_format=torch.contiguous_format), gk, \
-        torch.empty_like(v, memory_format=torch.contiguous_format)
-
-
-def _setup_context(ctx, inputs, output):
-    q, v, k, mode, backend = inputs
-    y, stats = output
-    ctx.mark_non_differentiable(stats)
-    ctx.mode = mode
-    ctx.shared = k is None
-    # resolve the backend now, so that the backward runs where the forward ran (its stats)
-    ctx.backend = _dispatch.choose(OP, q.device, backend)
-    ctx.save_for_backward(q, v, k, y if mode in SOFTMAX_MODES else None, stats)
-
-
-def _backward(ctx, grad_y, grad_stats):
-    q, v, k, y, stats = ctx.saved_tensors
-    gq, gk, gv = _region_attention_backward_op(grad_y, q, v, k, y, stats, ctx.mode, ctx.backend)
-    return gq, gv, (None if ctx.shared else gk), None, None
-
-
-_region_attention_op.register_autograd(_backward, setup_context=_setup_context)
+OP = _op.Op(
+    OP_NAME,
+    "(Tensor q, Tensor v, Tensor? k, str mode) -> (Tensor y, Tensor stats)",
+    check=check_args,
+    fake=_fake,
+    backends={
+        "reference": _op.Impl(_Reference.forward, _Reference.backward),
+        "cpu": _op.Impl(_Cpu.forward, _Cpu.backward),
+        "triton": _op.Impl(_Triton.forward, _Triton.backward, module=OP_NAME),
+    },
+    preference={"cpu": ("cpu", "reference"), "cuda": ("triton", "reference")},
+    nondifferentiable=("stats",),   # the per-query logsumexp (softmax modes), saved for the backward
+    backward="(Tensor grad_y, Tensor q, Tensor v, Tensor? k, Tensor? y, Tensor stats, str mode) "
+             "-> (Tensor grad_q, Tensor grad_k, Tensor grad_v)",
+    save=_save,
+    grads_of=("q", "k", "v"),       # with k=None grad_q holds both roles and grad_k is empty (0,)
+    autocast=autocast_rule,
+)
 
 
 def region_attention(q: torch.Tensor, v: torch.Tensor, k: Optional[torch.Tensor] = None,
@@ -440,13 +424,15 @@ def region_attention(q: torch.Tensor, v: torch.Tensor, k: Optional[torch.Tensor]
             vidops.use_backend and VIDOPS_BACKEND).
 
     The softmax subtracts the running maximum in float32 (unscaled logits of 1e3 are fine);
-    half-precision inputs are accumulated in float32. Memory is O(L (d + dv)) per sample except on
+    half-precision inputs are accumulated in float32. Under torch.autocast on CUDA float32
+    operands are read in the autocast dtype (the softmax and its statistics stay float32); on the
+    CPU they are taken as they come. Memory is O(L (d + dv)) per sample except on
     the reference backend (L x L).
 
     Returns: y, (N, dv, L) or (N, dv, T, H, W) following q's layout, a fresh contiguous tensor.
     """
-    check_args(q, v, k, mode)
-    y, _ = _region_attention_op(_flat(q), _flat(v), _flat(k), mode, backend)
+    check_layout(q, v, k)
+    y, _ = OP(_flat(q), _flat(v), _flat(k), mode, backend=backend)
     if q.dim() == 5:
         y = y.view(q.shape[0], v.shape[1], *q.shape[2:])
     return y

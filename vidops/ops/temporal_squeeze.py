@@ -11,17 +11,15 @@ from __future__ import annotations
 
 from typing import Optional
 
-import torch
-
-from .. import _checks, _dispatch
+from .. import _checks, _op
 from ..reference.temporal_squeeze import temporal_squeeze as reference_forward
 from ..reference.temporal_squeeze import temporal_squeeze_backward as reference_backward
-from .pixelwise_temporal_projection import MAX_D, check_eps, loss_dtype
+from .pixelwise_temporal_projection import MAX_D, basis_autocast, check_eps, loss_dtype
 
-OP = "temporal_squeeze"
+OP_NAME = "temporal_squeeze"
 
 
-def check_args(x, basis, eps, op=OP) -> int:
+def check_args(x, basis, eps, op=OP_NAME) -> int:
     """Checks shapes, dtypes and devices (not the data); returns D."""
     _checks.tensor(op, "x", x, 5, "(N, C, K, H, W)")
     _checks.tensor(op, "basis", basis, 3, "(N, K, D)")
@@ -44,104 +42,34 @@ def check_args(x, basis, eps, op=OP) -> int:
     return D
 
 
-class _Reference:
-    @staticmethod
-    def forward(x, basis, eps):
-        return reference_forward(x, basis, eps)
-
-    @staticmethod
-    def backward(grad_y, grad_l, x, basis, eps):
-        return reference_backward(grad_y, grad_l, x, basis, eps)
-
-
-class _Cpp:
-    @staticmethod
-    def forward(x, basis, eps):
-        return torch.ops.vidops._temporal_squeeze_fwd(x, basis, eps)
-
-    @staticmethod
-    def backward(grad_y, grad_l, x, basis, eps):
-        return torch.ops.vidops._temporal_squeeze_bwd(grad_y, grad_l, x, basis, eps)
-
-
-class _Triton:
-    @staticmethod
-    def forward(x, basis, eps):
-        from .._triton import kernels
-        return kernels(OP).forward(x, basis, eps)
-
-    @staticmethod
-    def backward(grad_y, grad_l, x, basis, eps):
-        from .._triton import kernels
-        return kernels(OP).backward(grad_y, grad_l, x, basis, eps)
-
-
-_dispatch.register_op(OP, preference={"cpu": ("cpu", "reference"), "cuda": ("cuda", "triton", "reference")})
-_dispatch.register_backend(OP, "reference", _dispatch.always, _Reference)
-_dispatch.register_backend(OP, "cpu", _dispatch.cpu_kernel("_temporal_squeeze_fwd"), _Cpp)
-_dispatch.register_backend(OP, "cuda", _dispatch.cuda_kernel("_temporal_squeeze_fwd"), _Cpp)
-_dispatch.register_backend(OP, "triton", _dispatch.triton_kernel(OP), _Triton)
-
-
-def _empty_outputs(x, D):
+def _fake(x, basis, eps):
     N, C, K, H, W = x.shape
-    return x.new_empty((N, C, D, H, W)), x.new_empty((N,), dtype=loss_dtype(x.dtype))
+    return x.new_empty((N, C, basis.shape[2], H, W)), x.new_empty((N,), dtype=loss_dtype(x.dtype))
 
 
-@torch.library.custom_op("vidops::temporal_squeeze", mutates_args=())
-def _temporal_squeeze_op(x: torch.Tensor, basis: torch.Tensor, eps: float, backend: Optional[str]
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
-    D = check_args(x, basis, eps)
-    _checks.finite(OP, "basis", basis)
-    if x.shape[0] == 0:
-        return _empty_outputs(x, D)
-    name = _dispatch.choose(OP, x.device, backend)
-    y, l_proj = _dispatch.impl(OP, name).forward(x, basis, eps)
-    return y.to(x.dtype), l_proj.to(loss_dtype(x.dtype))
+def _checked(fn):
+    def forward(x, basis, eps):
+        _checks.finite(OP_NAME, "basis", basis)   # data-dependent: inside the op, not traced
+        return fn(x, basis, eps)
+    return forward
 
 
-@_temporal_squeeze_op.register_fake
-def _(x, basis, eps, backend):
-    return _empty_outputs(x, check_args(x, basis, eps))
+_CPP, _TRITON = _op.cpp("_temporal_squeeze"), _op.triton(OP_NAME)
 
-
-@torch.library.custom_op("vidops::temporal_squeeze_backward", mutates_args=())
-def _temporal_squeeze_backward_op(grad_y: torch.Tensor, grad_l: torch.Tensor, x: torch.Tensor,
-                                  basis: torch.Tensor, eps: float, backend: Optional[str]
-                                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    if x.shape[0] == 0:
-        return torch.zeros_like(x, memory_format=torch.contiguous_format), \
-            torch.zeros_like(basis, memory_format=torch.contiguous_format)
-    name = _dispatch.choose(OP, x.device, backend)
-    gx, gb = _dispatch.impl(OP, name).backward(grad_y, grad_l, x, basis, eps)
-    return gx.to(x.dtype), gb.to(basis.dtype)
-
-
-@_temporal_squeeze_backward_op.register_fake
-def _(grad_y, grad_l, x, basis, eps, backend):
-    return torch.empty_like(x, memory_format=torch.contiguous_format), \
-        torch.empty_like(basis, memory_format=torch.contiguous_format)
-
-
-def _setup_context(ctx, inputs, output):
-    x, basis, eps, backend = inputs
-    ctx.save_for_backward(x, basis)
-    ctx.args = (eps, backend)
-
-
-def _backward(ctx, grad_y, grad_l):
-    x, basis = ctx.saved_tensors
-    eps, backend = ctx.args
-    N, C, K, H, W = x.shape
-    if grad_y is None:
-        grad_y = x.new_zeros((N, C, basis.shape[2], H, W))
-    if grad_l is None:
-        grad_l = x.new_zeros((N,), dtype=loss_dtype(x.dtype))
-    gx, gb = _temporal_squeeze_backward_op(grad_y.contiguous(), grad_l.contiguous(), x, basis, eps, backend)
-    return gx, gb, None, None
-
-
-_temporal_squeeze_op.register_autograd(_backward, setup_context=_setup_context)
+OP = _op.Op(
+    OP_NAME,
+    "(Tensor x, Tensor basis, float eps) -> (Tensor y, Tensor l_proj)",
+    check=check_args,
+    fake=_fake,
+    backends={
+        "reference": _op.Impl(_checked(reference_forward), reference_backward),
+        "cpu": _op.Impl(_checked(_CPP.forward), _CPP.backward, kernel=_CPP.kernel),
+        "cuda": _op.Impl(_checked(_CPP.forward), _CPP.backward, kernel=_CPP.kernel),
+        "triton": _op.Impl(_checked(_TRITON.forward), _TRITON.backward, module=OP_NAME),
+    },
+    post=lambda out, x, basis, eps: (out[0].to(x.dtype), out[1].to(loss_dtype(x.dtype))),
+    autocast=basis_autocast,
+)
 
 
 def temporal_squeeze(x: torch.Tensor, basis: torch.Tensor, eps: float = 1e-6, *,
@@ -168,7 +96,8 @@ def temporal_squeeze(x: torch.Tensor, basis: torch.Tensor, eps: float = 1e-6, *,
         eps: the relative regulariser, > 0; values below 8 u act as 8 u.
         backend: "cpu", "cuda", "triton" or "reference"; None picks the fastest available.
 
+    Under torch.autocast x keeps its dtype and the basis is taken in x's dtype (float32 for half x).
+
     Returns: y (N, C, D, H, W) in x's dtype and l_proj (N,) (float64 for float64 x, else float32).
     """
-    check_args(x, basis, eps)
-    return _temporal_squeeze_op(x, basis, float(eps), backend)
+    return OP(x, basis, eps, backend=backend)
