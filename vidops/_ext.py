@@ -3,13 +3,20 @@
 The extension is optional: without it every op still runs on the `reference` backend (and on
 `triton` where Triton runs). Asking for a C++ backend that was not built raises
 `BackendUnavailableError` with the build configuration and the rebuild command.
+
+Where the extension comes from: the `_C` file next to this module (an installed vidops, or a
+source checkout built in place); or, for a source checkout without one, an installed vidops
+build on sys.path compiled from the same C++ sources (see `built_from_this_tree`).
+`describe_origin()` says which vidops was imported and where its extension came from.
 """
 from __future__ import annotations
 
-import importlib.util
+import importlib.machinery
 import json
 import logging
 import os
+import subprocess
+import sys
 
 import torch
 
@@ -22,29 +29,134 @@ REBUILD_HINT = (
 )
 
 
-def _load():
-    spec = importlib.util.find_spec("vidops._C")
-    if spec is None or spec.origin is None:
-        return False, "the extension vidops._C is not installed (pure-Python install or build skipped)"
+def _extension_in(folder: str):
+    """The path of the vidops._C extension file in a vidops package folder, or None."""
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = os.path.join(folder, "_C" + suffix)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _read_build_config(folder: str = _HERE) -> dict:
+    path = os.path.join(folder, "_build_config.json")
+    if not os.path.exists(path):
+        return {}
     try:
-        torch.ops.load_library(spec.origin)
-    except Exception as exc:  # a broken build must not break `import vidops`
-        return False, f"vidops._C failed to load: {type(exc).__name__}: {exc}"
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+# ---- a source checkout without an in-place build: the installed build's extension ------------
+# `pip install .` builds vidops._C into site-packages, not into the checkout, so `python -m ...`
+# run from the checkout's root imports this package without it. The installed build's extension is
+# used instead when it was built from this checkout's C++ sources (same commit for csrc/,
+# setup.py and CMakeLists.txt, and no local changes to them): the Python layer here and the
+# kernels there then agree on every op schema.
+
+SOURCE_ROOT = os.path.dirname(_HERE)
+IS_SOURCE_TREE = os.path.isfile(os.path.join(SOURCE_ROOT, "setup.py")) and os.path.isdir(
+    os.path.join(SOURCE_ROOT, "csrc"))
+_BUILD_INPUTS = ("csrc", "setup.py", "CMakeLists.txt")
+
+
+def installed_builds() -> list:
+    """vidops package folders on sys.path, other than this one, that hold a built vidops._C."""
+    out, seen = [], {os.path.realpath(_HERE)}
+    for entry in sys.path:
+        folder = os.path.realpath(os.path.join(entry or os.getcwd(), "vidops"))
+        if folder in seen:
+            continue
+        seen.add(folder)
+        if _extension_in(folder):
+            out.append(folder)
+    return out
+
+
+def _git(*args):
+    try:
+        res = subprocess.run(["git", *args], cwd=SOURCE_ROOT, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None, "git is not available"
+    return res.returncode, res.stdout.strip() or res.stderr.strip()
+
+
+def built_from_this_tree(config: dict):
+    """(True, "") when a build with this build config was compiled from the C++ sources this source
+    tree has now, else (False, why)."""
+    commit = config.get("git_commit")
+    if not commit:
+        return False, "its build configuration records no git commit"
+    if commit.endswith("+dirty"):
+        return False, f"it was built from {commit} (local changes, which cannot be compared)"
+    rc, out = _git("diff", "--quiet", commit, "--", *_BUILD_INPUTS)
+    if rc is None:
+        return False, out
+    if rc != 0:
+        rc2, _ = _git("cat-file", "-e", commit + "^{commit}")
+        if rc2 != 0:
+            return False, f"it was built from commit {commit[:12]}, which this checkout does not have"
+        return False, (f"it was built from commit {commit[:12]} and this checkout's C++ sources differ "
+                       f"from it ({', '.join(_BUILD_INPUTS)})")
+    rc, out = _git("ls-files", "--others", "--exclude-standard", "--", *_BUILD_INPUTS)
+    if rc == 0 and out:
+        return False, f"this checkout has new untracked C++ sources ({out.splitlines()[0]}, ...)"
     return True, ""
 
 
-def _read_build_config():
-    path = os.path.join(_HERE, "_build_config.json")
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return json.load(f)
+def _load_library(path: str):
+    try:
+        torch.ops.load_library(path)
+    except Exception as exc:  # a broken build must not break `import vidops`
+        return f"vidops._C at {path} failed to load: {type(exc).__name__}: {exc}"
+    return None
 
 
-EXTENSION_LOADED, EXTENSION_ERROR = _load()
-BUILD_CONFIG = _read_build_config()
+def _load():
+    """(loaded, error, path of the extension, where it came from, its build config)."""
+    own = _extension_in(_HERE)
+    if own is not None:
+        err = _load_library(own)
+        return err is None, err or "", own, "this vidops package", _read_build_config(_HERE)
+    if not IS_SOURCE_TREE:
+        return (False, "the extension vidops._C is not installed (pure-Python install or build skipped)",
+                None, None, {})
+    rejected = []
+    for folder in installed_builds():
+        config = _read_build_config(folder)
+        ok, why = built_from_this_tree(config)
+        if not ok:
+            rejected.append(f"the installed build at {folder} was not used: {why}")
+            continue
+        path = _extension_in(folder)
+        err = _load_library(path)
+        if err is None:
+            return True, "", path, f"the installed build at {folder} (built from this checkout's C++ sources)", config
+        rejected.append(err)
+    msg = (f"vidops was imported from the source checkout {SOURCE_ROOT}, which has no built extension "
+           f"vidops._C (`pip install .` puts it in site-packages, not in the checkout)")
+    if rejected:
+        msg += "; " + "; ".join(rejected)
+    else:
+        msg += "; no installed vidops build was found on sys.path"
+    msg += (f"; fix: build it in place (`python setup.py build_ext --inplace` in {SOURCE_ROOT}), or run "
+            f"from outside the checkout to use the installed vidops")
+    return False, msg, None, None, {}
+
+
+EXTENSION_LOADED, EXTENSION_ERROR, EXTENSION_PATH, EXTENSION_ORIGIN, BUILD_CONFIG = _load()
 if not EXTENSION_LOADED:
     log.debug("vidops: %s", EXTENSION_ERROR)
+
+
+def describe_origin() -> str:
+    """Which vidops was imported (its folder) and where its extension came from."""
+    where = f"vidops imported from {_HERE}" + (" (a source checkout)" if IS_SOURCE_TREE else "")
+    if EXTENSION_LOADED:
+        return f"{where}; extension vidops._C loaded from {EXTENSION_PATH}, {EXTENSION_ORIGIN}"
+    return f"{where}; extension vidops._C not loaded"
 
 
 def has_kernel(op: str, dispatch_key: str) -> bool:
