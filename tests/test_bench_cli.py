@@ -85,7 +85,7 @@ def test_provider_error_is_recorded_not_raised(monkeypatch, tmp_path):
 
     monkeypatch.setattr(registry, "load_cases", broken)
     result = main(["--smoke", "--no-compile", "--device", "cpu", "--ops", "motion_band_pass",
-                   "--modes", "fwd", "--cases", "stem", "--no-write", "--no-memory"])
+                   "--modes", "fwd", "--cases", "stem", "--no-write", "--no-memory", "--allow-no-vidops"])
     recs = {r["provider"]: r for r in result["records"]}
     assert "boom" in recs["broken"]["error"]
     assert recs["reference"]["median_ms"] > 0

@@ -62,10 +62,11 @@ IS_SOURCE_TREE = os.path.isfile(os.path.join(SOURCE_ROOT, "setup.py")) and os.pa
 _BUILD_INPUTS = ("csrc", "setup.py", "CMakeLists.txt")
 
 
-def installed_builds() -> list:
-    """vidops package folders on sys.path, other than this one, that hold a built vidops._C."""
-    out, seen = [], {os.path.realpath(_HERE)}
-    for entry in sys.path:
+def installed_builds(search_path=None, exclude: str = _HERE) -> list:
+    """vidops package folders on the search path (default sys.path), other than `exclude`, that
+    hold a built vidops._C."""
+    out, seen = [], {os.path.realpath(exclude)}
+    for entry in (sys.path if search_path is None else search_path):
         folder = os.path.realpath(os.path.join(entry or os.getcwd(), "vidops"))
         if folder in seen:
             continue
@@ -75,75 +76,73 @@ def installed_builds() -> list:
     return out
 
 
-def _git(*args):
+def _git(root: str, *args):
     try:
-        res = subprocess.run(["git", *args], cwd=SOURCE_ROOT, capture_output=True, text=True, timeout=20)
+        res = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.SubprocessError):
         return None, "git is not available"
     return res.returncode, res.stdout.strip() or res.stderr.strip()
 
 
-def built_from_this_tree(config: dict):
-    """(True, "") when a build with this build config was compiled from the C++ sources this source
-    tree has now, else (False, why)."""
+def built_from_this_tree(config: dict, root: str = SOURCE_ROOT):
+    """(True, "") when a build with this build config was compiled from the C++ sources the
+    checkout at `root` has now (its recorded commit has the same csrc/, setup.py and
+    CMakeLists.txt, and the checkout has no local or untracked changes to them), else (False, why)."""
     commit = config.get("git_commit")
     if not commit:
         return False, "its build configuration records no git commit"
     if commit.endswith("+dirty"):
         return False, f"it was built from {commit} (local changes, which cannot be compared)"
-    rc, out = _git("diff", "--quiet", commit, "--", *_BUILD_INPUTS)
+    rc, out = _git(root, "cat-file", "-e", commit + "^{commit}")
     if rc is None:
         return False, out
     if rc != 0:
-        rc2, _ = _git("cat-file", "-e", commit + "^{commit}")
-        if rc2 != 0:
-            return False, f"it was built from commit {commit[:12]}, which this checkout does not have"
-        return False, (f"it was built from commit {commit[:12]} and this checkout's C++ sources differ "
-                       f"from it ({', '.join(_BUILD_INPUTS)})")
-    rc, out = _git("ls-files", "--others", "--exclude-standard", "--", *_BUILD_INPUTS)
+        return False, f"it was built from commit {commit[:12]}, which the checkout at {root} does not have"
+    rc, out = _git(root, "diff", "--quiet", commit, "--", *_BUILD_INPUTS)
+    if rc != 0:
+        return False, (f"it was built from commit {commit[:12]} and the C++ sources of the checkout at {root} "
+                       f"differ from it ({', '.join(_BUILD_INPUTS)})")
+    rc, out = _git(root, "ls-files", "--others", "--exclude-standard", "--", *_BUILD_INPUTS)
     if rc == 0 and out:
-        return False, f"this checkout has new untracked C++ sources ({out.splitlines()[0]}, ...)"
+        return False, f"the checkout at {root} has new untracked C++ sources ({out.splitlines()[0]}, ...)"
     return True, ""
 
 
-def _load_library(path: str):
-    try:
-        torch.ops.load_library(path)
-    except Exception as exc:  # a broken build must not break `import vidops`
-        return f"vidops._C at {path} failed to load: {type(exc).__name__}: {exc}"
-    return None
+def find_extension(package_dir: str = _HERE, search_path=None):
+    """(path of the extension file to load or None, where it comes from, its build config, why
+    none was found). Nothing is loaded."""
+    own = _extension_in(package_dir)
+    if own is not None:
+        return own, "this vidops package", _read_build_config(package_dir), ""
+    root = os.path.dirname(package_dir)
+    if not (os.path.isfile(os.path.join(root, "setup.py")) and os.path.isdir(os.path.join(root, "csrc"))):
+        return None, None, {}, "the extension vidops._C is not installed (pure-Python install or build skipped)"
+    rejected = []
+    for folder in installed_builds(search_path, exclude=package_dir):
+        config = _read_build_config(folder)
+        ok, why = built_from_this_tree(config, root)
+        if ok:
+            return (_extension_in(folder), f"the installed build at {folder} (built from this checkout's C++ sources)",
+                    config, "")
+        rejected.append(f"the installed build at {folder} was not used: {why}")
+    msg = (f"vidops was imported from the source checkout {root}, which has no built extension "
+           f"vidops._C (`pip install .` puts it in site-packages, not in the checkout)")
+    msg += "; " + "; ".join(rejected) if rejected else "; no installed vidops build was found on sys.path"
+    msg += (f"; fix: build it in place (`python setup.py build_ext --inplace` in {root}), or run "
+            f"from outside the checkout to use the installed vidops")
+    return None, None, {}, msg
 
 
 def _load():
     """(loaded, error, path of the extension, where it came from, its build config)."""
-    own = _extension_in(_HERE)
-    if own is not None:
-        err = _load_library(own)
-        return err is None, err or "", own, "this vidops package", _read_build_config(_HERE)
-    if not IS_SOURCE_TREE:
-        return (False, "the extension vidops._C is not installed (pure-Python install or build skipped)",
-                None, None, {})
-    rejected = []
-    for folder in installed_builds():
-        config = _read_build_config(folder)
-        ok, why = built_from_this_tree(config)
-        if not ok:
-            rejected.append(f"the installed build at {folder} was not used: {why}")
-            continue
-        path = _extension_in(folder)
-        err = _load_library(path)
-        if err is None:
-            return True, "", path, f"the installed build at {folder} (built from this checkout's C++ sources)", config
-        rejected.append(err)
-    msg = (f"vidops was imported from the source checkout {SOURCE_ROOT}, which has no built extension "
-           f"vidops._C (`pip install .` puts it in site-packages, not in the checkout)")
-    if rejected:
-        msg += "; " + "; ".join(rejected)
-    else:
-        msg += "; no installed vidops build was found on sys.path"
-    msg += (f"; fix: build it in place (`python setup.py build_ext --inplace` in {SOURCE_ROOT}), or run "
-            f"from outside the checkout to use the installed vidops")
-    return False, msg, None, None, {}
+    path, origin, config, why = find_extension()
+    if path is None:
+        return False, why, None, None, {}
+    try:
+        torch.ops.load_library(path)
+    except Exception as exc:  # a broken build must not break `import vidops`
+        return False, f"vidops._C at {path} failed to load: {type(exc).__name__}: {exc}", None, None, {}
+    return True, "", path, origin, config
 
 
 EXTENSION_LOADED, EXTENSION_ERROR, EXTENSION_PATH, EXTENSION_ORIGIN, BUILD_CONFIG = _load()

@@ -363,9 +363,12 @@ def _draw_breakdown(ax, records: list, plt) -> None:
     ax.set_xticks(range(len(records)))
     ax.set_xticklabels([f"{textwrap.fill(labels[r['case']], 18)}\n{r['mode']}\n{r['provider']}" for r in records],
                        fontsize=7)
+    ax.set_xlim(-0.5, max(len(records), 10) - 0.5)
+    ax.set_ylim(top=ax.get_ylim()[1] * 1.1)
+    ax.tick_params(axis="y", labelsize=7)
     ax.set_ylabel("ms per step", fontsize=8)
     ax.set_title("models: step time by layer (stacked)", fontsize=10)
-    ax.legend(fontsize=7, ncol=4, loc="upper left")
+    ax.legend(fontsize=7, ncol=2, loc="upper right")
 
 
 def write_all(result: dict, out_dir: str, chart: bool = True) -> dict:
