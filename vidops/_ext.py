@@ -128,8 +128,8 @@ def find_extension(package_dir: str = _HERE, search_path=None):
     msg = (f"vidops was imported from the source checkout {root}, which has no built extension "
            f"vidops._C (`pip install .` puts it in site-packages, not in the checkout)")
     msg += "; " + "; ".join(rejected) if rejected else "; no installed vidops build was found on sys.path"
-    msg += (f"; fix: build it in place (`python setup.py build_ext --inplace` in {root}), or run "
-            f"from outside the checkout to use the installed vidops")
+    msg += (f"; fix: build it in place (`python setup.py build_ext --inplace` in {root}), or (re)install "
+            f"it from this checkout (`pip install --no-build-isolation --no-deps .` in {root})")
     return None, None, {}, msg
 
 

@@ -16,9 +16,9 @@ take minutes per case on 2 cores; without --quick CPU runs get more repetitions.
 tiny shapes, one repetition and no torch.compile providers (a few seconds: the harness's own
 tests, and a check of which providers run).
 
-The bench refuses to run when no vidops kernel can run (e.g. vidops imported from a source
-checkout without a built extension): the message says why and how to fix it; --allow-no-vidops
-times the references alone. Which vidops was imported and where its extension came from is
+The bench refuses to run when an op it would time has no vidops kernel that can run (e.g. vidops
+imported from a source checkout without a built extension): the message says why and how to fix
+it; --allow-no-vidops times those ops' references alone. Which vidops was imported and where its extension came from is
 printed at the start and stored in the run header.
 
 Defaults: --device cuda when available, else cpu; --dtype bfloat16 on CUDA, float32 on CPU;
@@ -87,27 +87,23 @@ def default_out_dir() -> str:
     return os.path.join(os.getcwd(), "bench", "results")
 
 
-def no_vidops_message(cases: list, device: torch.device) -> str:
-    """Why no vidops provider can run, and the fix."""
+def no_vidops_message(ops: list, device: torch.device) -> str:
+    """Why no vidops kernel can run for these ops, and the fix."""
     from vidops import _dispatch
 
-    lines = [f"vidops.bench: no vidops kernel can run on {device} here, so this run would time only the "
-             f"reference implementations.", f"  {_ext.describe_origin()}."]
+    lines = [f"vidops.bench: no vidops kernel can run on {device} here for {', '.join(ops)}, so the bench "
+             f"would time only their reference implementations.", f"  {_ext.describe_origin()}."]
     if not _ext.EXTENSION_LOADED:
         lines.append(f"  {_ext.EXTENSION_ERROR}.")
-    for op in sorted({c.op for c in cases})[:1]:
+    else:
         try:
-            reasons = _dispatch.reasons(op, device)
-        except Exception:  # an op of the bench that is not a dispatched op: nothing to add
-            continue
+            reasons = _dispatch.reasons(ops[0], device)
+        except Exception:  # a bench op that is not a dispatched op: nothing to add
+            reasons = {}
         for name, why in reasons.items():
             if name != "reference":
-                lines.append(f"  {op} {name}: {why or 'available (left out of the bench on this device)'}")
-    if _ext.IS_SOURCE_TREE and not _ext.EXTENSION_LOADED:
-        lines.append(f"  Fix: build the extension in the checkout (`python setup.py build_ext --inplace` in "
-                     f"{_ext.SOURCE_ROOT}), or run `python -m vidops.bench` from another folder so that the "
-                     f"installed vidops is imported.")
-    elif not _ext.EXTENSION_LOADED:
+                lines.append(f"  {ops[0]} {name}: {why or 'available, but left out of the bench on this device'}")
+    if not _ext.EXTENSION_LOADED and not _ext.IS_SOURCE_TREE:  # (a checkout's error states its fix)
         lines.append(f"  Fix: {_ext.REBUILD_HINT}.")
     return "\n".join(lines)
 
@@ -165,10 +161,12 @@ def main(argv=None) -> dict:
             print(f"{c.op} | {c.name} | {c.mode} | {c.dtype}: {', '.join(runner.select_providers(c, cfg))}")
         return {"cases": cases}
 
-    if not any(n.startswith("vidops_") for c in cases for n in c.providers):
-        why = no_vidops_message(cases, device)
+    bare = [op for op in dict.fromkeys(c.op for c in cases)
+            if not any(n.startswith("vidops_") for c in cases if c.op == op for n in c.providers)]
+    if bare:
+        why = no_vidops_message(bare, device)
         if not args.allow_no_vidops:
-            sys.exit(why + "\nTo time the reference implementations alone, pass --allow-no-vidops.")
+            sys.exit(why + "\nTo time the reference implementations of these ops alone, pass --allow-no-vidops.")
         print(f"vidops.bench: WARNING (--allow-no-vidops): {why}", file=sys.stderr, flush=True)
     elif not _ext.EXTENSION_LOADED:
         print(f"vidops.bench: WARNING: the C++ extension is not loaded, so no vidops C++ kernel is timed: "
