@@ -110,7 +110,7 @@ def test_source_tree_uses_an_installed_build_of_the_same_cpp_sources(tmp_path):
     assert found == [os.path.realpath(os.path.join(site, "vidops"))]
 
     ok, why = _ext.built_from_this_tree({"git_commit": "0" * 40}, ROOT)
-    assert not ok and "does not have" in why
+    assert not ok and "does not have" in why and "build record" in why
     ok, why = _ext.built_from_this_tree({"git_commit": head + "+dirty"}, ROOT)
     assert not ok and "local changes" in why
     ok, why = _ext.built_from_this_tree({}, ROOT)
@@ -138,6 +138,24 @@ def test_find_extension_in_a_checkout_without_a_build(tmp_path):
     # an installed package (not a checkout) uses its own _C only
     path, origin, config, why = _ext.find_extension(os.path.join(site, "vidops"), [])
     assert path and path.endswith("_C.so") and origin == "this vidops package" and config["git_commit"]
+
+
+def test_a_git_less_checkout_matches_by_its_build_record(tmp_path):
+    """setup.py writes the build record into the checkout too: equal records and no C++ source
+    newer than the record mean the installed build is this checkout's."""
+    checkout = tmp_path / "checkout"
+    (checkout / "vidops").mkdir(parents=True)
+    (checkout / "csrc").mkdir()
+    (checkout / "csrc" / "op.cpp").write_text("")
+    (checkout / "setup.py").write_text("")
+    config = {"git_commit": None, "torch_version": "x", "cpp_sources": ["csrc/op.cpp"]}
+    (checkout / "vidops" / "_build_config.json").write_text(json.dumps(config))
+    later = os.path.getmtime(checkout / "vidops" / "_build_config.json") + 10
+    assert _ext.built_from_this_tree(config, str(checkout)) == (True, "")
+    assert not _ext.built_from_this_tree(dict(config, torch_version="y"), str(checkout))[0]
+    os.utime(checkout / "csrc" / "op.cpp", (later, later))
+    ok, why = _ext.built_from_this_tree(config, str(checkout))
+    assert not ok and "op.cpp changed after that build" in why
 
 
 def test_bench_refuses_to_time_only_the_references(monkeypatch, capsys):

@@ -86,13 +86,28 @@ def _git(root: str, *args):
 
 def built_from_this_tree(config: dict, root: str = SOURCE_ROOT):
     """(True, "") when a build with this build config was compiled from the C++ sources the
-    checkout at `root` has now (its recorded commit has the same csrc/, setup.py and
-    CMakeLists.txt, and the checkout has no local or untracked changes to them), else (False, why)."""
+    checkout at `root` has now, else (False, why). Either of:
+      - git: the recorded commit has the same csrc/, setup.py and CMakeLists.txt as the checkout,
+        which has no local or untracked changes to them;
+      - the build record: the checkout's own vidops/_build_config.json (setup.py writes it there
+        too when it builds from the checkout) equals the build's, and no C++ source file of the
+        checkout is newer than it (a git-less tree, or a build from local changes).
+    """
+    ok, why = _same_commit(config, root)
+    if ok:
+        return True, ""
+    ok2, why2 = _same_build_record(config, root)
+    if ok2:
+        return True, ""
+    return False, f"{why}; {why2}"
+
+
+def _same_commit(config: dict, root: str):
     commit = config.get("git_commit")
     if not commit:
         return False, "its build configuration records no git commit"
     if commit.endswith("+dirty"):
-        return False, f"it was built from {commit} (local changes, which cannot be compared)"
+        return False, f"it was built from {commit} (local changes, which git cannot compare)"
     rc, out = _git(root, "cat-file", "-e", commit + "^{commit}")
     if rc is None:
         return False, out
@@ -105,6 +120,20 @@ def built_from_this_tree(config: dict, root: str = SOURCE_ROOT):
     rc, out = _git(root, "ls-files", "--others", "--exclude-standard", "--", *_BUILD_INPUTS)
     if rc == 0 and out:
         return False, f"the checkout at {root} has new untracked C++ sources ({out.splitlines()[0]}, ...)"
+    return True, ""
+
+
+def _same_build_record(config: dict, root: str):
+    record = os.path.join(root, "vidops", "_build_config.json")
+    if not config or _read_build_config(os.path.dirname(record)) != config:
+        return False, "the checkout's own build record (vidops/_build_config.json) is missing or differs"
+    built = os.path.getmtime(record)
+    for name in _BUILD_INPUTS:
+        path = os.path.join(root, name)
+        files = [path] if os.path.isfile(path) else [os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs]
+        for f in files:
+            if os.path.getmtime(f) > built:
+                return False, f"{os.path.relpath(f, root)} changed after that build"
     return True, ""
 
 
