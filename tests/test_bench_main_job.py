@@ -77,6 +77,18 @@ def test_readme_bench_command_from_the_repo_root_times_vidops_kernels():
         assert "no vidops kernel can run" in out.stderr and "--allow-no-vidops" in out.stderr, out.stderr
 
 
+def test_info_says_which_vidops_it_imported_and_where_the_extension_came_from():
+    out = subprocess.run([sys.executable, "-m", "vidops.info"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300, check=True).stdout
+    first = out.splitlines()[0]
+    assert f"vidops imported from {os.path.join(ROOT, 'vidops')} (a source checkout)" in first, first
+    if _source_tree_has_extension():
+        assert f"extension vidops._C loaded from {os.path.join(ROOT, 'vidops')}" in first, first
+    else:
+        assert ("extension vidops._C loaded from" in first and "the installed build at" in first) or \
+            "extension vidops._C not loaded" in first, first
+
+
 # ---- the installed-extension lookup ----------------------------------------------------------
 
 def _git(*args) -> str:
