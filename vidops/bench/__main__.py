@@ -185,7 +185,8 @@ def main(argv=None) -> dict:
               "quick": args.quick, "smoke": args.smoke, "shapes": "smoke" if args.smoke else
               ("quick" if shapes_quick else "full"), "dtypes": list(dtypes), "modes": list(modes),
               "providers": cfg.providers, "compile": cfg.compile, "memory": cfg.memory,
-              "policy": vars(cfg.policy), "wall_s": round(time.perf_counter() - t0, 1)}
+              "policy": vars(cfg.policy), "allow_no_vidops": args.allow_no_vidops,
+              "ops_without_vidops": bare, "wall_s": round(time.perf_counter() - t0, 1)}
     result = {"header": header, "config": config, "copy_bandwidth": copy, "records": records}
     print(report.table(result))
     if not args.no_write:
