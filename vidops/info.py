@@ -12,7 +12,7 @@ def report() -> str:
     from vidops import _dispatch, _ext, _triton
 
     lines = [
-        f"vidops {vidops.__version__}",
+        f"vidops {vidops.__version__}: {_ext.describe_origin()}",
         f"python {platform.python_version()} on {platform.machine()}",
         f"torch {torch.__version__} (CUDA {torch.version.cuda}; cuda available: {torch.cuda.is_available()})",
     ]

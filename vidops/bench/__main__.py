@@ -13,7 +13,13 @@ next to its measured value and whether it is met), then writes JSON, CSV and a P
 Shapes: on CUDA the full shapes; --quick the small ones. On CPU the small (N=2) shapes are used
 with or without --quick: they are the shapes the CPU targets are stated on, and the full shapes
 take minutes per case on 2 cores; without --quick CPU runs get more repetitions. --smoke runs
-tiny shapes with 2 repetitions (the harness's own tests).
+tiny shapes, one repetition and no torch.compile providers (a few seconds: the harness's own
+tests, and a check of which providers run).
+
+The bench refuses to run when an op it would time has no vidops kernel that can run (e.g. vidops
+imported from a source checkout without a built extension): the message says why and how to fix
+it; --allow-no-vidops times those ops' references alone. Which vidops was imported and where its extension came from is
+printed at the start and stored in the run header.
 
 Defaults: --device cuda when available, else cpu; --dtype bfloat16 on CUDA, float32 on CPU;
 torch's own thread count unless --threads. The reference provider always runs (speedups are
@@ -29,6 +35,7 @@ import time
 
 import torch
 
+from .. import _ext
 from . import environment, registry, report, runner, timing
 
 
@@ -36,7 +43,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m vidops.bench",
                                 description="vidops micro-benchmarks: time, bandwidth, memory, targets.")
     p.add_argument("--quick", action="store_true", help="small shapes and short timing (CPU shapes)")
-    p.add_argument("--smoke", action="store_true", help="tiny shapes, 2 repetitions (tests)")
+    p.add_argument("--smoke", action="store_true",
+                   help="tiny shapes, one repetition, no torch.compile providers: a few seconds, to check the "
+                        "harness and which providers run (its numbers mean nothing)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--ops", default=None,
                    help=f"comma-separated ops (default all: {','.join(registry.CASE_MODULES)})")
@@ -58,6 +67,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--label", default="", help="free text stored in the run header (e.g. where the "
                    "extension was built from, or what else ran on the machine)")
     p.add_argument("--list", action="store_true", help="list cases and providers, run nothing")
+    p.add_argument("--allow-no-vidops", action="store_true",
+                   help="run even when no vidops kernel can run here (only the references are timed); "
+                        "without it the bench stops with the reason and the fix")
     return p.parse_args(argv)
 
 
@@ -75,9 +87,30 @@ def default_out_dir() -> str:
     return os.path.join(os.getcwd(), "bench", "results")
 
 
+def no_vidops_message(ops: list, device: torch.device) -> str:
+    """Why no vidops kernel can run for these ops, and the fix."""
+    from vidops import _dispatch
+
+    lines = [f"vidops.bench: no vidops kernel can run on {device} here for {', '.join(ops)}, so the bench "
+             f"would time only their reference implementations.", f"  {_ext.describe_origin()}."]
+    if not _ext.EXTENSION_LOADED:
+        lines.append(f"  {_ext.EXTENSION_ERROR}.")
+    else:
+        try:
+            reasons = _dispatch.reasons(ops[0], device)
+        except Exception:  # a bench op that is not a dispatched op: nothing to add
+            reasons = {}
+        for name, why in reasons.items():
+            if name != "reference":
+                lines.append(f"  {ops[0]} {name}: {why or 'available, but left out of the bench on this device'}")
+    if not _ext.EXTENSION_LOADED and not _ext.IS_SOURCE_TREE:  # (a checkout's error states its fix)
+        lines.append(f"  Fix: {_ext.REBUILD_HINT}.")
+    return "\n".join(lines)
+
+
 def policy_for(device: torch.device, args) -> timing.Policy:
     if args.smoke:
-        return timing.Policy(reps=args.reps or 2)
+        return timing.Policy(reps=args.reps or 1)
     if device.type == "cuda":
         return (timing.Policy(args.reps, budget_s=0.3, min_reps=10, max_reps=200, max_s=10) if args.quick
                 else timing.Policy(args.reps, budget_s=1.0, min_reps=30, max_reps=500, max_s=30))
@@ -114,7 +147,8 @@ def main(argv=None) -> dict:
     if args.cases:
         wanted = _split(args.cases)
         cases = [c for c in cases if any(w in c.name for w in wanted)]
-    cfg = runner.RunConfig(device=device, providers=_split(args.providers), compile=not args.no_compile,
+    cfg = runner.RunConfig(device=device, providers=_split(args.providers),
+                           compile=not (args.no_compile or args.smoke),
                            memory=not args.no_memory, policy=policy_for(device, args))
     if cfg.providers:
         known = sorted({n for c in cases for n in c.providers})
@@ -127,10 +161,22 @@ def main(argv=None) -> dict:
             print(f"{c.op} | {c.name} | {c.mode} | {c.dtype}: {', '.join(runner.select_providers(c, cfg))}")
         return {"cases": cases}
 
+    bare = [op for op in dict.fromkeys(c.op for c in cases)
+            if not any(n.startswith("vidops_") for c in cases if c.op == op for n in c.providers)]
+    if bare:
+        why = no_vidops_message(bare, device)
+        if not args.allow_no_vidops:
+            sys.exit(why + "\nTo time the reference implementations of these ops alone, pass --allow-no-vidops.")
+        print(f"vidops.bench: WARNING (--allow-no-vidops): {why}", file=sys.stderr, flush=True)
+    elif not _ext.EXTENSION_LOADED:
+        print(f"vidops.bench: WARNING: the C++ extension is not loaded, so no vidops C++ kernel is timed: "
+              f"{_ext.EXTENSION_ERROR}", file=sys.stderr, flush=True)
+
     header = environment.header(device)
     header["label"] = args.label
     print(f"vidops.bench: {len(cases)} cases on {header['device_name']} ({device}), "
           f"{header['threads']} threads, dtypes {','.join(dtypes)}", file=sys.stderr, flush=True)
+    print(f"vidops.bench: {_ext.describe_origin()}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     copy = timing.copy_bandwidth(device, reps=5 if args.smoke else 20)
     print(f"copy bandwidth: {copy['gbps']:.1f} GB/s (read+write)", file=sys.stderr, flush=True)
@@ -139,7 +185,8 @@ def main(argv=None) -> dict:
               "quick": args.quick, "smoke": args.smoke, "shapes": "smoke" if args.smoke else
               ("quick" if shapes_quick else "full"), "dtypes": list(dtypes), "modes": list(modes),
               "providers": cfg.providers, "compile": cfg.compile, "memory": cfg.memory,
-              "policy": vars(cfg.policy), "wall_s": round(time.perf_counter() - t0, 1)}
+              "policy": vars(cfg.policy), "allow_no_vidops": args.allow_no_vidops,
+              "ops_without_vidops": bare, "wall_s": round(time.perf_counter() - t0, 1)}
     result = {"header": header, "config": config, "copy_bandwidth": copy, "records": records}
     print(report.table(result))
     if not args.no_write:

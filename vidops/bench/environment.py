@@ -114,6 +114,9 @@ def header(device: torch.device) -> dict:
         "triton_interpreter": _triton.interpreter(),
         "vidops": vidops.__version__,
         "vidops_extension_loaded": _ext.EXTENSION_LOADED,
+        "vidops_path": os.path.dirname(os.path.abspath(vidops.__file__)),
+        "vidops_extension_path": _ext.EXTENSION_PATH,
+        "vidops_origin": _ext.describe_origin(),
         "vidops_build": _ext.describe_build(),
         "vidops_build_config": {k: v for k, v in (_ext.BUILD_CONFIG or {}).items()
                                 if k not in ("cpp_sources", "cu_sources")},

@@ -31,6 +31,13 @@ cleared between repetitions, outside the timed region; `grads` are fixed random 
 like the outputs). A fwd+bwd case with empty `grad_inputs` is timed as is (the provider does its
 own backward).
 
+Per-layer breakdown (for whole models): a case may set `breakdown(provider, inputs)` returning
+`{layer name: milliseconds per step}` for that provider, in the model's layer order (e.g. medians
+of per-layer timings taken with hooks or by running the layers one by one). The harness calls it
+once per provider after the timed repetitions, stores it as the record's `breakdown` field
+(JSON: an object, CSV: a JSON string), and the chart draws a stacked bar per provider (the part of
+`median_ms` the layers do not cover shown as "other").
+
 `bytes` is the minimum traffic of the op (inputs read once, outputs written once; for fwd+bwd the
 forward's plus the backward's) for GB/s and the fraction of the copy bandwidth measured in the same
 run; `flops` (optional) gives TFLOP/s. `targets` are the goals the report shows next to the
@@ -107,6 +114,9 @@ class Case:
     grad_inputs: tuple = ()      # fwd+bwd: names of the inputs that require grad
     targets: list = field(default_factory=list)  # list[Target]
     note: str = ""               # free text for the record (e.g. why CPU uses small shapes)
+    # optional: breakdown(provider_name, inputs) -> {layer name: ms per step}, called once per
+    # provider after its timing (not timed itself); stored as the record's "breakdown"
+    breakdown: Optional[Callable[[str, dict], dict]] = None
 
 
 # ---- helpers for case modules ----------------------------------------------------------------

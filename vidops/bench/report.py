@@ -21,8 +21,9 @@ from typing import Optional
 
 RECORD_COLUMNS = [
     "op", "case", "mode", "dtype", "provider", "median_ms", "p20_ms", "p80_ms", "reps",
-    "speedup", "gbps", "pct_copy_bw", "tflops", "peak_mem_bytes", "rel_err", "check",
-    "target", "target_met", "target_detail", "first_call_ms", "bytes", "flops", "shape", "error", "note",
+    "speedup", "gbps", "pct_copy_bw", "tflops", "peak_mem_bytes", "rel_err", "ref_rel_err", "err_bound", "check",
+    "target", "target_met", "target_detail", "first_call_ms", "bytes", "flops", "shape", "breakdown", "error",
+    "note",
 ]
 HEADER_COLUMNS = ["device_name", "device_tag", "threads", "copy_gbps", "torch", "triton", "vidops",
                   "git_commit", "timestamp", "label"]
@@ -65,14 +66,16 @@ def table(result: dict) -> str:
         f"| commit {h['git_commit'][:12]} | {h['timestamp']}",
         f"vidops build: {h['vidops_build']}",
     ]
+    if h.get("vidops_origin"):
+        lines.append(f"vidops: {h['vidops_origin']}")
     if h.get("label"):
         lines.append(f"label: {h['label']}")
     if cb:
         lines.append(f"copy bandwidth (read+write): {cb['gbps']:.1f} GB/s (copy_ {cb['copy_gbps']:.1f}, "
                      f"elementwise {cb['elementwise_gbps']:.1f}; {cb['buffer_bytes'] / 2**20:.0f} MiB buffer)")
     cols = ("provider", "median ms", "p20..p80 ms", "speedup", "GB/s", "%copy", "TFLOP/s", "peak MiB",
-            "rel err", "target (measured, met)")
-    widths = (20, 10, 19, 8, 8, 6, 8, 9, 9, 0)
+            "rel err", "ref err", "target (measured, met)")
+    widths = (20, 10, 19, 8, 8, 6, 8, 9, 9, 8, 0)
     key = None
     for r in result["records"]:
         k = (r["op"], r["case"], r["mode"], r["dtype"])
@@ -106,15 +109,26 @@ def table(result: dict) -> str:
             _fmt(r.get("tflops"), ".3f").rjust(8),
             (_fmt(peak / 2**20, ".1f") if peak is not None else "n/a").rjust(9),
             err_s.rjust(9),
+            _fmt(r.get("ref_rel_err"), ".1e").rjust(8),
             target_detail(r),
         )
         lines.append("  " + " ".join(cells).rstrip())
     lines.append("")
     lines.append("speedup: reference (authors' formulation, eager) median / provider median. GB/s: minimum "
                  "traffic / median; %copy: of the copy bandwidth above. peak MiB: allocated by one call "
-                 f"beyond its inputs ({_memory_method(result)}). rel err: relative L2 error vs the reference "
-                 "(outputs and input gradients; float32 reference for half precision), '!' above tolerance.")
+                 f"beyond its inputs ({_memory_method(result)}). rel err: relative L2 error vs the reference run in "
+                 "float64 (outputs and input gradients); ref err: the same-dtype reference's own error vs that "
+                 f"float64 run; '!': rel err above {_err_rule()}.")
+    fallbacks = sorted({r["oracle"] for r in result["records"] if r.get("oracle") and "failed" in r["oracle"]})
+    for f in fallbacks:
+        lines.append(f"note: some cases compare with the {f}.")
     return "\n".join(lines)
+
+
+def _err_rule() -> str:
+    from .runner import ERR_FACTOR, ERR_FLOOR_EPS
+
+    return f"{ERR_FACTOR:g} x max(ref err, {ERR_FLOOR_EPS:g} x the dtype's machine epsilon)"
 
 
 def _memory_method(result: dict) -> str:
@@ -127,6 +141,7 @@ def _memory_method(result: dict) -> str:
 def _row(rec: dict, header: dict, copy_gbps) -> dict:
     row = {c: rec.get(c) for c in RECORD_COLUMNS}
     row["shape"] = json.dumps(rec.get("shape", {}), sort_keys=True)
+    row["breakdown"] = json.dumps(rec["breakdown"]) if rec.get("breakdown") else None
     row["target_detail"] = target_detail(rec)
     row["target_met"] = "" if rec.get("target_met") is None else ("yes" if rec["target_met"] else "no")
     for c in HEADER_COLUMNS:
@@ -159,73 +174,201 @@ def write_csv(result: dict, path: str) -> None:
             w.writerow(_row(rec, result["header"], copy_gbps))
 
 
+CHART_DPI = 100
+CHART_COLUMNS = 3          # panels per row (a panel with many cases spans more than one column)
+PANEL_W_IN, PANEL_H_IN = 6.4, 4.3   # one column's panel, in inches: 3 columns are 1920 pixels
+GROUPS_PER_COLUMN = 6      # cases per panel column before the panel spans another column
+BREAKDOWN_H_IN = 4.8
+MAX_LAYERS = 15            # breakdown layers drawn by name; the rest are summed as "other layers"
+
+
+def _key(r: dict) -> tuple:
+    return (r["op"], r["case"], r["mode"], r["dtype"])
+
+
+def case_labels(names: list) -> dict:
+    """Short labels for an op's case names: the words before the first "k=v" word ("res3 softmax",
+    "stem"); for names without such words, the words that tell them apart ("56x56", "D=1")."""
+    out = {}
+    bare = []
+    for n in names:
+        words = n.split()
+        head = []
+        for w in words:
+            if "=" in w:
+                break
+            head.append(w)
+        if head and len(head) < len(words):
+            out[n] = " ".join(head)
+        else:
+            bare.append(n)
+    if bare:
+        common = set(bare[0].split()).intersection(*[set(b.split()) for b in bare[1:]]) if len(bare) > 1 else set()
+        for n in bare:
+            distinct = [w for w in n.split() if w not in common]
+            out[n] = " ".join(distinct if len(bare) > 1 and distinct else n.split()[:3])
+    return out
+
+
+def chart_layout(result: dict) -> dict:
+    """What the chart draws: {"panels": [(op, span in columns, row, column)], "columns", "rows",
+    "breakdown": records with a per-layer breakdown, "size_px": (width, height)}."""
+    records = [r for r in result["records"] if r.get("speedup")]
+    ops, groups = [], {}
+    for r in records:
+        if r["op"] not in ops:
+            ops.append(r["op"])
+        g = groups.setdefault(r["op"], [])
+        if _key(r) not in g:
+            g.append(_key(r))
+    columns = max(1, min(CHART_COLUMNS, sum(min(CHART_COLUMNS, math.ceil(len(groups[o]) / GROUPS_PER_COLUMN))
+                                           for o in ops)))
+    rows_free, panels = [], []
+    for op in ops:  # first fit: each panel in the first row with room for it
+        span = min(columns, math.ceil(len(groups[op]) / GROUPS_PER_COLUMN))
+        row = next((i for i, free in enumerate(rows_free) if free >= span), None)
+        if row is None:
+            rows_free.append(columns)
+            row = len(rows_free) - 1
+        panels.append((op, span, row, columns - rows_free[row]))
+        rows_free[row] -= span
+    breakdown = [r for r in result["records"] if r.get("breakdown")]
+    height = 1.0 + PANEL_H_IN * len(rows_free) + (BREAKDOWN_H_IN if breakdown else 0)
+    return {"panels": panels, "columns": columns, "rows": len(rows_free), "groups": groups,
+            "breakdown": breakdown,
+            "size_px": (round(PANEL_W_IN * columns * CHART_DPI), round(height * CHART_DPI))}
+
+
 def write_chart(result: dict, path: str) -> Optional[str]:
-    """Grouped bars of speedup over the reference (log scale), one group per case, one bar per
-    provider; a solid black tick marks each speedup target over the reference, a dotted one each
-    target over another provider (at that provider's speedup times the factor). Returns None, or
-    why no chart was drawn."""
+    """A grid of panels, one per op: per case (group), one bar per provider of its speedup over
+    the reference on a log axis; a black line across a bar marks a speedup target over the
+    reference, a dotted one a target over another provider (drawn at that provider's speedup
+    times the factor); vidops bars are labelled with their speedup. When records carry a
+    per-layer `breakdown`, a last full-width panel stacks each record's step time by layer.
+    The image is PANEL_W_IN * columns * CHART_DPI pixels wide (1920 for 3 columns). Returns None,
+    or why no chart was drawn."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.lines import Line2D
+        from matplotlib.ticker import NullFormatter
     except Exception as exc:
         return f"matplotlib unavailable: {type(exc).__name__}: {exc}"
-    records = [r for r in result["records"] if r.get("speedup")]
-    if not records:
+    layout = chart_layout(result)
+    if not layout["panels"] and not layout["breakdown"]:
         return "no speedups to draw"
-    groups = []
-    for r in records:
-        k = (r["op"], r["case"], r["mode"], r["dtype"])
-        if k not in groups:
-            groups.append(k)
+    records = [r for r in result["records"] if r.get("speedup")]
+    by_key = {(_key(r), r["provider"]): r for r in records}
     providers = []
     for r in records:
         if r["provider"] not in providers:
             providers.append(r["provider"])
-    n = len(providers)
-    width = 0.8 / n
-    fig, ax = plt.subplots(figsize=(max(8.0, 1.9 * len(groups) * max(1.0, n / 4)), 6.0))
     cmap = plt.get_cmap("tab10")
-    for j, p in enumerate(providers):
-        xs, ys = [], []
-        for i, g in enumerate(groups):
-            r = next((r for r in records if (r["op"], r["case"], r["mode"], r["dtype"]) == g
-                      and r["provider"] == p), None)
-            if r is None:
-                continue
-            x = i - 0.4 + width * (j + 0.5)
-            xs.append(x)
-            ys.append(r["speedup"])
-            for t in r.get("targets") or []:
-                if t["kind"] != "speedup":
+    color = {p: cmap(i % 10) for i, p in enumerate(providers)}
+    multi_dtype = len({r["dtype"] for r in records}) > 1
+    w_px, h_px = layout["size_px"]
+    fig = plt.figure(figsize=(w_px / CHART_DPI, h_px / CHART_DPI), dpi=CHART_DPI)
+    n_rows = layout["rows"] + (1 if layout["breakdown"] else 0)
+    ratios = [PANEL_H_IN] * layout["rows"] + ([BREAKDOWN_H_IN] if layout["breakdown"] else [])
+    grid = fig.add_gridspec(n_rows, layout["columns"], height_ratios=ratios)
+    for op, span, row, col in layout["panels"]:
+        ax = fig.add_subplot(grid[row, col:col + span])
+        keys = layout["groups"][op]
+        labels = case_labels([k[1] for k in keys])
+        present = [p for p in providers if any((k, p) in by_key for k in keys)]
+        width = 0.8 / max(1, len(present))
+        rotate = len(keys) * len(present) > 14
+        top = 1.0
+        for j, p in enumerate(present):
+            for i, k in enumerate(keys):
+                r = by_key.get((k, p))
+                if r is None:
                     continue
-                if t["baseline"] == "reference":
-                    ax.plot([x - width / 2, x + width / 2], [t["value"]] * 2, color="black", lw=2)
-                    continue
-                b = next((b for b in records if (b["op"], b["case"], b["mode"], b["dtype"]) == g
-                          and b["provider"] == t["baseline"]), None)
-                if b is not None:  # e.g. 1.5x temporal_first, drawn in units of the reference
-                    ax.plot([x - width / 2, x + width / 2], [t["value"] * b["speedup"]] * 2,
-                            color="black", lw=1.5, ls=":")
-        bars = ax.bar(xs, ys, width, label=p, color=cmap(j % 10))
-        for b, y in zip(bars, ys):
-            ax.annotate(f"{y:.3g}", (b.get_x() + b.get_width() / 2, y), ha="center", va="bottom", fontsize=7)
-    ax.set_yscale("log")
-    ax.axhline(1.0, color="grey", lw=0.8)
-    ax.set_ylabel("speedup over reference (eager), higher is better")
-    ax.set_xticks(range(len(groups)))
-    ax.set_xticklabels([f"{op}\n{textwrap.fill(case, 20)}\n{mode} {dtype}" for op, case, mode, dtype in groups],
-                       fontsize=7)
+                x = i - 0.4 + width * (j + 0.5)
+                y = r["speedup"]
+                top = max(top, y)
+                ax.bar(x, y, width, color=color[p])
+                if p.startswith("vidops_"):
+                    ax.annotate(f"{y:.3g}x", (x, y), ha="center", va="bottom", fontsize=7,
+                                rotation=90 if rotate else 0, xytext=(0, 2), textcoords="offset points")
+                for t in r.get("targets") or []:
+                    if t["kind"] != "speedup":
+                        continue
+                    if t["baseline"] == "reference":
+                        level, style = t["value"], "-"
+                    else:
+                        b = by_key.get((k, t["baseline"]))
+                        if b is None:
+                            continue
+                        level, style = t["value"] * b["speedup"], ":"
+                    top = max(top, level)
+                    ax.plot([x - 0.6 * width, x + 0.6 * width], [level] * 2, color="black", lw=1.8, ls=style)
+        ax.set_yscale("log")
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.axhline(1.0, color="grey", lw=0.8)
+        ax.set_ylim(top=max(20.0, top * 4))
+        ax.set_xlim(-0.5, max(len(keys), 3) - 0.5)  # a panel of one or two cases keeps narrow bars
+        ax.set_xticks(range(len(keys)))
+        ax.set_xticklabels([f"{textwrap.fill(labels[k[1]], 16)}\n{k[2]}" + (f" {k[3]}" if multi_dtype else "")
+                            for k in keys], fontsize=7)
+        ax.set_title(op, fontsize=10)
+        ax.tick_params(axis="y", labelsize=7)
+        if col == 0:
+            ax.set_ylabel("speedup over reference", fontsize=8)
+        ax.grid(axis="y", which="major", lw=0.3, alpha=0.5)
+    if layout["breakdown"]:
+        _draw_breakdown(fig.add_subplot(grid[n_rows - 1, :]), layout["breakdown"], plt)
     h = result["header"]
-    ax.set_title(f"vidops.bench: {h['device_name']} ({h['threads']} threads), torch {h['torch']}, "
-                 f"commit {h['git_commit'][:10]}, {h['timestamp']}\n"
-                 f"solid ticks: speedup targets over the reference; dotted: targets over another provider "
-                 f"(e.g. 1.5x temporal_first)", fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=color[p]) for p in providers]
+    handles += [Line2D([], [], color="black", lw=1.8), Line2D([], [], color="black", lw=1.8, ls=":")]
+    names = providers + ["speedup target over the reference", "target over another provider (e.g. 1.5x sdpa)"]
+    fig.legend(handles, names, loc="upper center", ncol=min(8, len(names)), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, 1 - 0.45 / (h_px / CHART_DPI)))
+    fig.suptitle(f"vidops.bench: speedup over the reference (log scale, higher is better); {h['device_name']} "
+                 f"({h['threads']} threads), torch {h['torch']}, commit {h['git_commit'][:10]}, {h['timestamp']}",
+                 fontsize=10, y=1 - 0.12 / (h_px / CHART_DPI), va="top")
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.75 / (h_px / CHART_DPI)))
+    fig.savefig(path, dpi=CHART_DPI)
     plt.close(fig)
     return None
+
+
+def _draw_breakdown(ax, records: list, plt) -> None:
+    """Stacked bars: each record's breakdown {layer: ms}, plus "other" (median_ms not covered)."""
+    totals = {}
+    for r in records:
+        for name, ms in r["breakdown"].items():
+            totals[name] = totals.get(name, 0.0) + ms
+    named = [n for n in totals if n in sorted(totals, key=totals.get, reverse=True)[:MAX_LAYERS]]
+    cmap = plt.get_cmap("tab20")
+    colors = {n: cmap(i % 20) for i, n in enumerate(named)}
+    labels = case_labels(sorted({r["case"] for r in records}))
+    drawn = set()
+    for i, r in enumerate(records):
+        bottom = 0.0
+        parts = [(n, r["breakdown"].get(n, 0.0)) for n in named]
+        rest = sum(ms for n, ms in r["breakdown"].items() if n not in colors)
+        parts.append(("other layers", rest))
+        if r.get("median_ms") is not None:
+            parts.append(("other (not in a layer)", max(0.0, r["median_ms"] - bottom - sum(ms for _, ms in parts))))
+        for name, ms in parts:
+            if ms <= 0:
+                continue
+            c = colors.get(name, "lightgrey" if name.startswith("other (") else "darkgrey")
+            ax.bar(i, ms, 0.7, bottom=bottom, color=c, label=name if name not in drawn else None)
+            drawn.add(name)
+            bottom += ms
+        ax.annotate(f"{bottom:.3g} ms", (i, bottom), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(records)))
+    ax.set_xticklabels([f"{textwrap.fill(labels[r['case']], 18)}\n{r['mode']}\n{r['provider']}" for r in records],
+                       fontsize=7)
+    ax.set_xlim(-0.5, max(len(records), 10) - 0.5)
+    ax.set_ylim(top=ax.get_ylim()[1] * 1.1)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_ylabel("ms per step", fontsize=8)
+    ax.set_title("models: step time by layer (stacked)", fontsize=10)
+    ax.legend(fontsize=7, ncol=2, loc="upper right")
 
 
 def write_all(result: dict, out_dir: str, chart: bool = True) -> dict:

@@ -19,6 +19,7 @@ Peak memory of one call (`peak_memory`), beyond what was allocated before it:
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import time
 from dataclasses import dataclass, field
@@ -203,13 +204,37 @@ def peak_memory(step: Callable, reset: Optional[Callable], device: torch.device)
     return _cpu_peak_memory(step)
 
 
+@contextlib.contextmanager
+def _quiet_fd2():
+    """Send file descriptor 2 to /dev/null for the block: the profiler's C++ side logs a few lines
+    per session there ("profiler_start", "Completed Stage"), which would break the bench's one line
+    per case on stderr. The call profiled already ran (and warned) in the timed repetitions."""
+    import os
+    import sys
+
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _cpu_peak_memory(step: Callable) -> tuple:
     from torch.profiler import ProfilerActivity, profile
 
     try:
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            out = step()
-            del out
+        with _quiet_fd2():
+            with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+                out = step()
+                del out
         tree = prof.profiler.kineto_results.experimental_event_tree()
     except Exception as exc:  # the profiler's event tree is a private API: degrade, don't crash
         return None, f"n/a (torch.profiler memory events unavailable: {type(exc).__name__}: {exc})"
