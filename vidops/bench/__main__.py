@@ -48,7 +48,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "harness and which providers run (its numbers mean nothing)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--ops", default=None,
-                   help=f"comma-separated ops (default all: {','.join(registry.CASE_MODULES)})")
+                   help=f"comma-separated ops (default every op: "
+                        f"{','.join(m for m in registry.CASE_MODULES if m not in registry.OPT_IN)}; "
+                        f"whole models only when named: {','.join(registry.OPT_IN)})")
     p.add_argument("--providers", default=None,
                    help="comma-separated provider names or fnmatch patterns, e.g. 'vidops_*,temporal_first' "
                         "(reference always runs)")

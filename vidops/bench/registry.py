@@ -54,7 +54,10 @@ from typing import Callable, Optional
 import torch
 
 CASE_MODULES = ("motion_band_pass", "busy_quiet", "pixelwise_temporal_projection", "temporal_relation",
-                "temporal_squeeze", "region_attention", "region_non_local", "depthwise_conv3d", "temporal_shift")
+                "temporal_squeeze", "region_attention", "region_non_local", "depthwise_conv3d", "temporal_shift",
+                "models")
+# Whole models take minutes per case on a CPU: they run when asked for (`--ops models`), not by default.
+OPT_IN = ("models",)
 
 MODES = ("fwd", "fwd+bwd")
 
@@ -184,7 +187,7 @@ def load_cases(ops, device: torch.device, quick: bool, options: CaseOptions) -> 
     """Every case of the named ops (all of CASE_MODULES when ops is None), filtered by the
     options' dtypes and modes."""
     out = []
-    for op in (ops or CASE_MODULES):
+    for op in (ops or [m for m in CASE_MODULES if m not in OPT_IN]):
         if op not in CASE_MODULES:
             raise ValueError(f"vidops.bench: unknown op {op!r} (known: {', '.join(CASE_MODULES)})")
         fn = case_module(op).cases

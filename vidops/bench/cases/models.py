@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..registry import Case, CaseOptions, Target, compiled, dtype_of
+from ..breakdown import layer_breakdown
+from ..registry import Case, CaseOptions, Target, dtype_of
 
 OP = "models"
 NUM_CLASSES = 400
@@ -129,6 +130,16 @@ def cases(device: torch.device, quick: bool, options: CaseOptions | None = None)
                 providers = {"reference": make("reference"),
                              "reference_compiled": make("reference", compile_it=True),
                              f"vidops_{device.type}": make("vidops")}
+                def breakdown(provider, i, providers=providers):
+                    run = providers[provider]
+                    if "compiled" in provider:
+                        return None          # the compiled graph has no layer boundaries to time
+                    model = i["models"][run.model_key]
+                    ms = layer_breakdown(model, lambda: run(i), device)
+                    ms.pop("total", None)
+                    ms["rest of the network"] = ms.pop("rest")
+                    return ms
+
                 targets = _targets(spec.label, mode, device)
                 model = spec.build("reference")
                 params = sum(p.numel() for p in model.parameters())
@@ -144,9 +155,8 @@ def cases(device: torch.device, quick: bool, options: CaseOptions | None = None)
                     dtype=dtype, setup=setup, providers=providers, bytes=0,
                     flops=None if macs is None else 2 * macs * N * (1 if mode == "fwd" else 3),
                     shape={"model": spec.label, "N": N, "frames": spec.frames, "size": spec.size,
-                           "params": params, "gmacs_per_clip": None if macs is None else macs / 1e9,
-                           "breakdown_fn": "vidops.bench.breakdown.layer_breakdown"},
-                    targets=targets,
+                           "params": params, "gmacs_per_clip": None if macs is None else macs / 1e9},
+                    targets=targets, breakdown=breakdown,
                     note=note or ("training step: forward, cross-entropy (+ ENoPR for DAN), backward, SGD"
                                   if mode == "fwd+bwd" else "inference, eval mode"),
                 ))
