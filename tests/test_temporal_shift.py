@@ -175,9 +175,9 @@ def _bad(*shape, dtype=torch.float32):
     ((_bad(2, 3, 8, 3, 3), 3), ValueError, "x must be 4-D"),
     ((_bad(6, 8, 3, 3).long(), 3), TypeError, "floating"),
     ((_bad(6, 8, 3, 3, dtype=torch.bool), 3), TypeError, "floating"),
-    ((_bad(6, 8, 3, 3), True), ValueError, "num_segments must be a positive int, got True"),
-    ((_bad(6, 8, 3, 3), 3, True), ValueError, "fold_div must be a positive int, got True"),
-    ((_bad(6, 8, 3, 3), 3.0), ValueError, "num_segments must be a positive int, got 3.0"),
+    ((_bad(6, 8, 3, 3), True), TypeError, "num_segments must be an int, got bool True"),
+    ((_bad(6, 8, 3, 3), 3, True), TypeError, "fold_div must be an int, got bool True"),
+    ((_bad(6, 8, 3, 3), 3.0), TypeError, "num_segments must be an int, got float 3.0"),
     (("x", 3), TypeError, "torch.Tensor"),
 ])
 def test_bad_inputs(args, exc, msg):

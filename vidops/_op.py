@@ -230,14 +230,15 @@ def _coerce(op: str, arg: _Arg, value):
     return value
 
 
-def _fresh(out: torch.Tensor, inputs) -> torch.Tensor:
-    """out as a contiguous tensor sharing no memory with any of `inputs`."""
+def _fresh(out: torch.Tensor, inputs, memory_format=torch.contiguous_format) -> torch.Tensor:
+    """out as a tensor in `memory_format` (contiguous unless the op says otherwise) sharing no
+    memory with any of `inputs`."""
     if out.numel():
         ptr = out.untyped_storage().data_ptr()
         for t in inputs:
             if isinstance(t, torch.Tensor) and t.numel() and t.untyped_storage().data_ptr() == ptr:
-                return out.clone(memory_format=torch.contiguous_format)
-    return out.contiguous()
+                return out.clone(memory_format=memory_format)
+    return out.contiguous(memory_format=memory_format)
 
 
 def _no_autocast(device_type: str):
@@ -265,6 +266,11 @@ class Op:
             then also save(*args, outputs) -> the backward arguments after the gradients, and
             grads_of: the forward input each backward output is the gradient of.
         backward_fake: (*backward args) -> gradients; default: empty_like of each input.
+        output_format: (*forward or backward args) -> the memory format of the op's results
+            (default contiguous), for ops whose output keeps its input's layout; the fakes must
+            give the same.
+        backward_autograd: (setup_context, backward) registered as the autograd formula of the
+            backward op itself, for ops whose gradient is differentiable again (double backward).
     """
 
     def __init__(self, name: str, schema: str, *, check: Callable, fake: Callable, backends: dict,
@@ -272,7 +278,8 @@ class Op:
                  autocast: Callable = keep_dtypes, nondifferentiable: Sequence[str] = (),
                  differentiable: Optional[Sequence[str]] = None, needs_input_grad: bool = False,
                  backward: Optional[str] = None, save: Optional[Callable] = None,
-                 grads_of: Optional[Sequence[str]] = None, backward_fake: Optional[Callable] = None):
+                 grads_of: Optional[Sequence[str]] = None, backward_fake: Optional[Callable] = None,
+                 output_format: Optional[Callable] = None, backward_autograd: Optional[tuple] = None):
         self.name, self.check, self.fake, self.post, self.autocast = name, check, fake, post, autocast
         self.args, self.outputs = _parse(schema)
         self._index = {a.name: i for i, a in enumerate(self.args)}
@@ -293,6 +300,7 @@ class Op:
         self._bindex = {a.name: i for i, a in enumerate(self.backward_args)}
         self._save = save
         self._backward_fake = backward_fake
+        self._output_format = output_format
 
         _dispatch.register_op(name, preference or CPP_FIRST)
         self.impls = dict(backends)
@@ -310,6 +318,9 @@ class Op:
         self.backward_op.register_fake(
             lambda *a, **kw: self._grads_fake(self._split(a, kw, self.backward_args)[0]))
         self.forward_op.register_autograd(self._backward, setup_context=self._setup_context)
+        if backward_autograd is not None:
+            setup, grad = backward_autograd
+            self.backward_op.register_autograd(grad, setup_context=setup)
 
     # -- the public call ---------------------------------------------------------------------------
 
@@ -362,9 +373,13 @@ class Op:
             out = impl.forward(*args)
         if self.post is not None:
             out = self.post(out, *args)
+        fmt = self._format(args)
         if isinstance(out, (tuple, list)):
-            return tuple(_fresh(o, args) for o in out)
-        return _fresh(out, args)
+            return tuple(_fresh(o, args, fmt) for o in out)
+        return _fresh(out, args, fmt)
+
+    def _format(self, args):
+        return torch.contiguous_format if self._output_format is None else self._output_format(*args)
 
     def _grads_fake(self, bargs):
         if self._backward_fake is not None:
@@ -396,13 +411,15 @@ class Op:
         res = tuple(res) if isinstance(res, (tuple, list)) else (res,)
         out = []
         for gname, g in zip(self.grads_of, res):
-            t = bargs[self._bindex[gname]]
+            # an input the backward does not take (a linear op's gradient needs only grad_y) has
+            # the first tensor argument's shape, dtype and layout
+            t = bargs[self._bindex[gname]] if gname in self._bindex else like
             if t is None:
                 out.append(like.new_empty((0,)))
             elif g is None:
                 out.append(torch.zeros_like(t, memory_format=torch.contiguous_format))
             else:
-                out.append(_fresh(g.to(t.dtype), bargs))
+                out.append(_fresh(g.to(t.dtype), bargs, self._format(bargs)))
         return tuple(out) if len(out) > 1 else out[0]
 
     # -- autograd ----------------------------------------------------------------------------------

@@ -14,16 +14,22 @@ from typing import Optional
 
 import torch
 
-from .. import _checks, _dispatch
+from .. import _checks, _op
 from ..reference.temporal_shift import temporal_shift as reference_shift
 
-OP = "temporal_shift"
+OP_NAME = "temporal_shift"
 
 
-def check_args(x, num_segments, fold_div, op=OP) -> None:
+def _int_arg(op: str, name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"vidops.{op}: {name} must be an int, got {type(value).__name__} {value!r}")
+    _checks.positive_int(op, name, value)
+
+
+def check_args(x, num_segments, fold_div, op=OP_NAME) -> None:
     _checks.tensor(op, "x", x, 4, "(N*T, C, H, W)")
-    _checks.positive_int(op, "num_segments", num_segments)
-    _checks.positive_int(op, "fold_div", fold_div)
+    _int_arg(op, "num_segments", num_segments)
+    _int_arg(op, "fold_div", fold_div)
     NT, C = x.shape[:2]
     if NT % num_segments != 0:
         raise ValueError(f"vidops.{op}: x.shape[0] = N*T = {NT} must be a multiple of num_segments="
@@ -33,104 +39,51 @@ def check_args(x, num_segments, fold_div, op=OP) -> None:
                          f"would be 0 and nothing would shift), got C={C}")
 
 
-def output_memory_format(x: torch.Tensor) -> torch.memory_format:
+def output_memory_format(x: torch.Tensor, *args) -> torch.memory_format:
     """channels_last for a channels_last x (that is not also contiguous), else contiguous; every
-    backend's output has this layout."""
+    backend's output (and gradient) has this layout."""
     if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
         return torch.channels_last
     return torch.contiguous_format
 
 
-class _Reference:
-    @staticmethod
-    def forward(x, num_segments, fold_div):
-        return reference_shift(x, num_segments, fold_div)
-
-    @staticmethod
-    def backward(grad_out, num_segments, fold_div):
-        return reference_shift(grad_out, num_segments, fold_div, backward=True)
-
-
-class _Cpp:
-    @staticmethod
-    def forward(x, num_segments, fold_div):
-        return torch.ops.vidops._temporal_shift_fwd(x, num_segments, fold_div)
-
-    @staticmethod
-    def backward(grad_out, num_segments, fold_div):
-        return torch.ops.vidops._temporal_shift_bwd(grad_out, num_segments, fold_div)
-
-
-class _Triton:
-    @staticmethod
-    def forward(x, num_segments, fold_div):
-        from .._triton import kernels
-        return kernels(OP).forward(x, num_segments, fold_div)
-
-    @staticmethod
-    def backward(grad_out, num_segments, fold_div):
-        from .._triton import kernels
-        return kernels(OP).backward(grad_out, num_segments, fold_div)
-
-
-_dispatch.register_op(OP, preference={"cpu": ("cpu", "reference"), "cuda": ("cuda", "triton", "reference")})
-_dispatch.register_backend(OP, "reference", _dispatch.always, _Reference)
-_dispatch.register_backend(OP, "cpu", _dispatch.cpu_kernel("_temporal_shift_fwd"), _Cpp)
-_dispatch.register_backend(OP, "cuda", _dispatch.cuda_kernel("_temporal_shift_fwd"), _Cpp)
-_dispatch.register_backend(OP, "triton", _dispatch.triton_kernel(OP), _Triton)
-
-
-def _empty_output(x):
+def _empty_like(x, *args):
     return torch.empty_like(x, memory_format=output_memory_format(x))
 
 
-def _run(x, num_segments, fold_div, backend, direction):
-    check_args(x, num_segments, fold_div)
-    if x.numel() == 0:
-        return _empty_output(x)
-    impl = _dispatch.impl(OP, _dispatch.choose(OP, x.device, backend))
-    out = getattr(impl, direction)(x, num_segments, fold_div)
-    # the reference's torch.cat picks its own layout; the op's output layout is fixed (the fake's)
-    return out.contiguous(memory_format=output_memory_format(x))
+def _reference_backward(grad_y, num_segments, fold_div):
+    return reference_shift(grad_y, num_segments, fold_div, backward=True)
 
 
-@torch.library.custom_op("vidops::temporal_shift", mutates_args=())
-def _temporal_shift_op(x: torch.Tensor, num_segments: int, fold_div: int, backend: Optional[str]) -> torch.Tensor:
-    return _run(x, num_segments, fold_div, backend, "forward")
-
-
-@torch.library.custom_op("vidops::temporal_shift_backward", mutates_args=())
-def _temporal_shift_backward_op(grad_out: torch.Tensor, num_segments: int, fold_div: int,
-                                backend: Optional[str]) -> torch.Tensor:
-    return _run(grad_out, num_segments, fold_div, backend, "backward")
-
-
-@_temporal_shift_op.register_fake
-def _(x, num_segments, fold_div, backend):
-    check_args(x, num_segments, fold_div)
-    return _empty_output(x)
-
-
-@_temporal_shift_backward_op.register_fake
-def _(grad_out, num_segments, fold_div, backend):
-    check_args(grad_out, num_segments, fold_div)
-    return _empty_output(grad_out)
-
-
-def _setup_context(ctx, inputs, output):
+def _setup_double(ctx, inputs, output):
     _, ctx.num_segments, ctx.fold_div, ctx.backend = inputs
 
 
-def _forward_grad(ctx, grad_out):
-    return _temporal_shift_backward_op(grad_out, ctx.num_segments, ctx.fold_div, ctx.backend), None, None, None
+def _double_backward(ctx, grad_grad):
+    # the mirror shift is linear: its gradient is the forward shift, on the same backend
+    return OP.forward_op(grad_grad, ctx.num_segments, ctx.fold_div, ctx.backend), None, None, None
 
 
-def _backward_grad(ctx, grad_grad):
-    return _temporal_shift_op(grad_grad, ctx.num_segments, ctx.fold_div, ctx.backend), None, None, None
-
-
-_temporal_shift_op.register_autograd(_forward_grad, setup_context=_setup_context)
-_temporal_shift_backward_op.register_autograd(_backward_grad, setup_context=_setup_context)
+OP = _op.Op(
+    OP_NAME,
+    "(Tensor x, int num_segments, int fold_div) -> Tensor y",
+    check=check_args,
+    fake=_empty_like,
+    backends={
+        "reference": _op.Impl(reference_shift, _reference_backward),
+        "cpu": _op.cpp("_temporal_shift"),
+        "cuda": _op.cpp("_temporal_shift"),
+        "triton": _op.triton("temporal_shift"),
+    },
+    backward="(Tensor grad_y, int num_segments, int fold_div) -> Tensor grad_x",
+    save=lambda x, num_segments, fold_div, outs: (num_segments, fold_div),
+    grads_of=("x",),
+    backward_fake=_empty_like,
+    output_format=output_memory_format,   # the reference's torch.cat picks its own layout; this fixes it
+    backward_autograd=(_setup_double, _double_backward),
+)
+_temporal_shift_op = OP.forward_op
+_temporal_shift_backward_op = OP.backward_op
 
 
 def temporal_shift(x: torch.Tensor, num_segments: int, fold_div: int = 8, *,
@@ -156,5 +109,4 @@ def temporal_shift(x: torch.Tensor, num_segments: int, fold_div: int = 8, *,
             would shift nothing).
         backend: "cpu", "cuda", "triton" or "reference"; None picks the fastest available.
     """
-    check_args(x, num_segments, fold_div)
-    return _temporal_shift_op(x, num_segments, fold_div, backend)
+    return OP(x, num_segments, fold_div, backend=backend)
