@@ -207,6 +207,9 @@ def choose(op: str, device: torch.device, explicit: Optional[str] = None) -> str
     for name in entry.preference.get(device.type, ("reference",)):
         b = entry.backends.get(name)
         why = "not implemented for this op" if b is None else b.available(device)
+        if why is None:  # the first automatic use of a GPU backend runs a probe against the reference
+            from ._probe import self_check
+            why = self_check(op, name, device)
         if why is None:
             log.debug("vidops.%s on %s: using %s", op, device, name)
             return name
