@@ -111,8 +111,8 @@ def _mbp_battery(quick):
             if quick and s != shapes[0] and sp == "zeros":
                 continue
             if sp == "reflect" and min(s[3], s[4]) <= s[5] // 2:
-                    continue  # reflect padding needs the frame larger than the kernel radius
-                out.append(Case(f"{s} {sp} {tp} s={stride}", dict(shape=s, sp=sp, tp=tp, stride=stride)))
+                continue  # reflect padding needs the frame larger than the kernel radius
+            out.append(Case(f"{s} {sp} {tp} s={stride}", dict(shape=s, sp=sp, tp=tp, stride=stride)))
     return out
 
 
