@@ -117,7 +117,7 @@ fi
 # ---- 4. benchmark --------------------------------------------------------------------------------
 if [ "$DRY" = 1 ]; then
     say "benchmark at GPU shapes: SKIPPED (dry run); the smoke shapes run on the CPU instead"
-    run bench 120 "$PY" -m vidops.bench --smoke --device cpu --no-compile --out "$DEST/bench" --label "gpu_check dry run"
+    run bench 120 "$PY" -m vidops.bench --smoke --device cpu --no-compile --ops temporal_relation --out "$DEST/bench" --label "gpu_check dry run"
 else
     run bench 200 "$PY" -m vidops.bench --device cuda --dtype bfloat16 --out "$DEST/bench" --label "gpu_check"
 fi

@@ -5,7 +5,8 @@ For each op, backend and dtype a battery of shapes (sizes that cross the GPU ker
 borders, odd sizes, batch 1, every mode and padding) runs the op and the gradients of
 sum(out * g) for a random g, and compares them with the float64 reference (vidops.reference,
 through autograd) by the rule of vidops._tolerance: the error may be twice the noise of the
-reference run in the same dtype, plus 8 eps of the result's magnitude.
+reference run in the same dtype, plus 8 eps of the magnitude of the summed terms (the float64
+reference evaluated at |inputs|, gradients with |g|; at least |result|).
 
     python -m vidops.selftest [--device cuda|cpu] [--quick] [--ops a,b] [--backends a,b]
 
@@ -331,14 +332,18 @@ def run_case(spec: Spec, case: Case, backend: str, device, dtype: torch.dtype, b
         same_in = inputs_as(dtype, _reference_device(device, dtype))
         same = spec.reference(same_in, case.params)
         gw = [torch.randn(o.shape, generator=gen, dtype=torch.float64) for o in ref]
+        # the magnitude of the summed terms: the float64 reference at |inputs| (and |g|), at least |ref64|
+        abs_in = {n: t.detach().abs().requires_grad_(n in grad_names) for n, t in ref_in.items()}
+        ref_abs = spec.reference(abs_in, case.params)
         worst, detail = 0.0, "ok"
         checks = []
-        for n, (a, b, c) in enumerate(zip(got, ref, same)):
-            checks.append(compare(a, b, c, name=f"output {n}"))
+        for n, (a, b, c, m) in enumerate(zip(got, ref, same, ref_abs)):
+            checks.append(compare(a, b, c, torch.maximum(m.detach().abs(), b.detach().abs()), name=f"output {n}"))
         if grad_names:
             g_got = _grads(got, got_in, grad_names, gw)
             g_ref = _grads(ref, ref_in, grad_names, gw)
             g_same = _grads(same, same_in, grad_names, gw)
+            g_abs = _grads(ref_abs, abs_in, grad_names, [w.abs() for w in gw])
             for n in grad_names:
                 if g_ref.get(n) is None:
                     continue
@@ -346,7 +351,8 @@ def run_case(spec: Spec, case: Case, backend: str, device, dtype: torch.dtype, b
                     checks.append(dataclasses.replace(compare(g_ref[n], g_ref[n]), name=f"grad {n}",
                                                       problem="no gradient"))
                     continue
-                checks.append(compare(g_got[n], g_ref[n], g_same[n], name=f"grad {n}"))
+                scale = g_ref[n].abs() if g_abs.get(n) is None else torch.maximum(g_abs[n].abs(), g_ref[n].abs())
+                checks.append(compare(g_got[n], g_ref[n], g_same[n], scale, name=f"grad {n}"))
         for c in checks:
             if c.ratio > worst or (c.ratio == worst and not c.ok):
                 worst = c.ratio
