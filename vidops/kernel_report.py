@@ -17,6 +17,7 @@ A kernel fails the report when it does not compile, needs more shared memory tha
 has, or spills (stack bytes or LDL/STL) without an entry in ACCEPTED_SPILLS.
 
     python -m vidops.kernel_report [--arch sm_90,sm_80] [--ops a,b] [--json out.json] [--jobs N]
+                                   [--quick] [--sample] [--cuda-objects PATH[,PATH]]
     python -m vidops.info --kernels
 
 Compiled results are cached (JSON per kernel, keyed by the kernel source's hash, the launch's
@@ -356,18 +357,22 @@ def _check_not_interpreting():
                            "(the kernels are interpreter functions in this process)")
 
 
-def capture(ops=None, dtypes=DTYPES) -> tuple[list, list]:
-    """(launches deduplicated by specialisation, capture errors [(op, where, message)])."""
+def capture(ops=None, dtypes=DTYPES, arch: str = "sm_90", sample: bool = False) -> tuple[list, list]:
+    """(launches deduplicated by specialisation, capture errors [(op, where, message)]) of the
+    launchers run while Triton's driver reports `arch` (launchers whose tiles depend on the GPU
+    read it from there). sample: only the first launch of each (op, kernel)."""
     _check_not_interpreting()
     import vidops  # noqa: F401  (aliases vidops.triton_kernels in a source checkout)
+    from triton.runtime import driver
     from .triton_kernels import busy_quiet as bq
 
-    launches, errors, seen = [], [], {}
+    launches, errors, seen, kernels = [], [], {}, set()
     for op in ops or PLANS:
         for where, thunk in PLANS[op](dtypes):
             sink: list = []
             original_tables, tables = _real_tables(bq)
             bq._tables = tables
+            driver.set_active(_TargetDriver(TARGETS[arch][0]))
             try:
                 with _fake_mode(), _recording(sink, op, where):
                     thunk()
@@ -375,11 +380,15 @@ def capture(ops=None, dtypes=DTYPES) -> tuple[list, list]:
                 errors.append((op, where, f"{type(exc).__name__}: {exc}"))
             finally:
                 bq._tables = original_tables
+                driver.reset_active() if driver._default is not None else setattr(driver, "_active", None)
             for launch in sink:
                 key = launch.spec()
                 if key in seen:
                     seen[key].where += f"; {where}"
                     continue
+                if sample and (launch.op, launch.kernel) in kernels:
+                    continue
+                kernels.add((launch.op, launch.kernel))
                 seen[key] = launch
                 launches.append(launch)
     return launches, errors
@@ -548,12 +557,16 @@ def _default_jobs() -> int:
 
 
 def triton_report(archs=("sm_90", "sm_80"), ops=None, dtypes=DTYPES, jobs=None, use_cache=True,
-                  progress: Optional[Callable[[str], None]] = None) -> dict:
-    """{"rows": [...], "capture_errors": [...]} for every captured launch and target."""
+                  progress: Optional[Callable[[str], None]] = None, sample: bool = False) -> dict:
+    """{"rows": [...], "capture_errors": [...]} for every captured launch and target (captured
+    per target: a launcher may choose its tiles by the GPU)."""
     os.environ.setdefault("TRITON_CACHE_DIR", os.path.join(cache_dir(), "triton"))
     os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton's default; silences its warning
-    launches, errors = capture(ops, dtypes)
-    work = [(launch, arch, use_cache) for launch in launches for arch in archs]
+    work, errors = [], []
+    for arch in archs:
+        launches, errs = capture(ops, dtypes, arch, sample)
+        work += [(launch, arch, use_cache) for launch in launches]
+        errors += [e for e in errs if e not in errors]
     jobs = jobs or _default_jobs()
     rows = []
     global _WORK
@@ -771,11 +784,25 @@ def format_table(report: dict) -> str:
 
 
 def full_report(archs=("sm_90", "sm_80"), ops=None, dtypes=DTYPES, jobs=None, use_cache=True,
-                cuda=True, progress=None) -> dict:
-    report = {"triton": triton_report(archs, ops, dtypes, jobs, use_cache, progress)}
+                cuda=True, progress=None, sample=False, cuda_objects=None) -> dict:
+    report = {"triton": triton_report(archs, ops, dtypes, jobs, use_cache, progress, sample)}
     if cuda:
-        report["cuda"] = cuda_report()
+        report["cuda"] = cuda_report(cuda_objects)
     return report
+
+
+def _binaries_at(paths: str) -> list:
+    """The CUDA binaries named by --cuda-objects: files, or folders searched for *.so / *.o."""
+    import glob
+
+    found = []
+    for path in (x.strip() for x in paths.split(",") if x.strip()):
+        if os.path.isdir(path):
+            found += sorted(glob.glob(os.path.join(path, "**", "*.so"), recursive=True))
+            found += sorted(glob.glob(os.path.join(path, "**", "*.o"), recursive=True))
+        else:
+            found.append(path)
+    return found
 
 
 def main(argv=None) -> int:
@@ -789,7 +816,12 @@ def main(argv=None) -> int:
     p.add_argument("--json", default="", help="also write the report as JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--quick", action="store_true",
-                   help="bfloat16 only, attention mode softmax only, the bench's kernel sizes only (CI)")
+                   help="bfloat16 only, attention mode softmax only, the bench's kernel sizes only")
+    p.add_argument("--sample", action="store_true",
+                   help="only the first launch of each kernel per target (with --quick: the CI test's set)")
+    p.add_argument("--cuda-objects", default="",
+                   help="CUDA binaries for the C++ part, comma-separated files or folders (*.so, *.o); "
+                        "default vidops/_C*.so and build/*/*.cu.o")
     a = p.parse_args(argv)
     global QUICK
     QUICK = a.quick
@@ -805,7 +837,7 @@ def main(argv=None) -> int:
             p.error(f"unknown op {op!r} (known: {', '.join(PLANS)})")
     progress = None if a.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     report = full_report(archs, ops, tuple(a.dtypes.split(",")), a.jobs or None, not a.no_cache,
-                         not a.no_cuda, progress)
+                         not a.no_cuda, progress, a.sample, _binaries_at(a.cuda_objects) if a.cuda_objects else None)
     print(format_table(report))
     if a.json:
         with open(a.json, "w") as f:
