@@ -408,8 +408,10 @@ def config_for(d: int, dv: int, device: torch.device, dtype: torch.dtype, capabi
                 cfg = dict(BLOCK_M=64, BLOCK_N=64 if sm >= 90 else 32, BLOCK_D=128)
             cfg.update(BLOCK_O=min(ep, 256), num_warps=8, num_stages=2)
             # backward: S, dP, P, dS (64 x 64 fp32) stay live beside the gradient accumulator, so
-            # 64-wide head-dim chunks and output tiles and one stage (no prefetch buffers)
-            cfg.update(BWD_BLOCK_M=64, BWD_BLOCK_N=64, BWD_BLOCK_D=64, BWD_BLOCK_E=64, BLOCK_OQ=64,
+            # 64-wide head-dim chunks and output tiles and one stage (no prefetch buffers); on sm_80
+            # at d=256 also 32-key blocks (64 spilled 8-24 B there; d=512 does not spill with 64)
+            bwd_n = 32 if sm < 90 and big <= 256 else 64
+            cfg.update(BWD_BLOCK_M=64, BWD_BLOCK_N=bwd_n, BWD_BLOCK_D=64, BWD_BLOCK_E=64, BLOCK_OQ=64,
                        BLOCK_OV=min(ep, 128), BLOCK_OK=64, KV_FUSED=False, BWD_num_warps=8,
                        BWD_num_stages=1)
     override = os.environ.get("VIDOPS_RA_CONFIG", "").strip()

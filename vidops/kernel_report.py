@@ -44,9 +44,21 @@ from typing import Callable, Optional
 TARGETS = {"sm_90": (90, 227 * 1024), "sm_80": (80, 163 * 1024)}
 DTYPES = ("float32", "bfloat16", "float16")
 
-# Spills accepted on purpose: (kind, kernel name, arch) -> reason. kind is "triton" or "cuda";
-# the kernel name is the Triton function name or the demangled CUDA kernel name's base.
-ACCEPTED_SPILLS: dict = {}
+# Spills accepted on purpose, each with its measured size: a row matches an entry when kind
+# ("triton" or "cuda"), kernel (the Triton function name or the demangled CUDA kernel name's base)
+# and arch are equal, every token of `config` is in the row's config, and the row's stack is at most
+# `stack` bytes (so a spill that grows fails again). Shared memory over the limit is never accepted.
+ACCEPTED_SPILLS: list = [
+    # region_attention bf16 backward, head dim 512 on sm_90 (D_CHUNKS=8 x 64): Q.K and dY.V run over
+    # 8 head-dim chunks each while S, dP and the 64 x 64 gradient accumulator (fp32) stay live.
+    # Measured dQ / dK stack: 128-wide chunks, 256-wide outputs, 2 stages 528 / 528 B (and 336 KiB
+    # shared memory); 128-wide chunks and outputs, 1 stage 512 / 568 B; 64-wide chunks and outputs,
+    # 1 stage 280 / 376 B (the config used). sm_80 and the dV kernel do not spill with these tiles.
+    dict(kind="triton", kernel="_bwd_dq_kernel", arch="sm_90", config="D_CHUNKS=8 BLOCK_E=64 E_CHUNKS=8",
+         stack=280, why="d=512 dQ: 280 B stack, 88 LDL/STL (measured); no tiling tried avoids it"),
+    dict(kind="triton", kernel="_bwd_kv_kernel", arch="sm_90", config="DO_DK D_CHUNKS=8 BLOCK_E=64 E_CHUNKS=8",
+         stack=376, why="d=512 dK: 376 B stack, 114 LDL/STL (measured); no tiling tried avoids it"),
+]
 
 
 # ---- Triton: capture the launches ----------------------------------------------------------------
@@ -614,6 +626,7 @@ def _demangle(names):
 
 def _short_cuda_name(demangled: str) -> str:
     """vidops::x_cuda::(anonymous namespace)::kernel<float, 7>(args) -> kernel<float, 7>."""
+    demangled = demangled.replace("(anonymous namespace)::", "")
     name = demangled.split("(")[0] if "(" in demangled else demangled
     depth, cut = 0, 0
     for i, ch in enumerate(name):  # last '::' outside template brackets
@@ -708,8 +721,15 @@ def _sass_by_arch(path: str) -> dict:
 # ---- verdicts and the table --------------------------------------------------------------------
 
 def _accepted(row: dict) -> Optional[str]:
+    """The reason of the ACCEPTED_SPILLS entry that covers this row's spill, or None."""
     base = row["kernel"].split("<")[0]
-    return ACCEPTED_SPILLS.get((row["kind"], base, row["arch"].replace("sm_90a", "sm_90")))
+    arch = row["arch"].replace("sm_90a", "sm_90")
+    have = set((row.get("config") or "").split())
+    for e in ACCEPTED_SPILLS:
+        if (e["kind"], e["kernel"], e["arch"]) == (row["kind"], base, arch) and set(e["config"].split()) <= have \
+                and (row.get("stack") or 0) <= e["stack"]:
+            return e["why"]
+    return None
 
 
 def spill_count(row: dict) -> int:
@@ -778,14 +798,15 @@ def format_table(report: dict) -> str:
                      f"[{r.get('config', '')}]: {'; '.join(r['problems'])}")
     if ACCEPTED_SPILLS:
         lines.append("Accepted spills:")
-        for (kind, name, arch), why in ACCEPTED_SPILLS.items():
-            lines.append(f"  {kind} {name} {arch}: {why}")
+        for e in ACCEPTED_SPILLS:
+            lines.append(f"  {e['kind']} {e['kernel']} {e['arch']} [{e['config']}] <= {e['stack']} B: {e['why']}")
     return "\n".join(lines)
 
 
 def full_report(archs=("sm_90", "sm_80"), ops=None, dtypes=DTYPES, jobs=None, use_cache=True,
-                cuda=True, progress=None, sample=False, cuda_objects=None) -> dict:
-    report = {"triton": triton_report(archs, ops, dtypes, jobs, use_cache, progress, sample)}
+                cuda=True, progress=None, sample=False, cuda_objects=None, triton=True) -> dict:
+    report = {"triton": triton_report(archs, ops, dtypes, jobs, use_cache, progress, sample) if triton
+              else {"rows": [], "capture_errors": []}}
     if cuda:
         report["cuda"] = cuda_report(cuda_objects)
     return report
@@ -813,6 +834,7 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=0, help="parallel compiles (default: the CPUs)")
     p.add_argument("--no-cache", action="store_true", help="recompile even when a cached result exists")
     p.add_argument("--no-cuda", action="store_true", help="skip the CUDA C++ part")
+    p.add_argument("--no-triton", action="store_true", help="skip the Triton part")
     p.add_argument("--json", default="", help="also write the report as JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--quick", action="store_true",
@@ -837,7 +859,8 @@ def main(argv=None) -> int:
             p.error(f"unknown op {op!r} (known: {', '.join(PLANS)})")
     progress = None if a.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     report = full_report(archs, ops, tuple(a.dtypes.split(",")), a.jobs or None, not a.no_cache,
-                         not a.no_cuda, progress, a.sample, _binaries_at(a.cuda_objects) if a.cuda_objects else None)
+                         not a.no_cuda, progress, a.sample, _binaries_at(a.cuda_objects) if a.cuda_objects else None,
+                         not a.no_triton)
     print(format_table(report))
     if a.json:
         with open(a.json, "w") as f:
