@@ -351,11 +351,30 @@ def _interpreting(device: torch.device) -> bool:
     return device.type != "cuda"
 
 
-def config_for(d: int, dv: int, device: torch.device, dtype: torch.dtype) -> dict:
-    """Tile sizes. GPU values are a starting point chosen from the Hopper register and shared
-    memory budgets (unmeasured; tune with VIDOPS_RA_CONFIG="key=value,..." e.g.
-    "BLOCK_M=64,BLOCK_O=512,num_warps=8")."""
+def _capability(device: torch.device) -> int:
+    """The SM version Triton compiles for (90 = H100/H200, 80 = A100): its active driver's target
+    (the ahead-of-time kernel report installs one per target); 90 when no GPU driver is active."""
+    try:
+        from triton.runtime import driver
+
+        target = driver.active.get_current_target()
+        return int(target.arch) if target.backend == "cuda" else 90
+    except Exception:
+        return 90
+
+
+# Forward keys: BLOCK_M (queries), BLOCK_N (keys), BLOCK_D (head-dim chunk), BLOCK_O (output
+# channels per program), num_warps, num_stages. Backward keys (their own, because the backward
+# holds more tiles live than the forward and needs smaller ones): BWD_BLOCK_M, BWD_BLOCK_N,
+# BWD_BLOCK_D, BWD_BLOCK_E (value-dim chunk), BLOCK_OQ / BLOCK_OV / BLOCK_OK (dQ / dV / dK
+# columns per program), KV_FUSED, BWD_num_warps, BWD_num_stages.
+def config_for(d: int, dv: int, device: torch.device, dtype: torch.dtype, capability=None) -> dict:
+    """Tile sizes for head dims d, dv. The 16-bit GPU configs for head dims 256 and 512 were chosen
+    from ahead-of-time compiles (`python -m vidops.kernel_report`: registers, spills, shared memory
+    against 227 KiB on sm_90 and 163 KiB on sm_80); the others are unmeasured starting points.
+    VIDOPS_RA_CONFIG="key=value,..." overrides any key (e.g. "BLOCK_M=64,BWD_num_stages=2")."""
     dp, ep = _p2(d), _p2(dv)
+    big = max(dp, ep)
     if _interpreting(device):
         # small tiles, and head dims > 64 chunked so the interpreter tests run every path
         def chunk(p):  # 100 -> 2 x 64, 256 -> 2 x 128, 512 -> 2 x 256
@@ -364,31 +383,39 @@ def config_for(d: int, dv: int, device: torch.device, dtype: torch.dtype) -> dic
         def out(p):  # 512 -> 2 x 256
             return min(p, 256)
 
-        cfg = dict(BLOCK_M=32, BLOCK_N=32, BLOCK_D=chunk(dp), BLOCK_E=chunk(ep), BLOCK_O=out(ep),
-                   BLOCK_OQ=out(dp), BLOCK_OV=out(ep), BLOCK_OK=out(dp),
-                   KV_FUSED=dp <= 64 and ep <= 64, num_warps=4, num_stages=1,
-                   BWD_BLOCK_M=32, BWD_BLOCK_N=32)
+        cfg = dict(BLOCK_M=32, BLOCK_N=32, BLOCK_D=chunk(dp), BLOCK_O=out(ep), num_warps=4, num_stages=1,
+                   BWD_BLOCK_M=32, BWD_BLOCK_N=32, BWD_BLOCK_D=chunk(dp), BWD_BLOCK_E=chunk(ep),
+                   BLOCK_OQ=out(dp), BLOCK_OV=out(ep), BLOCK_OK=out(dp), KV_FUSED=dp <= 64 and ep <= 64,
+                   BWD_num_warps=4, BWD_num_stages=1)
+    elif dtype == torch.float64 or dtype == torch.float32:  # 4- and 8-byte operands: small tiles
+        warps = 4 if big <= 64 else 8
+        cfg = dict(BLOCK_M=64, BLOCK_N=32, BLOCK_D=min(dp, 64), BLOCK_O=min(ep, 128), num_warps=warps,
+                   num_stages=2, BWD_BLOCK_M=32, BWD_BLOCK_N=32, BWD_BLOCK_D=min(dp, 64),
+                   BWD_BLOCK_E=min(ep, 64), BLOCK_OQ=min(dp, 128), BLOCK_OV=min(ep, 128),
+                   BLOCK_OK=min(dp, 128), KV_FUSED=dp <= 64 and ep <= 64, BWD_num_warps=warps,
+                   BWD_num_stages=2)
     else:
-        wide = dtype == torch.float64 or dtype == torch.float32
-        if max(dp, ep) <= 64:
-            cfg = dict(BLOCK_M=128, BLOCK_N=64, num_warps=4, num_stages=3)
-        elif max(dp, ep) <= 128:
-            cfg = dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=3)
-        elif max(dp, ep) <= 256:
-            cfg = dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=2)
+        sm = _capability(device) if capability is None else capability
+        if big <= 128:
+            warps, stages = (4, 3) if big <= 64 else (8, 3)
+            cfg = dict(BLOCK_M=128, BLOCK_N=64, BLOCK_D=dp, BLOCK_O=ep, num_warps=warps, num_stages=stages,
+                       BWD_BLOCK_M=64, BWD_BLOCK_N=64, BWD_BLOCK_D=dp, BWD_BLOCK_E=ep, BLOCK_OQ=dp,
+                       BLOCK_OV=ep, BLOCK_OK=dp, KV_FUSED=True, BWD_num_warps=warps, BWD_num_stages=stages)
         else:
-            cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=8, num_stages=2)
-        if wide:  # 4- and 8-byte operands: halve the tiles
-            cfg.update(BLOCK_M=64, BLOCK_N=32, num_stages=2)
-        cfg.update(BLOCK_D=min(dp, 256), BLOCK_E=min(ep, 256), BLOCK_O=min(ep, 256),
-                   BLOCK_OQ=min(dp, 256), BLOCK_OV=min(ep, 256), BLOCK_OK=min(dp, 256),
-                   KV_FUSED=dp <= 128 and ep <= 128, BWD_BLOCK_M=64, BWD_BLOCK_N=64)
-        if max(dp, ep) > 256:
-            cfg.update(BLOCK_D=128, BLOCK_E=128)
-        if wide:
-            cfg.update(BWD_BLOCK_M=32, BWD_BLOCK_N=32, BLOCK_D=min(dp, 64), BLOCK_E=min(ep, 64),
-                       BLOCK_O=min(ep, 128), BLOCK_OQ=min(dp, 128), BLOCK_OV=min(ep, 128),
-                       BLOCK_OK=min(dp, 128), KV_FUSED=dp <= 64 and ep <= 64)
+            # forward: the 128 x 256 fp32 accumulator fits sm_90's wgmma (operands from shared memory)
+            # without spilling; sm_80's mma.sync holds its operands in registers, so 64 query rows
+            if big <= 256:
+                cfg = dict(BLOCK_M=128 if sm >= 90 else 64, BLOCK_N=64, BLOCK_D=min(dp, 256))
+            else:
+                cfg = dict(BLOCK_M=64, BLOCK_N=64 if sm >= 90 else 32, BLOCK_D=128)
+            cfg.update(BLOCK_O=min(ep, 256), num_warps=8, num_stages=2)
+            # backward: S, dP, P, dS (64 x 64 fp32) stay live beside the gradient accumulator, so
+            # 64-wide head-dim chunks and output tiles and one stage (no prefetch buffers); on sm_80
+            # at d=256 also 32-key blocks (64 spilled 8-24 B there; d=512 does not spill with 64)
+            bwd_n = 32 if sm < 90 and big <= 256 else 64
+            cfg.update(BWD_BLOCK_M=64, BWD_BLOCK_N=bwd_n, BWD_BLOCK_D=64, BWD_BLOCK_E=64, BLOCK_OQ=64,
+                       BLOCK_OV=min(ep, 128), BLOCK_OK=64, KV_FUSED=False, BWD_num_warps=8,
+                       BWD_num_stages=1)
     override = os.environ.get("VIDOPS_RA_CONFIG", "").strip()
     if override:
         for item in override.split(","):
@@ -445,13 +472,17 @@ _SHRUNK: dict = {}
 
 def _shrink(cfg: dict, kind: str):
     """The next smaller config after an OutOfResources, or None: fewer pipeline stages, then smaller
-    row tiles, then narrower head-dim chunks and output tiles."""
+    row tiles, then narrower output tiles, then narrower head-dim chunks (of `kind`'s own keys)."""
     cfg = dict(cfg)
-    if cfg["num_stages"] > 1:
-        cfg["num_stages"] = 1
+    if kind == "fwd":
+        stages, groups = "num_stages", (("BLOCK_M", "BLOCK_N"), ("BLOCK_O",), ("BLOCK_D",))
+    else:
+        stages, groups = "BWD_num_stages", (("BWD_BLOCK_M", "BWD_BLOCK_N"), ("BLOCK_OQ", "BLOCK_OV", "BLOCK_OK"),
+                                            ("BWD_BLOCK_D", "BWD_BLOCK_E"))
+    if cfg[stages] > 1:
+        cfg[stages] = 1
         return cfg
-    rows = ("BLOCK_M", "BLOCK_N") if kind == "fwd" else ("BWD_BLOCK_M", "BWD_BLOCK_N")
-    for keys in (rows, ("BLOCK_O", "BLOCK_OQ", "BLOCK_OV", "BLOCK_OK"), ("BLOCK_D", "BLOCK_E")):
+    for keys in groups:
         big = max(cfg[key] for key in keys)
         if big > 16:
             for key in keys:
@@ -545,10 +576,11 @@ def backward(grad_y: torch.Tensor, q: torch.Tensor, v: torch.Tensor, k, y: torch
 
     def launch(cfg):
         common = dict(SOFTMAX=softmax, SCALED=scaled, BLOCK_M=cfg["BWD_BLOCK_M"], BLOCK_N=cfg["BWD_BLOCK_N"],
-                      BLOCK_D=cfg["BLOCK_D"], D_CHUNKS=triton.cdiv(d, cfg["BLOCK_D"]),
-                      BLOCK_E=cfg["BLOCK_E"], E_CHUNKS=triton.cdiv(dv, cfg["BLOCK_E"]),
+                      BLOCK_D=cfg["BWD_BLOCK_D"], D_CHUNKS=triton.cdiv(d, cfg["BWD_BLOCK_D"]),
+                      BLOCK_E=cfg["BWD_BLOCK_E"], E_CHUNKS=triton.cdiv(dv, cfg["BWD_BLOCK_E"]),
                       UPCAST=_upcast(q.device, q.dtype), INT64=_needs_int64(q, k_, v, grad_y, dq, dvg),
-                      ACC=_tl_acc(q.dtype), num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+                      ACC=_tl_acc(q.dtype), num_warps=cfg["BWD_num_warps"],
+                      num_stages=cfg["BWD_num_stages"])
         grid = (triton.cdiv(L, cfg["BWD_BLOCK_M"]), N, triton.cdiv(d, cfg["BLOCK_OQ"]))
         _bwd_dq_kernel[grid](*args, dq, *strides, *dq.stride(), L, d, dv, BLOCK_O=cfg["BLOCK_OQ"], **common)
         kv_rows = triton.cdiv(L, cfg["BWD_BLOCK_N"])

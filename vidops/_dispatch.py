@@ -249,6 +249,9 @@ def choose(op: str, device: torch.device, explicit: Optional[str] = None, inputs
         return requested
     for name in entry.preference.get(device.type, ("reference",)):
         why = _reason(op, name, device, inputs)
+        if why is None:  # the first automatic use of a GPU backend runs a probe against the reference
+            from ._probe import self_check
+            why = self_check(op, name, device)
         if why is None:
             if not torch.compiler.is_compiling():
                 log.debug("vidops.%s on %s: using %s", op, device, name)

@@ -37,5 +37,23 @@ def report() -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
+def main(argv=None) -> int:
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m vidops.info")
+    p.add_argument("--kernels", action="store_true",
+                   help="also compile every GPU kernel ahead of time and print its resource table "
+                        "(python -m vidops.kernel_report; slow on a first run)")
+    a, rest = p.parse_known_args(argv)
     print(report())
+    if a.kernels:
+        from . import kernel_report
+
+        print()
+        return kernel_report.main(rest)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,94 @@
+"""Every GPU kernel compiles for the real targets, fits their shared memory and does not spill
+(or spills by a measured amount listed in vidops.kernel_report.ACCEPTED_SPILLS).
+
+Triton: `python -m vidops.kernel_report` compiles, ahead of time and without a GPU, the launches the
+launchers make at the benchmark's GPU shapes, for sm_90 and sm_80. The default test compiles a
+sample (`--quick --sample`: the first bfloat16 launch of each kernel per target, about 30
+compiles on a cold cache); the `slow` one compiles every launch of the benchmark's set (`--quick`:
+bfloat16, attention softmax, each head dim and kernel size). Results are cached by kernel source
+hash (VIDOPS_KERNEL_CACHE, default in the temp folder), so a rerun without kernel changes costs
+seconds. CUDA C++: the resource usage of every kernel in the nvcc build, when the extension was
+built with CUDA (skipped, with the reason, otherwise).
+"""
+import importlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.skipif(
+    __import__("vidops.kernel_report", fromlist=["tool"]).tool("cuobjdump") is None,
+    reason="cuobjdump not found (it ships inside the triton wheel)")
+
+
+SETS = {"sample": ["--quick", "--sample"], "bench": ["--quick"]}
+
+
+@pytest.fixture(scope="module", params=["sample", pytest.param("bench", marks=pytest.mark.slow)])
+def report(request, tmp_path_factory):
+    if request.param == "bench" and "slow" not in (request.config.getoption("-m") or ""):
+        pytest.skip("every launch of the benchmark's set (~100 compiles, over 30 min on a cold cache with "
+                    "2 CPUs) runs with -m slow; the sample covers each kernel once per target")
+    out = tmp_path_factory.mktemp("kernels") / "report.json"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # compile, don't interpret
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    r = subprocess.run([sys.executable, "-m", "vidops.kernel_report", *SETS[request.param], "--quiet",
+                        "--json", str(out)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=3000)
+    assert out.exists(), r.stdout[-3000:] + r.stderr[-3000:]
+    with open(out) as f:
+        data = json.load(f)
+    data["table"] = r.stdout
+    return data
+
+
+def _triton_kernels():
+    """(op, kernel function name) of every @triton.jit *_kernel in vidops.triton_kernels."""
+    from vidops.kernel_report import PLANS
+
+    names = []
+    for op in PLANS:
+        mod = importlib.import_module(f"vidops.triton_kernels.{op}")
+        src = open(mod.__file__).read()
+        names += [(op, line.split("(")[0][4:]) for line in src.splitlines()
+                  if line.startswith("def _") and line.split("(")[0].endswith("_kernel")]
+    return names
+
+
+def test_every_triton_kernel_compiled_for_both_targets(report):
+    assert not report["triton"]["capture_errors"], report["triton"]["capture_errors"]
+    rows = report["triton"]["rows"]
+    have = {(r["op"], r["kernel"], r["arch"]) for r in rows}
+    missing = [(op, k, a) for op, k in _triton_kernels() for a in ("sm_90", "sm_80") if (op, k, a) not in have]
+    assert not missing, f"kernels never launched by the report's plans: {missing}"
+    errors = [(r["op"], r["kernel"], r["arch"], r["config"], r["error"]) for r in rows if r.get("error")]
+    assert not errors, errors
+
+
+def test_triton_kernels_fit_shared_memory_and_do_not_spill(report):
+    bad = [f"{r['op']} {r['kernel']} {r['arch']} {r['dtype']} [{r['config']}]: {'; '.join(r['problems'])}"
+           for r in report["triton"]["rows"] if r["problems"]]
+    assert not bad, "\n".join(bad) + "\n\n" + report["table"][-6000:]
+
+
+def test_attention_kernels_use_the_tensor_cores(report):
+    for r in report["triton"]["rows"]:
+        if r["op"] != "region_attention" or r.get("error"):
+            continue
+        mix = r["mix"]
+        if r["arch"] == "sm_90":
+            assert r["ptx_wgmma"] and mix.get("HGMMA", 0) > 0, r
+        else:
+            assert r["ptx_mma"] and mix.get("HMMA", 0) > 0, r
+
+
+def test_cuda_kernels_fit_and_do_not_spill(report):
+    cuda = report["cuda"]
+    if cuda["skipped"]:
+        pytest.skip(cuda["skipped"])
+    archs = {r["arch"] for r in cuda["rows"]}
+    assert {"sm_80", "sm_90a"} <= archs, archs
+    bad = [f"{r['op']} {r['kernel']} {r['arch']}: {'; '.join(r['problems'])}" for r in cuda["rows"] if r["problems"]]
+    assert not bad, "\n".join(bad)
