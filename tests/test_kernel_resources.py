@@ -24,7 +24,9 @@ pytestmark = pytest.mark.skipif(
     reason="cuobjdump not found (it ships inside the triton wheel)")
 
 
-SETS = {"sample": ["--quick", "--sample"], "bench": ["--quick"]}
+# The CUDA C++ part (cuobjdump over every kernel of the nvcc build, minutes) runs in its own slow test.
+SETS = {"sample": ["--quick", "--sample", "--no-cuda"], "bench": ["--quick", "--no-cuda"],
+        "cuda": ["--no-triton"]}
 
 
 @pytest.fixture(scope="module", params=["sample", pytest.param("bench", marks=pytest.mark.slow)])
@@ -84,8 +86,23 @@ def test_attention_kernels_use_the_tensor_cores(report):
             assert r["ptx_mma"] and mix.get("HMMA", 0) > 0, r
 
 
-def test_cuda_kernels_fit_and_do_not_spill(report):
-    cuda = report["cuda"]
+@pytest.fixture(scope="module")
+def cuda_report(request, tmp_path_factory):
+    if "slow" not in (request.config.getoption("-m") or ""):
+        pytest.skip("the CUDA C++ resource report (cuobjdump over ~400 kernel instantiations, about 8 "
+                    "minutes on 2 CPUs) runs with -m slow")
+    out = tmp_path_factory.mktemp("cuda") / "report.json"
+    r = subprocess.run([sys.executable, "-m", "vidops.kernel_report", *SETS["cuda"], "--quiet", "--json", str(out)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=3000,
+                       env={**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")})
+    assert out.exists(), r.stdout[-3000:] + r.stderr[-3000:]
+    with open(out) as f:
+        return json.load(f)
+
+
+@pytest.mark.slow
+def test_cuda_kernels_fit_and_do_not_spill(cuda_report):
+    cuda = cuda_report["cuda"]
     if cuda["skipped"]:
         pytest.skip(cuda["skipped"])
     archs = {r["arch"] for r in cuda["rows"]}
