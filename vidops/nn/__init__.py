@@ -7,3 +7,4 @@ from .temporal_squeeze import TemporalSqueezePooling  # noqa: F401
 from .region_non_local import NonLocal, RegionNonLocal  # noqa: F401
 from .region_non_local import convert_rnl_state_dict, depthwise_to_diagonalwise, diagonalwise_to_depthwise  # noqa: F401
 from .attention import AttentionChain, ChannelGate, ConvPyramidAttention, SpatioTemporalSE  # noqa: F401
+from .temporal_shift import TemporalShift  # noqa: F401  (stand-in until the fused temporal shift lands)
