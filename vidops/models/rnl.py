@@ -117,7 +117,7 @@ class RNLTSMResNet50(TSMResNet50):
 
     "rnl"    : RegionNonLocal at the five positions, a ChannelGate before the first (channel_gate=True):
                the released models (35,747,025 parameters at 400 classes with the grouped region-conv
-               storage). channel_gate=False is the thesis's "+5 RNL" row.
+               storage). channel_gate=False is the thesis's "+5 RNL" row (35.48M).
     "se+rnl" : the thesis's attention chain, SpatioTemporalSE (reduction 16) + RegionNonLocal at each.
     "cpa"    : ConvPyramidAttention (1x1x1 + 3x3x3 + 3x7x7 + 3x9x9) at each.
     "se+cpa" : SpatioTemporalSE + ConvPyramidAttention at each.
@@ -137,7 +137,7 @@ class RNLTSMResNet50(TSMResNet50):
             cg = None
             if attention.startswith("se+"):
                 cg = SpatioTemporalSE(channels, SE_REDUCTION)
-            elif i == 0 and channel_gate:
+            elif i == 0 and channel_gate and attention == "rnl":
                 cg = ChannelGate(channels)
             if attention.endswith("rnl"):
                 nl = DiagonalwiseRegionNonLocal(channels, kernel, mode)
