@@ -1,1 +1,23 @@
-"""Reference models built from vidops layers (spec section 7)."""
+"""The thesis's models built from vidops layers, with the authors' state_dict keys.
+
+    model = vidops.models.tsm_resnet50(400, num_segments=8)             # impl="vidops" (fused ops)
+    vidops.models.load_checkpoint(model, "TSM_kinetics_RGB_resnet50.pth")  # strict, `module.` stripped
+    vidops.models.set_impl(model, "reference")                          # the authors' plain PyTorch
+
+Every model takes a clip (N, 3, frames, H, W) or the authors' TSN layout (N, frames*3, H, W).
+"""
+from ._common import impls, set_impl  # noqa: F401
+from .bqn import BQNResNet50, bqn_resnet50  # noqa: F401
+from .checkpoint import CheckpointMismatchError, load_checkpoint, strip_module_prefix  # noqa: F401
+from .dan import DynamicAppearanceNet, dan_tsm_resnet50  # noqa: F401
+from .resnet import ResNet, resnet50  # noqa: F401
+from .rnl import (DiagonalwiseRegionNonLocal, NLTSMResNet50, RNLTSMResNet50, nl_tsm_resnet50,  # noqa: F401
+                  rnl_tsm_resnet50)
+from .tesnet import TeSNet, tesnet_resnet50  # noqa: F401
+from .tsm import FrameClassifier, TSMResNet50, make_temporal_shift, tsm_resnet50  # noqa: F401
+
+__all__ = ["tsm_resnet50", "bqn_resnet50", "rnl_tsm_resnet50", "nl_tsm_resnet50", "dan_tsm_resnet50",
+           "tesnet_resnet50", "resnet50", "set_impl", "impls", "load_checkpoint", "strip_module_prefix",
+           "CheckpointMismatchError", "TSMResNet50", "BQNResNet50", "RNLTSMResNet50", "NLTSMResNet50",
+           "DynamicAppearanceNet", "TeSNet", "FrameClassifier", "ResNet", "DiagonalwiseRegionNonLocal",
+           "make_temporal_shift"]

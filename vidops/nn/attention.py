@@ -15,6 +15,7 @@ from torch import nn
 
 from ..ops.depthwise_conv3d import depthwise_conv3d
 from ._args import kernel3
+from ._impl import uses_reference
 from ._layout import WeightHolder, to_frames, to_video
 from .region_non_local import RegionNonLocal
 
@@ -38,7 +39,10 @@ class ChannelGate(nn.Module):
 
     Keys W_k.*, W_v1.*, bn1.*, W_v2.* as the reference (cg.* inside the attention chain). The BN
     sees (N, C/r, 1), so training needs a batch of more than one clip, as in the reference.
+    It has no fused op: impl "vidops" and "reference" run this same plain PyTorch.
     """
+
+    impl = "vidops"
 
     def __init__(self, channels: int, reduction_ratio: int = 2, num_segments: Optional[int] = None):
         super().__init__()
@@ -70,7 +74,10 @@ class SpatioTemporalSE(nn.Module):
         out = x + s   (additive, broadcast over T, H, W)
 
     W2's weight and bias start at zero (identity at init). Keys W1.weight, bn.*, W2.weight/bias.
+    It has no fused op: impl "vidops" and "reference" run this same plain PyTorch.
     """
+
+    impl = "vidops"
 
     def __init__(self, channels: int, reduction: int = 2, num_segments: Optional[int] = None):
         super().__init__()
@@ -117,7 +124,11 @@ class ConvPyramidAttention(nn.Module):
     BatchNorm3d(C) with gamma = beta = 0, so the block is the identity at init (the BN also restores
     the scale that the softmax's 1/(T H W) takes away). residual=False returns CPA(x) as in eq. 4.10.
     Keys pyramid.<i>.weight (1, 1, kt, kh, kw) and bn.*.
+
+    impl="reference" runs F as written, one zero-padded F.conv3d per pyramid kernel, summed.
     """
+
+    impl = "vidops"
 
     def __init__(self, channels: int, kernels: Sequence[Sequence[int]] = ((1, 1, 1), (3, 3, 3), (3, 7, 7)),
                  residual: bool = True, num_segments: Optional[int] = None, backend: Optional[str] = None):
@@ -146,7 +157,11 @@ class ConvPyramidAttention(nn.Module):
         """softmax over T, H, W of F(mean_c x): (N, 1, T, H, W), summing to 1 per clip."""
         m = video.mean(1, keepdim=True)
         wdt = torch.float32 if m.dtype in (torch.float16, torch.bfloat16) else m.dtype
-        f = depthwise_conv3d(m, self.folded_kernel().to(wdt), backend=self.backend)
+        if uses_reference(self):
+            f = sum(nn.functional.conv3d(m.to(wdt), p.weight.to(wdt), padding=tuple((k - 1) // 2 for k in ks))
+                    for p, ks in zip(self.pyramid, self.kernels)).to(m.dtype)
+        else:
+            f = depthwise_conv3d(m, self.folded_kernel().to(wdt), backend=self.backend)
         return f.flatten(2).softmax(-1).reshape(f.shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

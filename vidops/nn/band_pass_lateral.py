@@ -6,6 +6,9 @@
 a simultaneous update (both read the pre-update Q and B). BN gamma = beta = 0 at init, so the
 block is an exact identity then. Keys: `mbpf.conv_s.weight`, `mbpf.conv_t.weight`,
 `d_up.0.weight`, `d_up.1.*`, `d_down.0.weight`, `d_down.1.*` as in busy-quiet-net's DuoPath.
+
+impl="reference" runs a 5-D input as the authors' code does, on (N*T, C, H, W) frames with the
+2-D Conv1x1 + BatchNorm2d modules (its band-pass filter has its own `impl`).
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from ._impl import uses_reference
 from ._layout import to_frames, to_video
 from .motion_band_pass import MotionBandPass
 
@@ -39,6 +43,8 @@ def _apply_conv_bn_5d(seq: torch.nn.Sequential, x: torch.Tensor) -> torch.Tensor
 
 
 class BandPassLateral(torch.nn.Module):
+    impl = "vidops"
+
     def __init__(self, channels: int, sigma: float = 0.9, kernel_size: int = 7,
                  num_segments: Optional[int] = None, backend: Optional[str] = None):
         super().__init__()
@@ -61,5 +67,11 @@ class BandPassLateral(torch.nn.Module):
         if q.dim() == 4:
             band = to_frames(self.mbpf(to_video(q, self.num_segments, "BandPassLateral")))
             return q + self.d_down(b), b + self.d_up(band)
+        if uses_reference(self):
+            N, C, T, H, W = q.shape
+            q4, b4 = to_frames(q), to_frames(b)
+            band = to_frames(self.mbpf(q))
+            video = lambda y: y.reshape(N, T, C, H, W).transpose(1, 2)  # noqa: E731
+            return video(q4 + self.d_down(b4)), video(b4 + self.d_up(band))
         band = self.mbpf(q)
         return q + _apply_conv_bn_5d(self.d_down, b), b + _apply_conv_bn_5d(self.d_up, band)

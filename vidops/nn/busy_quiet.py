@@ -6,7 +6,9 @@ from typing import Optional
 
 import torch
 
+from .. import reference
 from ..ops.busy_quiet import busy_quiet
+from ._impl import uses_reference
 from ..ops.log_kernel import log_kernel, temporal_band_pass_init
 from ._args import band_pass_init
 from ._layout import WeightHolder, to_frames
@@ -18,7 +20,12 @@ class BusyQuietSplit(torch.nn.Module):
     Input (N, C, 3S, H, W) -> two (N, C, S, ., .) tensors; or the TSN layout (N*S, 3*C, H, W)
     (3 frames stacked frame-major on channels, as busy-quiet-net feeds its stem) with
     num_segments=S -> two (N*S, C, ., .) tensors.
+
+    impl="reference" runs vidops.reference.busy_quiet (the authors' stem: conv2d, permute, conv1d
+    with stride 3, and a slice of the clip) instead of the fused op.
     """
+
+    impl = "vidops"
 
     def __init__(self, channels: int = 3, sigma: float = 1.1, kernel_size: int = 9, quiet: str = "first",
                  quiet_scale: Optional[float] = None, num_segments: Optional[int] = None,
@@ -42,8 +49,12 @@ class BusyQuietSplit(torch.nn.Module):
             clip = x.view(NS // S, S, 3, C, H, W).permute(0, 3, 1, 2, 4, 5).reshape(NS // S, C, 3 * S, H, W)
         else:
             clip = x
-        busy, quiet = busy_quiet(clip, self.conv_s.weight, self.conv_t.weight, self.quiet, self.quiet_scale,
-                                 backend=self.backend)
+        if uses_reference(self):
+            busy, quiet = reference.busy_quiet(clip, self.conv_s.weight, self.conv_t.weight, self.quiet,
+                                               self.quiet_scale)
+        else:
+            busy, quiet = busy_quiet(clip, self.conv_s.weight, self.conv_t.weight, self.quiet, self.quiet_scale,
+                                     backend=self.backend)
         if x.dim() == 4:
             return to_frames(busy), to_frames(quiet)
         return busy, quiet

@@ -6,8 +6,10 @@ from typing import Optional
 import torch
 
 from ..ops.log_kernel import log_kernel, temporal_band_pass_init
+from .. import reference
 from ..ops.motion_band_pass import motion_band_pass
 from ._args import band_pass_init
+from ._impl import uses_reference
 from ._layout import WeightHolder, to_frames, to_video
 
 
@@ -18,7 +20,11 @@ class MotionBandPass(torch.nn.Module):
     temporal_stride=3 gives the BQN stem (temporal_padding "valid", T_out = T // 3); stride 1 the
     lateral filter (temporal_padding "replicate"). Input (N, C, T, H, W), or (N*T, C, H, W) with
     num_segments=T, in which case the output is (N*T_out, C, H, W).
+    impl="reference" runs vidops.reference.motion_band_pass (conv2d, permute, conv1d as the
+    authors' bpf.py) instead of the fused op.
     """
+
+    impl = "vidops"
 
     def __init__(self, channels: int, sigma: float = 1.1, kernel_size: int = 9, temporal_stride: int = 1,
                  spatial_padding: str = "reflect", temporal_padding: Optional[str] = None,
@@ -36,8 +42,12 @@ class MotionBandPass(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         video = to_video(x, self.num_segments, type(self).__name__)
-        out = motion_band_pass(video, self.conv_s.weight, self.conv_t.weight, self.temporal_stride,
-                               self.spatial_padding, self.temporal_padding, backend=self.backend)
+        if uses_reference(self):
+            out = reference.motion_band_pass(video, self.conv_s.weight, self.conv_t.weight, self.temporal_stride,
+                                             self.spatial_padding, self.temporal_padding)
+        else:
+            out = motion_band_pass(video, self.conv_s.weight, self.conv_t.weight, self.temporal_stride,
+                                   self.spatial_padding, self.temporal_padding, backend=self.backend)
         return out if x.dim() == 5 else to_frames(out)
 
     def extra_repr(self) -> str:

@@ -7,8 +7,10 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from .. import reference
 from ..ops.pixelwise_temporal_projection import pixelwise_temporal_projection
 from ..ops.temporal_relation import temporal_relation
+from ._impl import uses_reference
 from ._layout import to_video
 
 
@@ -54,7 +56,12 @@ class PixelWiseTemporalProjection(torch.nn.Module):
 
     Input (N, C, T, H, W), or (N*T, C, H, W) with num_segments=T. For S segments of T frames
     (the Dynamic Appearance Net), fold the segments into the batch first.
+
+    impl="reference" runs vidops.reference.temporal_relation and .pixelwise_temporal_projection
+    (plain PyTorch: upsample the basis, solve the normal equations per pixel) instead of the ops.
     """
+
+    impl = "vidops"
 
     def __init__(self, in_channels: int = 3, T: int = 8, D: int = 1, conv_channels: int = 24,
                  kernel_size: int = 9, stride: int = 8, padding: Optional[int] = None, expansion: float = 2,
@@ -85,11 +92,13 @@ class PixelWiseTemporalProjection(torch.nn.Module):
         w = self.conv.weight.unsqueeze(2)                              # (C', C, 1, k, k): F on every frame
         f = F.conv3d(video, w, self.conv.bias, stride=(1, self.stride, self.stride),
                      padding=(0, self.padding, self.padding))          # (N, C', T, h, w)
-        u = temporal_relation(f, backend=self.backend)
+        u = reference.temporal_relation(f) if uses_reference(self) else temporal_relation(f, backend=self.backend)
         return self.fc_out(self.blocks(F.gelu(self.fc_in(u))))
 
     def forward(self, x: torch.Tensor):
         video = to_video(x, self.num_segments, type(self).__name__)
+        if uses_reference(self):
+            return reference.pixelwise_temporal_projection(video, self.basis(video), self.eps)
         return pixelwise_temporal_projection(video, self.basis(video), self.eps, backend=self.backend)
 
     def extra_repr(self) -> str:

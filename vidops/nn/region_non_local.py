@@ -14,8 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import reference
 from ..ops.depthwise_conv3d import depthwise_conv3d
 from ._args import kernel3
+from ._impl import uses_reference
 from ._layout import WeightHolder, to_frames, to_video
 
 MODES = ("softmax", "cosine_softmax", "relu", "dot", "cosine_relu")
@@ -152,7 +154,12 @@ class RegionNonLocal(nn.Module):
     is kept depthwise (C', 1, kt, kh, kw). A reference checkpoint (penta.mask and the grouped
     (C', 32, kt, kh, kw) penta.weight) loads as is: it is converted by `convert_rnl_state_dict`
     (w[o] = (weight * mask)[o, o mod 32]); `depthwise_to_diagonalwise` goes back.
+
+    impl="reference" runs the region conv as F.conv3d(groups=C') and the attention as the authors'
+    bmm-softmax-bmm with the L x L matrix (vidops.reference) instead of the fused ops.
     """
+
+    impl = "vidops"
 
     def __init__(self, in_channels: int, kernel: Sequence[int] = (3, 7, 7), mode: str = "softmax",
                  ratio: int = 2, sub_sample: bool = False, num_segments: Optional[int] = None,
@@ -187,6 +194,8 @@ class RegionNonLocal(nn.Module):
     def attention_input(self, x: torch.Tensor):
         """(queries P, values V) of a 5-D input: V = theta(x), P = F_theta(V)."""
         v = self.theta(x)
+        if uses_reference(self):
+            return reference.depthwise_conv3d(v, self.penta.weight), v
         p = depthwise_conv3d(v, self.penta.weight, backend=self.backend)
         return p, v
 
@@ -200,7 +209,10 @@ class RegionNonLocal(nn.Module):
                 mode = "softmax" if mode == "cosine_softmax" else "relu"
             keys = F.max_pool3d(p, (1, 2, 2))
             v = F.max_pool3d(v, (1, 2, 2))
-        y = _region_attention(p, v, keys, mode, self.attention_backend)
+        if uses_reference(self):
+            y = reference.region_attention(p.flatten(2), v.flatten(2), None if keys is None else keys.flatten(2), mode)
+        else:
+            y = _region_attention(p, v, keys, mode, self.attention_backend)
         z = self.W(y.reshape(video.shape[0], self.inter_channels, *video.shape[2:])) + video
         return z if x.dim() == 5 else to_frames(z)
 
@@ -217,7 +229,10 @@ class NonLocal(nn.Module):
     theta, phi, g: Conv3d(C, C', 1, bias), C' = C // 2 (at least 1). sub_sample=True (TSM's default)
     max-pools phi and g by (1, 2, 2), so their keys read `phi.0.weight`, `g.0.weight` as in TSM; W + BN
     zero-initialised (identity at init). mode as in RegionNonLocal ("softmax" is the reference).
+    impl="reference" runs the attention as bmm-softmax-bmm with the L x Lk matrix, as TSM's code.
     """
+
+    impl = "vidops"
 
     def __init__(self, in_channels: int, inter_channels: Optional[int] = None, sub_sample: bool = True,
                  mode: str = "softmax", num_segments: Optional[int] = None,
@@ -241,8 +256,12 @@ class NonLocal(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         video = to_video(x, self.num_segments, type(self).__name__)
-        y = _region_attention(self.theta(video), self.g(video), self.phi(video), self.mode,
-                              self.attention_backend)
+        if uses_reference(self):
+            y = reference.region_attention(self.theta(video).flatten(2), self.g(video).flatten(2),
+                                           self.phi(video).flatten(2), self.mode)
+        else:
+            y = _region_attention(self.theta(video), self.g(video), self.phi(video), self.mode,
+                                  self.attention_backend)
         z = self.W(y.reshape(video.shape[0], self.inter_channels, *video.shape[2:])) + video
         return z if x.dim() == 5 else to_frames(z)
 

@@ -6,7 +6,9 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from .. import reference
 from ..ops.temporal_squeeze import temporal_squeeze
+from ._impl import uses_reference
 from ._layout import to_frames, to_video
 
 
@@ -33,7 +35,11 @@ class TemporalSqueezePooling(torch.nn.Module):
     tent_basis: A is independent at initialisation) plus a small random part.
 
     Input (N, C, K, H, W), or (N*K, C, H, W) with num_segments=K, in which case y is (N*D, C, H, W).
+
+    impl="reference" runs vidops.reference.temporal_squeeze (plain PyTorch) instead of the op.
     """
+
+    impl = "vidops"
 
     def __init__(self, K: int = 10, D: int = 3, negative_slope: float = 0.01, bias: bool = False,
                  eps: float = 1e-6, num_segments: Optional[int] = None, backend: Optional[str] = None):
@@ -59,7 +65,10 @@ class TemporalSqueezePooling(torch.nn.Module):
 
     def forward(self, x: torch.Tensor):
         video = to_video(x, self.num_segments, type(self).__name__)
-        y, l_proj = temporal_squeeze(video, self.basis(video), self.eps, backend=self.backend)
+        if uses_reference(self):
+            y, l_proj = reference.temporal_squeeze(video, self.basis(video), self.eps)
+        else:
+            y, l_proj = temporal_squeeze(video, self.basis(video), self.eps, backend=self.backend)
         return (y if x.dim() == 5 else to_frames(y)), l_proj
 
     def extra_repr(self) -> str:
