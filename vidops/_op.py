@@ -241,6 +241,14 @@ def _fresh(out: torch.Tensor, inputs, memory_format=torch.contiguous_format) -> 
     return out.contiguous(memory_format=memory_format)
 
 
+def _autocast_on(device_type: str) -> bool:
+    """torch.is_autocast_enabled for the device type; False where autocast does not exist (meta)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:
+        return False
+
+
 def _no_autocast(device_type: str):
     return torch.autocast(device_type, enabled=False)
 
@@ -333,7 +341,7 @@ class Op:
                             f"({', '.join(a.name for a in self.args)}), got {len(args)}")
         args = tuple(_coerce(self.name, a, v) for a, v in zip(self.args, args))
         device = args[self._first_tensor].device
-        if torch.is_autocast_enabled(device.type):
+        if _autocast_on(device.type):
             args = tuple(self.autocast(args, device.type, torch.get_autocast_dtype(device.type)))
         self.check(*args)
         name = _dispatch.choose(self.name, device, backend, args)
@@ -366,7 +374,7 @@ class Op:
                 return empty
         device_type = args[self._first_tensor].device.type
         impl = self.backend(name).impl
-        if torch.is_autocast_enabled(device_type):
+        if _autocast_on(device_type):
             with _no_autocast(device_type):
                 out = impl.forward(*args)
         else:
@@ -403,7 +411,7 @@ class Op:
         impl = self.backend(name).impl
         if impl.backward is None:
             raise RuntimeError(f"vidops.{self.name}: the {name} backend has no backward")
-        if torch.is_autocast_enabled(like.device.type):
+        if _autocast_on(like.device.type):
             with _no_autocast(like.device.type):
                 res = impl.backward(*bargs)
         else:

@@ -20,4 +20,5 @@ __all__ = ["tsm_resnet50", "bqn_resnet50", "rnl_tsm_resnet50", "nl_tsm_resnet50"
            "tesnet_resnet50", "resnet50", "set_impl", "impls", "load_checkpoint", "strip_module_prefix",
            "CheckpointMismatchError", "TSMResNet50", "BQNResNet50", "RNLTSMResNet50", "NLTSMResNet50",
            "DynamicAppearanceNet", "TeSNet", "FrameClassifier", "ResNet", "DiagonalwiseRegionNonLocal",
-           "make_temporal_shift"]
+           "make_temporal_shift", "count_flops", "FlopCount"]
+from .flops import FlopCount, count_flops  # noqa: E402,F401
