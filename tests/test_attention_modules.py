@@ -1,4 +1,4 @@
-"""The attention blocks (spec 5.2): RegionNonLocal, NonLocal, ChannelGate, SpatioTemporalSE,
+"""The attention blocks (operators.md §5.2): RegionNonLocal, NonLocal, ChannelGate, SpatioTemporalSE,
 ConvPyramidAttention, AttentionChain. Each is checked against its formula written out here
 independently (with NON-zero BN gammas, else every output is trivially x), for identity at
 init, for both layouts, and RNL for loading a reference-format checkpoint."""
@@ -17,7 +17,7 @@ MODES = ("softmax", "cosine_softmax", "relu", "dot", "cosine_relu")
 
 
 def standin_region_attention(q, v, k=None, mode="softmax", backend=None):
-    """A float64-capable stand-in for vidops.region_attention (spec 5.1) on (N, d, L) tensors,
+    """A float64-capable stand-in for vidops.region_attention (operators.md §5.1) on (N, d, L) tensors,
     used while the op is not in this build: a_ij weight of key i for query j, y_j = sum_i a_ij v_i.
     Like the op, it takes keys at the queries' positions only (k None or of q's shape)."""
     assert k is None or k.shape == q.shape, "region_attention takes keys of the queries' shape"

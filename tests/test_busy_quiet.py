@@ -1,4 +1,4 @@
-"""vidops.busy_quiet and the LoG initialisation (spec 1.2, 1.3)."""
+"""vidops.busy_quiet and the LoG initialisation (operators.md §1.2, 1.3)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -113,7 +113,7 @@ def test_bad_inputs():
         vidops.busy_quiet(clip, sw, tw, quiet_scale=0.01)
 
 
-# ---- the LoG initialisation (spec 1.2; values verified on the reference in reference-code.md) ----
+# ---- the LoG initialisation (operators.md §1.2; values verified on the reference in reference-code.md) ----
 
 def test_log_kernel_matches_the_reference_values():
     k = vidops.log_kernel(1.1, 9)

@@ -1,4 +1,4 @@
-"""vidops.depthwise_conv3d (spec 2): every available backend against the float64 reference, forward
+"""vidops.depthwise_conv3d (operators.md §2): every available backend against the float64 reference, forward
 and backward, odd shapes and kernel sizes, layouts, gradcheck, opcheck, torch.compile, errors."""
 import os
 

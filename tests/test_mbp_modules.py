@@ -1,4 +1,4 @@
-"""vidops.nn.MotionBandPass, BusyQuietSplit and BandPassLateral (spec 1.5)."""
+"""vidops.nn.MotionBandPass, BusyQuietSplit and BandPassLateral (operators.md §1.5)."""
 import torch
 import torch.nn.functional as F
 

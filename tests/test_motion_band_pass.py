@@ -1,4 +1,4 @@
-"""vidops.motion_band_pass: every available backend against the float64 reference (spec 1.1)."""
+"""vidops.motion_band_pass: every available backend against the float64 reference (operators.md §1.1)."""
 import pytest
 import torch
 

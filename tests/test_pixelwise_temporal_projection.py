@@ -1,4 +1,4 @@
-"""vidops.pixelwise_temporal_projection (spec 3.2): every backend against the float64 reference, the
+"""vidops.pixelwise_temporal_projection (operators.md §3.2): every backend against the float64 reference, the
 reference against an independent per-pixel least-squares implementation, gradients, properties,
 errors, torch.library/torch.compile integration and the PixelWiseTemporalProjection module."""
 import math

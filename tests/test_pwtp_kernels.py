@@ -1,5 +1,5 @@
 """Kernel-level tests of the Triton and CUDA backends of pixel-wise temporal projection, temporal
-relation and temporal squeeze (spec 3.1, 3.2, 4): the launchers (vidops.triton_kernels.<op>
+relation and temporal squeeze (operators.md §3.1, 3.2, 4): the launchers (vidops.triton_kernels.<op>
 forward/backward, torch.ops.vidops._<op>_fwd/_bwd on CUDA tensors) against the float64
 references, with tolerances relative to the reference's own noise in the same dtype.
 

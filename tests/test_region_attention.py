@@ -1,4 +1,4 @@
-"""vidops.region_attention: every available backend against the float64 reference (spec 5.1).
+"""vidops.region_attention: every available backend against the float64 reference (operators.md §5.1).
 
 Under the Triton interpreter (no GPU) the triton backend runs only tiny shapes; L = 1568 runs on
 the cpu backend (and on triton on a GPU).

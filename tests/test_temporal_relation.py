@@ -1,4 +1,4 @@
-"""vidops.temporal_relation (spec 3.1, thesis eq. 3.9): every backend against the float64 reference,
+"""vidops.temporal_relation (operators.md §3.1, thesis eq. 3.9): every backend against the float64 reference,
 the reference against the equation written as a loop, gradients, errors, opcheck and compile."""
 import pytest
 import torch

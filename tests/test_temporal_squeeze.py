@@ -1,4 +1,4 @@
-"""vidops.temporal_squeeze (spec 4; thesis eqs. 3.4-3.5): every backend against the float64
+"""vidops.temporal_squeeze (operators.md §4; thesis eqs. 3.4-3.5): every backend against the float64
 reference, the reference against per-position lstsq, gradients (including zero residuals),
 properties, errors, opcheck, compile, and the TemporalSqueezePooling module."""
 import pytest

@@ -1,4 +1,4 @@
-"""Triton kernel of `vidops.busy_quiet` (spec 1.3): the Busy-Quiet Net input split, one read of
+"""Triton kernel of `vidops.busy_quiet` (operators.md §1.3): the Busy-Quiet Net input split, one read of
 the clip.
 
     busy[n,c,s]  = sum_{a,b} sw[c,a,b] * Y[src(o+a-r), src(w+b-r)],  Y = sum_j tw[c,j] clip[n,c,3s+j]

@@ -1,4 +1,4 @@
-"""Triton kernels of `vidops.depthwise_conv3d` (spec 2): launchers `forward` and `backward`.
+"""Triton kernels of `vidops.depthwise_conv3d` (operators.md §2): launchers `forward` and `backward`.
 
     forward:  one program per (n*c, block of BLOCK_P outputs of the flattened (T, H, W) plane);
               per temporal tap one masked (KH_P, KW_P, BLOCK_P) gather of the shifted inputs (the

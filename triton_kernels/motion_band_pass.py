@@ -1,4 +1,4 @@
-"""Triton kernels of `vidops.motion_band_pass` (spec 1.1): `forward` and `backward` launchers.
+"""Triton kernels of `vidops.motion_band_pass` (operators.md §1.1): `forward` and `backward` launchers.
 
 Math, per channel c (s the temporal stride, p the temporal padding, r = (k-1)/2, src_t the
 temporal source: identity inside [0, T), clamped for "replicate", a zero frame for "zeros"):
@@ -44,7 +44,7 @@ The backward runs three kernels and two tiny torch reductions, all deterministic
 
 Numerics: half-precision x and output gradients are read exactly and everything is accumulated in
 float32 with float32 weights, so the only half-precision rounding is the final store (an fp16
-output overflows above 65504: the stem's normalised LoG has an L1 norm near 1600, spec 1.4).
+output overflows above 65504: the stem's normalised LoG has an L1 norm near 1600, operators.md §1.4).
 
 Cost on the GPU (sm_90 SASS of the forward's row loop, k = 9, float32): 99 FFMA + 9 FMUL, 27 LDG
 (L1 hits but for the first touch) and ~110 integer/address instructions per row per thread, 165

@@ -1,4 +1,4 @@
-"""Triton kernels of `vidops.region_attention` (spec 5.1): flash-style attention with queries,
+"""Triton kernels of `vidops.region_attention` (operators.md §5.1): flash-style attention with queries,
 keys and values read in the block's (N, C, L) layout (any strides: d-major NCTHW, channels_last,
 slices), no 1/sqrt(d), and the L x L matrix never stored.
 

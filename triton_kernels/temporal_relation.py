@@ -1,4 +1,4 @@
-"""Triton kernels of `vidops.temporal_relation` (spec 3.1).
+"""Triton kernels of `vidops.temporal_relation` (operators.md §3.1).
 
 f (N, C', T, h, w) -> u (N, T(T-1)/2, h, w),
     u[n, pair(t1, t2), i] = (1/C') sum_c f[n, c, t1, i] f[n, c, t2, i],  t1 < t2 ascending,

@@ -1,4 +1,4 @@
-"""Joint training of a PWTP module and a classifier (thesis 3.5.4, spec 3.4).
+"""Joint training of a PWTP module and a classifier (thesis 3.5.4, operators.md §3.4).
 
 The Dynamic Appearance Net minimises alpha * L1 + (1 - alpha) * L2 over the PWTP parameters
 Theta1 (L1 = ENoPR, L2 = the classification loss), and L2 over the classifier's Theta2. alpha is

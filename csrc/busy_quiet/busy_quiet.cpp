@@ -1,4 +1,4 @@
-// Schema of the fused Busy/Quiet split kernel (spec 1.3): one read of the clip, both outputs.
+// Schema of the fused Busy/Quiet split kernel (operators.md §1.3): one read of the clip, both outputs.
 //   quiet_scale < 0 means no resize of quiet.
 #include <torch/library.h>
 

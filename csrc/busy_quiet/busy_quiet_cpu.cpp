@@ -1,4 +1,4 @@
-// CPU kernel of the fused Busy/Quiet split (spec 1.3): per (n, c, segment s), one read of the
+// CPU kernel of the fused Busy/Quiet split (operators.md §1.3): per (n, c, segment s), one read of the
 // three frames 3s..3s+2 gives
 //   busy  = the stem motion band-pass (stride 3, "valid", reflect), temporal filter first;
 //   quiet = frame 3s ("first") or mean of the three frames - busy ("mean_minus_busy"),

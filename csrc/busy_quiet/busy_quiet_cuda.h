@@ -1,4 +1,4 @@
-// Launcher API of the fused CUDA Busy/Quiet split (spec 1.3): busy = the motion band-pass stem
+// Launcher API of the fused CUDA Busy/Quiet split (operators.md §1.3): busy = the motion band-pass stem
 // (temporal stride 3, "valid" in time), quiet = frame 3s ("first") or mean of the triplet minus busy
 // ("mean_minus_busy"), optionally resized bilinearly; one read of the clip, both outputs written.
 // Same conventions as motion_band_pass_cuda.h (raw pointers, element strides, static error strings).

@@ -1,4 +1,4 @@
-// Fused CUDA Busy/Quiet split of a BQN clip (spec 1.3), one read of the clip:
+// Fused CUDA Busy/Quiet split of a BQN clip (operators.md §1.3), one read of the clip:
 //     busy[n,c,s]  = sum_j tw[c,j] * (K_c (x) reflectpad(clip[n,c,3s+j]))   (motion band-pass stem)
 //     quiet[n,c,s] = clip[n,c,3s]                           quiet = "first"
 //                  | mean_j clip[n,c,3s+j] - busy[n,c,s]    quiet = "mean_minus_busy"

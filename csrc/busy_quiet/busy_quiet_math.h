@@ -1,4 +1,4 @@
-// Per-element math of the Busy/Quiet split (spec 1.3), shared by the CUDA kernel (nvcc) and the
+// Per-element math of the Busy/Quiet split (operators.md §1.3), shared by the CUDA kernel (nvcc) and the
 // CPU kernel (g++): the quiet modes and the bilinear resize of quiet.
 #pragma once
 #include <cmath>

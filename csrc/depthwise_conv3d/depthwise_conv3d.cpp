@@ -1,4 +1,4 @@
-// Schemas of the depthwise 3-D convolution kernels (spec 2). The public op vidops::depthwise_conv3d
+// Schemas of the depthwise 3-D convolution kernels (operators.md §2). The public op vidops::depthwise_conv3d
 // is a Python custom op (vidops/ops/depthwise_conv3d.py) that calls these on the cpu and cuda
 // backends.
 //   _depthwise_conv3d_fwd: x (N,C,T,H,W), weight (C,kt,kh,kw) (odd sizes, zero "same" padding,

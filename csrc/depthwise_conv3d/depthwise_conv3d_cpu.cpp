@@ -1,4 +1,4 @@
-// CPU kernels of the depthwise 3-D convolution (spec 2): OpenMP over (plane, frame-chunk) tasks
+// CPU kernels of the depthwise 3-D convolution (operators.md §2): OpenMP over (plane, frame-chunk) tasks
 // through at::parallel_for, vectorised along W (depthwise_conv3d_cpu_kernels.inc, compiled for the
 // baseline ISA, AVX2+FMA and AVX-512 and picked once per process by common/cpu_isa.h;
 // VIDOPS_CPU_ISA=base|avx2 caps it, e.g. to test all three on one machine).

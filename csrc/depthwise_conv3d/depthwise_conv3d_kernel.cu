@@ -1,4 +1,4 @@
-// CUDA launchers of the depthwise 3-D convolution (spec 2). Runtime-only: no torch headers; the C++
+// CUDA launchers of the depthwise 3-D convolution (operators.md §2). Runtime-only: no torch headers; the C++
 // glue (depthwise_conv3d_cuda.cpp) passes raw pointers, sizes and the current stream, and turns a
 // returned message into a TORCH_CHECK. The kernels and their design: depthwise_conv3d_kernels.cuh.
 #include <cuda_bf16.h>

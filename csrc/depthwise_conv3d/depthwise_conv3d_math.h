@@ -1,4 +1,4 @@
-// Index math of the depthwise 3-D convolution (spec 2), shared by the CPU kernels (g++) and the
+// Index math of the depthwise 3-D convolution (operators.md §2), shared by the CPU kernels (g++) and the
 // CUDA kernels (nvcc), so the CPU tests exercise the tap, flip and split arithmetic the GPU runs.
 //   y[n,c,t,h,w] = sum_{a,b,e} k[c,a,b,e] * x[n,c, t+a-pt, h+b-ph, w+e-pw]   (zeros outside)
 //   grad_x       = the same correlation of grad_y with k reversed on every axis

@@ -1,4 +1,4 @@
-// Backward CUDA kernels of the motion band-pass filter (spec 1.1), with the temporal-first
+// Backward CUDA kernels of the motion band-pass filter (operators.md §1.1), with the temporal-first
 // factorisation out = S(Y), Y = Tf(x) (vidops.reference.motion_band_pass_backward):
 //     gY          = S^T(grad)     adjoint stencil: flipped kernel over the zero-extended grad, plus
 //                                 the reflect borders folded back (reflect_preimage)

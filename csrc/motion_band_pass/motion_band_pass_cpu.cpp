@@ -1,4 +1,4 @@
-// CPU (OpenMP) kernels of the motion band-pass filter (spec 1.1).
+// CPU (OpenMP) kernels of the motion band-pass filter (operators.md §1.1).
 //
 // Forward, per output frame (n, c, t): the 3-tap temporal filter first (exact by linearity, and
 // 3x less stencil work at stride 3) into a per-thread padded frame Y, then the k x k stencil of

@@ -1,4 +1,4 @@
-// Launcher API of the CUDA motion band-pass kernels (spec 1.1). The kernels are compiled by nvcc
+// Launcher API of the CUDA motion band-pass kernels (operators.md §1.1). The kernels are compiled by nvcc
 // against the CUDA runtime only (no torch headers, static cudart); the g++-compiled glue
 // (motion_band_pass_cuda.cpp) allocates the outputs and calls these with raw pointers, element
 // strides and the current stream. Every launcher returns nullptr on success or a static error

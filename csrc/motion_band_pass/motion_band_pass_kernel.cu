@@ -1,4 +1,4 @@
-// Forward CUDA kernel of the motion band-pass filter (spec 1.1):
+// Forward CUDA kernel of the motion band-pass filter (operators.md §1.1):
 //     out[n,c,t] = sum_{a,b} K_c[a,b] * pad_s(Y)[n,c,t][i+a, j+b],
 //     Y[n,c,t]   = sum_{j=0..2} tw[c,j] * x[n,c, s*t + j - p_t]      (temporal filter first)
 // One block per 32 x 32 tile of one output frame (motion_band_pass_tile_cuda.h): it resolves the

@@ -1,5 +1,5 @@
 // Per-element math of the motion band-pass family, shared by the CPU kernels (g++) and the CUDA
-// kernels (nvcc), so the CPU tests exercise the index arithmetic the GPU runs (spec 1.1, 1.2).
+// kernels (nvcc), so the CPU tests exercise the index arithmetic the GPU runs (operators.md §1.1, 1.2).
 #pragma once
 #include <cmath>
 #include <cstdint>

@@ -1,4 +1,4 @@
-// Schemas of the pixel-wise temporal projection kernels (spec 3.2). The public op
+// Schemas of the pixel-wise temporal projection kernels (operators.md §3.2). The public op
 // vidops::pixelwise_temporal_projection is a Python custom op (vidops/ops/pixelwise_temporal_projection.py)
 // that calls these on the cpu and cuda backends; the Triton launchers take the same arguments.
 //   _pixelwise_temporal_projection_fwd: x (N,C,T,H,W), basis (N,T*D,h,w), D, eps

@@ -1,4 +1,4 @@
-// CUDA kernels of pixel-wise temporal projection (spec 3.2), runtime only (no torch headers).
+// CUDA kernels of pixel-wise temporal projection (operators.md §3.2), runtime only (no torch headers).
 //
 // Forward, one thread per pixel, one pass over x: the thread builds A (T x D) from
 // the 4 bilinear neighbours of the low-resolution basis (F.interpolate(size=(H, W), "bilinear",

@@ -1,4 +1,4 @@
-// Runtime-only CUDA launchers of pixel-wise temporal projection (spec 3.2), called by
+// Runtime-only CUDA launchers of pixel-wise temporal projection (operators.md §3.2), called by
 // pixelwise_temporal_projection_cuda.cpp. Raw pointers, int64 sizes and element strides, a
 // vidops::DTypeCode for x (the basis is passed in the accumulation dtype: float32, or float64 for
 // float64 x), the cudaStream_t as void*. Each returns nullptr on success or a static error message.

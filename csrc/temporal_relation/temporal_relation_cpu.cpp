@@ -1,4 +1,4 @@
-// CPU kernels of the temporal relation descriptor (spec 3.1), OpenMP over (sample, chunk of
+// CPU kernels of the temporal relation descriptor (operators.md §3.1), OpenMP over (sample, chunk of
 // kChunk positions), SIMD across positions (the PWTP family's vector types and ISA dispatch,
 // pixelwise_temporal_projection_cpu.h).
 // Forward: per chunk, for every channel and block of L positions the T frame vectors stay in

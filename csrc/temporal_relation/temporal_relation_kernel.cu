@@ -1,4 +1,4 @@
-// CUDA kernels of temporal_relation (spec 3.1), runtime only (no torch headers).
+// CUDA kernels of temporal_relation (operators.md §3.1), runtime only (no torch headers).
 //
 //   u[n, pair(t1, t2), i] = (1/C') sum_c f[n, c, t1, i] f[n, c, t2, i],  t1 < t2 ascending,
 //   pair(a, b) = a (2T - a - 1) / 2 + (b - a - 1)

@@ -1,4 +1,4 @@
-// Runtime-only CUDA launchers of temporal_relation (spec 3.1), called by temporal_relation_cuda.cpp.
+// Runtime-only CUDA launchers of temporal_relation (operators.md §3.1), called by temporal_relation_cuda.cpp.
 // sizes = {N, C', T, h, w}; f_strides has 5 entries, gu_strides 4 (grad_u is (N, T(T-1)/2, h, w)).
 // Outputs are contiguous in f's dtype: u (N, T(T-1)/2, h, w), grad_f (N, C', T, h, w).
 // Returns nullptr on success or a static error message.

@@ -1,4 +1,4 @@
-// Pair indexing of the temporal relation descriptor (spec 3.1), shared by the CPU and CUDA kernels:
+// Pair indexing of the temporal relation descriptor (operators.md §3.1), shared by the CPU and CUDA kernels:
 // the P = T(T-1)/2 pairs t1 < t2 in ascending (t1, t2) order (torch.triu_indices(T, T, 1)).
 #pragma once
 #include <cstdint>

@@ -1,4 +1,4 @@
-// Schemas of the temporal squeeze pooling kernels (spec 4). The public op vidops::temporal_squeeze is
+// Schemas of the temporal squeeze pooling kernels (operators.md §4). The public op vidops::temporal_squeeze is
 // a Python custom op (vidops/ops/temporal_squeeze.py) that calls these on the cpu and cuda backends.
 //   _temporal_squeeze_fwd: x (N,C,K,H,W), basis (N,K,D), eps
 //       -> y (N,C,D,H,W) in x's dtype, l_proj (N,) (float64 for float64 x, else float32)

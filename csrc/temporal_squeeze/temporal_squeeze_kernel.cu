@@ -1,4 +1,4 @@
-// CUDA kernels of temporal_squeeze (spec 4), runtime only (no torch headers).
+// CUDA kernels of temporal_squeeze (operators.md §4), runtime only (no torch headers).
 //
 // x (N, C, K, H, W), basis A (N, K, D) shared by every row j = (c, h, w) of a sample,
 // G = A^T A + lam I, lam = e (trace/D + TINY), e = max(eps, 8 u), y_j = G^{-1} A^T x_j, r_j = x_j - A y_j,

@@ -1,4 +1,4 @@
-// Runtime-only CUDA launchers of temporal_squeeze (spec 4), called by temporal_squeeze_cuda.cpp.
+// Runtime-only CUDA launchers of temporal_squeeze (operators.md §4), called by temporal_squeeze_cuda.cpp.
 // sizes = {N, C, K, H, W, D}; x_strides and gy_strides have 5 entries. The basis is passed
 // contiguous (N, K, D) in the accumulation dtype (float32, float64 for float64 x); grad_l (N,) too.
 // Outputs: y (N, C, D, H, W) contiguous in x's dtype, l_proj (N,) and grad_basis (N, K, D) in the

@@ -72,7 +72,7 @@ class Target:
       "tflops"       the provider's TFLOP/s (the case's `flops` / median time) >= value;
       "peak_memory"  peak memory allocated by one call (bytes) <= value.
     providers: fnmatch pattern of the providers the target applies to (default: every vidops backend).
-    source: where the target comes from (issue, spec section), for the JSON record.
+    source: where the target comes from (the goal and its reason), for the JSON record.
     """
     kind: str
     value: float

@@ -1,4 +1,4 @@
-"""Channel and spatio-temporal attention blocks of the RNL family (spec 5.2, thesis 4.3-4.4):
+"""Channel and spatio-temporal attention blocks of the RNL family (operators.md §5.2, thesis 4.3-4.4):
 `ChannelGate` (the public code's channel block), `SpatioTemporalSE` (thesis eqs. 4.12-4.14),
 `ConvPyramidAttention` (thesis eqs. 4.10-4.11) and `AttentionChain` (channel block, then RNL or CPA).
 

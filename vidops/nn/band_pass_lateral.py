@@ -1,4 +1,4 @@
-"""`BandPassLateral`: BQN's band-pass lateral connection (BPLC, spec 1.5).
+"""`BandPassLateral`: BQN's band-pass lateral connection (BPLC, operators.md §1.5).
 
     Q' = Q + BN_down(Conv1x1_down(B))
     B' = B + BN_up(Conv1x1_up(MBPM_lateral(Q)))

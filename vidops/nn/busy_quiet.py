@@ -1,4 +1,4 @@
-"""`BusyQuietSplit`: the BQN input split (spec 1.3) as a module; keys `conv_s.weight`, `conv_t.weight`
+"""`BusyQuietSplit`: the BQN input split (operators.md §1.3) as a module; keys `conv_s.weight`, `conv_t.weight`
 (the reference stem's `mbpf1.*` when registered as `mbpf1`)."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`MotionBandPass`: the MBPM layer (spec 1.5), keys `conv_s.weight (C,1,k,k)`, `conv_t.weight (C,1,3)`."""
+"""`MotionBandPass`: the MBPM layer (operators.md §1.5), keys `conv_s.weight (C,1,k,k)`, `conv_t.weight (C,1,3)`."""
 from __future__ import annotations
 
 from typing import Optional

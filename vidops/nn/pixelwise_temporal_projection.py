@@ -1,4 +1,4 @@
-"""`PixelWiseTemporalProjection`: the PWTP module (spec 3.3, thesis 3.5.2, config #7 of table 3.13)."""
+"""`PixelWiseTemporalProjection`: the PWTP module (operators.md §3.3, thesis 3.5.2, config #7 of table 3.13)."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""Non-local blocks (spec 5.2): `RegionNonLocal` (RNL, thesis 4.2; region-based-non-local-network
+"""Non-local blocks (operators.md §5.2): `RegionNonLocal` (RNL, thesis 4.2; region-based-non-local-network
 ops/rnl.py) and the embedded-Gaussian `NonLocal` baseline (TSM ops/non_local.py), with the
 conversion of the reference's "diagonalwise" region conv to a depthwise weight.
 
@@ -28,7 +28,7 @@ def _region_attention(q: torch.Tensor, v: torch.Tensor, k: Optional[torch.Tensor
     """y_j = sum_i a_ij v_i on the flattened (N, d, L) views; the result is (N, dv, L_q).
 
     Keys at the queries' positions go to vidops.region_attention (looked up at call time: the op is
-    its own module, spec 5.1, and this file must import without it). Max-pooled keys and values
+    its own module, operators.md §5.1, and this file must import without it). Max-pooled keys and values
     (sub_sample=True: fewer keys than queries, which the op does not take) run in plain PyTorch."""
     qf, vf = q.flatten(2), v.flatten(2)
     kf = None if k is None else k.flatten(2)
@@ -42,7 +42,7 @@ def _region_attention(q: torch.Tensor, v: torch.Tensor, k: Optional[torch.Tensor
 
         fn = getattr(vidops, "region_attention", None)
     if fn is None:
-        raise RuntimeError("vidops.nn: the attention blocks need vidops.region_attention (spec 5.1), "
+        raise RuntimeError("vidops.nn: the attention blocks need vidops.region_attention (operators.md §5.1), "
                            "which this build of vidops does not have")
     kwargs = {} if backend is None else {"backend": backend}
     return fn(qf, vf, kf, mode=mode, **kwargs)

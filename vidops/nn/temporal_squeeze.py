@@ -1,4 +1,4 @@
-"""`TemporalSqueezePooling`: the TSP layer (spec 4, thesis 3.2.1, TSP paper)."""
+"""`TemporalSqueezePooling`: the TSP layer (operators.md §4, thesis 3.2.1, TSP paper)."""
 from __future__ import annotations
 
 from typing import Optional

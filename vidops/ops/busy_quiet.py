@@ -1,4 +1,4 @@
-"""`vidops.busy_quiet`: the Busy-Quiet Net input split in one pass over the clip (spec 1.3).
+"""`vidops.busy_quiet`: the Busy-Quiet Net input split in one pass over the clip (operators.md §1.3).
 
     busy[n,c,s]  = sum_j tw[c,j] * (K_c (x) reflectpad(clip[n,c,3s+j]))      (motion band-pass stem)
     quiet[n,c,s] = clip[n,c,3s]                             (quiet="first", the public code)
@@ -109,7 +109,7 @@ OP = _op.Op(
 def busy_quiet(clip: torch.Tensor, spatial_weight: torch.Tensor, temporal_weight: torch.Tensor,
                quiet: str = "first", quiet_scale: Optional[float] = None, *,
                backend: Optional[str] = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split a BQN clip into its Busy and Quiet inputs in one pass (spec 1.3).
+    """Split a BQN clip into its Busy and Quiet inputs in one pass (operators.md §1.3).
 
         busy[n,c,s]  = sum_j tw[c,j] * (K_c (x) reflectpad(clip[n,c,3s+j]))
         quiet[n,c,s] = clip[n,c,3s]                          quiet="first" (public code, default)

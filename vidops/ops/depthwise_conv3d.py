@@ -1,4 +1,4 @@
-"""`vidops.depthwise_conv3d`: channel-wise (depthwise) 3-D convolution (spec 2).
+"""`vidops.depthwise_conv3d`: channel-wise (depthwise) 3-D convolution (operators.md §2).
 
     y[n,c,t,h,w] = sum_{a<kt, b<kh, e<kw} w[c,a,b,e] * x[n,c, t+a-pt, h+b-ph, w+e-pw]
 
@@ -85,7 +85,7 @@ OP = _op.Op(
 
 def depthwise_conv3d(x: torch.Tensor, weight: torch.Tensor, padding="same", *,
                      backend: Optional[str] = None) -> torch.Tensor:
-    """Channel-wise 3-D convolution of a clip (spec 2).
+    """Channel-wise 3-D convolution of a clip (operators.md §2).
 
         y[n,c,t,h,w] = sum_{a,b,e} w[c,a,b,e] * x[n,c, t+a-pt, h+b-ph, w+e-pw]
 

@@ -1,4 +1,4 @@
-"""The Laplacian-of-Gaussian initialisation of the motion band-pass spatial filter (spec 1.2)."""
+"""The Laplacian-of-Gaussian initialisation of the motion band-pass spatial filter (operators.md §1.2)."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""`vidops.motion_band_pass`: the Motion Band-Pass Module's filter (spec 1.1).
+"""`vidops.motion_band_pass`: the Motion Band-Pass Module's filter (operators.md §1.1).
 
     out[n,c,t] = sum_{j=0..2} tw[c,j] * (K_c (x) pad_s(x[n,c, s*t + j - p_t]))
 
@@ -110,7 +110,7 @@ OP = _op.Op(
 def motion_band_pass(x: torch.Tensor, spatial_weight: torch.Tensor, temporal_weight: torch.Tensor,
                      temporal_stride: int = 1, spatial_padding: str = "reflect",
                      temporal_padding: str = "replicate", *, backend: Optional[str] = None) -> torch.Tensor:
-    """Motion band-pass filter of a clip (spec 1.1).
+    """Motion band-pass filter of a clip (operators.md §1.1).
 
         out[n,c,t] = sum_{j=0..2} tw[c,j] * (K_c (x) pad_s(x[n,c, s*t + j - p_t]))
 
@@ -126,7 +126,7 @@ def motion_band_pass(x: torch.Tensor, spatial_weight: torch.Tensor, temporal_wei
 
     Half-precision x is read as is and accumulated in float32 with float32 weights; the normalised
     LoG's large L1 norm (~1600 for the stem) makes bf16 *inputs* lose ~38% relative accuracy on
-    smooth content, fp16 ~5% (spec 1.4). Under torch.autocast (any device) x keeps the dtype it
+    smooth content, fp16 ~5% (operators.md §1.4). Under torch.autocast (any device) x keeps the dtype it
     comes in and the weights are taken in float32, so the filter never runs in less precision
     than its input has.
 

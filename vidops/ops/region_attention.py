@@ -1,4 +1,4 @@
-"""`vidops.region_attention`: the attention of the region non-local block (spec 5.1).
+"""`vidops.region_attention`: the attention of the region non-local block (operators.md §5.1).
 
     y_j = sum_i a_ij v_i,   a_ij the weight of key i for query j, s_ij = k_i . q_j (no 1/sqrt(d)):
         softmax         a_ij = exp(s_ij) / sum_i' exp(s_i'j)
@@ -404,7 +404,7 @@ OP = _op.Op(
 
 def region_attention(q: torch.Tensor, v: torch.Tensor, k: Optional[torch.Tensor] = None,
                      mode: str = "softmax", *, backend: Optional[str] = None) -> torch.Tensor:
-    """Region attention of the RNL block (spec 5.1).
+    """Region attention of the RNL block (operators.md §5.1).
 
         y_j = sum_i a_ij v_i,  s_ij = k_i . q_j (no 1/sqrt(d) scaling)
         softmax:        a_ij = exp(s_ij) / sum_i' exp(s_i'j)   (== SDPA with scale=1.0)

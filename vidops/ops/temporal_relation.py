@@ -1,4 +1,4 @@
-"""`vidops.temporal_relation`: PWTP's temporal relation descriptor (spec 3.1, thesis eq. 3.9).
+"""`vidops.temporal_relation`: PWTP's temporal relation descriptor (operators.md §3.1, thesis eq. 3.9).
 
     u[n, pair(t1, t2), i] = (1/C') sum_c f[n, c, t1, i] * f[n, c, t2, i],   t1 < t2 ascending
 
@@ -52,7 +52,7 @@ OP = _op.Op(
 
 
 def temporal_relation(f: torch.Tensor, *, backend: Optional[str] = None) -> torch.Tensor:
-    """Temporal relation descriptor of every position (spec 3.1, thesis eq. 3.9).
+    """Temporal relation descriptor of every position (operators.md §3.1, thesis eq. 3.9).
 
         u[n, pair(t1, t2), i] = (1/C') sum_c f[n, c, t1, i] * f[n, c, t2, i]
 

@@ -1,4 +1,4 @@
-"""Reference Busy/Quiet split of a BQN input clip (spec 1.3), as busy-quiet-net runs it."""
+"""Reference Busy/Quiet split of a BQN input clip (operators.md §1.3), as busy-quiet-net runs it."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""Reference depthwise 3-D convolution (spec 2) and the authors' "diagonalwise" form of it.
+"""Reference depthwise 3-D convolution (operators.md §2) and the authors' "diagonalwise" form of it.
 
 `depthwise_conv3d` is PyTorch's grouped conv3d with groups=C (what a plain-PyTorch RNL would run);
 `diagonalwise_conv3d` is what region-based-non-local-network's `DiagonalwiseRefactorization` runs:

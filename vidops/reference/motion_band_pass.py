@@ -1,4 +1,4 @@
-"""Reference motion band-pass (spec 1.1), two formulations of the same math.
+"""Reference motion band-pass (operators.md §1.1), two formulations of the same math.
 
 `motion_band_pass` runs it as busy-quiet-net's src/bpf.py does: pad and depthwise conv2d on every
 input frame, permute time last, pad in time, depthwise conv1d with the temporal stride, permute

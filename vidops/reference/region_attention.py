@@ -1,4 +1,4 @@
-"""Reference region attention (spec 5.1), as the RNL block of region-based-non-local-network
+"""Reference region attention (operators.md §5.1), as the RNL block of region-based-non-local-network
 (ops/rnl.py) runs it: A = K^T Q (keys x queries, no 1/sqrt(d)), a column-wise normalisation
 over the keys, y = V A, with bmm/softmax/bmm in the input dtype. It materialises the L x L
 matrix: the oracle for small L (run it in float64) and the baseline of the benchmarks.

@@ -1,4 +1,4 @@
-"""Reference temporal relation descriptor (spec 3.1, thesis eq. 3.9).
+"""Reference temporal relation descriptor (operators.md §3.1, thesis eq. 3.9).
 
     u[n, pair(t1, t2), i] = (1/C') sum_c f[n, c, t1, i] * f[n, c, t2, i],   t1 < t2,
 

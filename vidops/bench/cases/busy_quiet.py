@@ -1,4 +1,4 @@
-"""Benchmark cases of `vidops.busy_quiet` (spec 1.3): the BQN input split, forward only.
+"""Benchmark cases of `vidops.busy_quiet` (operators.md §1.3): the BQN input split, forward only.
 
 Shape: the motion band-pass stem (N=8, C=3, T=24 = 8 segments of 3 frames, 224x224, k=9; on CPU
 and with --quick N=2, 112x112), quiet="first" and quiet_scale=0.625 as in the reference BQN

@@ -1,10 +1,10 @@
-"""Benchmark cases of `vidops.depthwise_conv3d` (spec 2): RNL's region conv and CPA's pyramid.
+"""Benchmark cases of `vidops.depthwise_conv3d` (operators.md §2): RNL's region conv and CPA's pyramid.
 
 Shapes (N, C, T, H x W, kernel; float32):
   rnl_res3   N=8, C=256 (C' of layer2's RNL), T=8, 28x28, 3x7x7
   rnl_res4   N=8, C=512 (C' of layer3's RNL), T=8, 14x14, 3x3x3
   cpa_res3   N=8, C=1 (the channel mean), T=8, 28x28, 3x9x9 (the folded 1+3+7+9 pyramid)
-On CPU (and with --quick) N=4: rnl_res3 is then the shape of the CPU target of issue #4
+On CPU (and with --quick) N=4: rnl_res3 is then the shape of the CPU target
 (fwd+bwd >= 8x PyTorch's grouped conv3d on 2 threads).
 
 Providers:
@@ -88,7 +88,7 @@ def flop_count(s: Shape, mode: str) -> int:
 def targets(s: Shape, mode: str, dtype: str, device: torch.device) -> list:
     t = []
     if device.type == "cpu" and mode == "fwd+bwd" and s.label == "rnl_res3":
-        t.append(Target("speedup", 8, "reference", source="issue #4: CPU fwd+bwd >= 8x grouped conv3d (2 threads)"))
+        t.append(Target("speedup", 8, "reference", source="CPU fwd+bwd >= 8x grouped conv3d (2 threads)"))
     if mode == "fwd":
         t.append(Target("peak_memory", itemsize(dtype) * s.numel + 2**20 + 1024 * s.C,
                         source="the forward allocates its output and O(C) workspace only"))

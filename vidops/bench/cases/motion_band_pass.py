@@ -1,4 +1,4 @@
-"""Benchmark cases of `vidops.motion_band_pass` (spec 1.1): the worked example of a case module.
+"""Benchmark cases of `vidops.motion_band_pass` (operators.md §1.1): the worked example of a case module.
 
 Shapes (N, C, T, H x W, k; spatial padding reflect everywhere):
   stem          N=8, C=3,    T=24, 224x224, k=9, temporal stride 3, "valid"      (the BQN stem)

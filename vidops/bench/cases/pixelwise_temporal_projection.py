@@ -1,5 +1,5 @@
-"""Benchmark cases of `vidops.pixelwise_temporal_projection` (spec 3.2) and of the
-PixelWiseTemporalProjection module (spec 3.3).
+"""Benchmark cases of `vidops.pixelwise_temporal_projection` (operators.md §3.2) and of the
+PixelWiseTemporalProjection module (operators.md §3.3).
 
 Shapes (x (N, C, T, H, W); basis (N, T*D, h, w), upsampled in the kernel):
   GPU (full):   N=64, C=3, T=8, 224x224, D=1 and D=3, basis 28x28 (x8)
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from ..registry import Case, CaseOptions, Target, compiled, dtype_of, itemsize, vidops_providers
 
 OP = "pixelwise_temporal_projection"
-ISSUE = "issue #3: PWTP and TSP end to end"
+ISSUE = "PWTP and TSP goals"
 
 
 @dataclass(frozen=True)

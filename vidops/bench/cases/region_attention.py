@@ -1,4 +1,4 @@
-"""Benchmark cases of `vidops.region_attention` (spec 5.1): the attention of the RNL block.
+"""Benchmark cases of `vidops.region_attention` (operators.md §5.1): the attention of the RNL block.
 
 Shapes (keys = queries as in RNL, d = dv = C/2; q, v in the block's (N, d, L) = flattened
 (N, d, T, H, W) layout, logits of standard deviation ~1):
@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from ..registry import Case, CaseOptions, Target, compiled, dtype_of, itemsize, vidops_providers
 
 OP = "region_attention"
-ISSUE = "issue #4: region_attention"
+ISSUE = "region_attention goals"
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def targets(s: Shape, att: str, mode: str, dtype: str, device: torch.device) -> 
             t.append(Target("speedup", 1.2, "reference", source=ISSUE + " (d=512 L=1568 fwd >= 1.2x reference)"))
     if mode == "fwd":
         t.append(Target("peak_memory", memory_allowance(s, dtype, device),
-                        source="spec 5.1: never materialise L x L"))
+                        source="operators.md §5.1: never materialise L x L"))
     return t
 
 

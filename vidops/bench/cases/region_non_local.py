@@ -1,4 +1,4 @@
-"""Benchmark cases of the whole region non-local block (`vidops.nn.RegionNonLocal`, spec 5.2).
+"""Benchmark cases of the whole region non-local block (`vidops.nn.RegionNonLocal`, operators.md §5.2).
 
 The block z = BN(W0 y + b0) + x with y = region_attention(P, V), V = theta(x), P = F_theta(V).
 
@@ -29,7 +29,7 @@ from ..registry import Case, CaseOptions, Target, compiled, dtype_of, itemsize, 
 
 OP = "region_non_local"
 ATTENTION_OP = "region_attention"
-ISSUE = "issue #4: the RegionNonLocal block"
+ISSUE = "RegionNonLocal block goals"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Benchmark cases of `vidops.temporal_relation` (spec 3.1): the PWTP module's descriptor of its
+"""Benchmark cases of `vidops.temporal_relation` (operators.md §3.1): the PWTP module's descriptor of its
 strided-conv features f (N, C'=24, T=8, h, w).
 
 Shapes: GPU (full) N=64, 28x28 (a 224x224 clip after the stride-8 conv); CPU (quick) N=4, 14x14
@@ -60,7 +60,7 @@ def cases(device: torch.device, quick: bool, options: CaseOptions | None = None)
                 t = []
                 if mode == "fwd":
                     t.append(Target("peak_memory", es * N * P * h * w + 2**20,
-                                    source="spec 0: the forward allocates its output only"))
+                                    source="operators.md §0: the forward allocates its output only"))
                 out.append(Case(
                     op=OP, name=f"N={N} C'={C} T={T} {h}x{w}", mode=mode, dtype=dtype,
                     setup=lambda N=N, C=C, T=T, h=h, w=w, dtype=dtype: {

@@ -1,4 +1,4 @@
-"""Benchmark cases of `vidops.temporal_squeeze` (spec 4) and the TemporalSqueezePooling module.
+"""Benchmark cases of `vidops.temporal_squeeze` (operators.md §4) and the TemporalSqueezePooling module.
 
 Shapes (x (N, C, K, H, W), basis (N, K, D)): GPU (full) N=32, C=3, K=10, 224x224, D=3 (the TSP
 paper's input layer) and an in-network N=32, C=64, K=10, 56x56, D=3; CPU (quick) N=4, C=3, K=10,
@@ -72,7 +72,7 @@ def cases(device: torch.device, quick: bool, options: CaseOptions | None = None)
                 t = []
                 if mode == "fwd":
                     t.append(Target("peak_memory", es * y + 2**20,
-                                    source="spec 0: the forward allocates its outputs only"))
+                                    source="operators.md §0: the forward allocates its outputs only"))
                 shape = dict(N=N, C=C, K=K, H=H, W=W, D=D)
                 out.append(Case(
                     op=OP, name=f"N={N} C={C} K={K} {H}x{W} D={D}", mode=mode, dtype=dtype,
