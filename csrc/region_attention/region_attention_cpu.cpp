@@ -250,9 +250,20 @@ VIDOPS_AI void grad_impl(const GradBlock<S>& bk, int64_t t0, int64_t t1) {
       store<V, S>(d1 + c, ds, n);
     }
     if (!dominant || !(hmax<V, S>(pmax) > tau)) continue;
-    for (int64_t c = 0; c < B; ++c) {
-      if (srow[c] > tau) d1[c] += srow[c] * residual_dot(bk, bk.a0 + r, bk.b0 + c);  // query a0+r, key b0+c
-      if (d2 != nullptr && d2[c] > tau) d1[c] += d2[c] * residual_dot(bk, bk.b0 + c, bk.a0 + r);
+    // the row holds a dominant entry: find it by segments of kScan vectors (one horizontal max each)
+    constexpr int64_t kScan = 4;
+    for (int64_t c0 = 0; c0 < B; c0 += kScan * VL) {
+      const int64_t c1 = std::min(B, c0 + kScan * VL);
+      V m = zero;
+      for (int64_t c = c0; c < c1; c += VL) {
+        m = vmax<V, S>(m, load<V, S>(srow + c, c1 - c, S(0)));
+        if (d2 != nullptr) m = vmax<V, S>(m, load<V, S>(d2 + c, c1 - c, S(0)));
+      }
+      if (!(hmax<V, S>(m) > tau)) continue;
+      for (int64_t c = c0; c < c1; ++c) {
+        if (srow[c] > tau) d1[c] += srow[c] * residual_dot(bk, bk.a0 + r, bk.b0 + c);  // query a0+r, key b0+c
+        if (d2 != nullptr && d2[c] > tau) d1[c] += d2[c] * residual_dot(bk, bk.b0 + c, bk.a0 + r);
+      }
     }
   }
 }
