@@ -205,7 +205,7 @@ def test_compile_models_with_fused_ops_fullgraph(case):
 
 
 def test_set_impl_and_bad_impl():
-    model = M.rnl_tsm_resnet50(3, num_segments=2)
+    model = M.rnl_tsm_resnet50(3, num_segments=2).eval()
     kinds = {type(m).__name__ for m in model.modules() if hasattr(m, "impl")}
     assert {"TemporalShift", "DiagonalwiseRegionNonLocal", "ChannelGate"} <= kinds
     assert M.set_impl(model, "reference") is model and M.impls(model) == {"reference"}
