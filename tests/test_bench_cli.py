@@ -95,9 +95,15 @@ def test_provider_error_is_recorded_not_raised(monkeypatch, tmp_path):
 def test_list_and_case_interface():
     cases = registry.load_cases(None, torch.device("cpu"), True,
                                 registry.CaseOptions(dtypes=("float32",), smoke=True))
-    assert {c.op for c in cases} == set(registry.CASE_MODULES)
+    assert {c.op for c in cases} == set(registry.CASE_MODULES) - set(registry.OPT_IN)
     for c in cases:
         assert "reference" in c.providers and c.bytes > 0 and c.shape
+    models = registry.load_cases(["models"], torch.device("cpu"), True,
+                                 registry.CaseOptions(dtypes=("float32",), smoke=True))
+    assert models and {c.mode for c in models} == set(registry.MODES)
+    for c in models:
+        assert {"reference", "vidops_cpu"} <= set(c.providers) and c.breakdown is not None
+        assert c.shape["params"] > 0 and c.shape["gmacs_per_clip"] > 0
         assert c.mode in registry.MODES
 
 
