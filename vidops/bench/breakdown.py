@@ -21,7 +21,8 @@ KINDS = ("band-pass", "shift", "attention", "region conv", "projection", "squeez
 _BY_CLASS = {
     "MotionBandPass": "band-pass", "AuthorsStemMotionBandPass": "band-pass", "BusyQuietSplit": "band-pass",
     "BandPassLateral": "band-pass", "TemporalShift": "shift",
-    "RegionNonLocal": "attention", "NonLocal": "attention", "ChannelGate": "attention",
+    "RegionNonLocal": "attention", "DiagonalwiseRegionNonLocal": "attention", "NonLocal": "attention",
+    "ChannelGate": "attention",
     "SpatioTemporalSE": "attention", "ConvPyramidAttention": "attention", "AttentionChain": "attention",
     "RegionConv": "region conv",
     "PixelWiseTemporalProjection": "projection", "TemporalSqueezePooling": "squeeze",
