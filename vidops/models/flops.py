@@ -17,7 +17,6 @@ Formulas (multiply-adds of the operator as defined, not of a particular kernel):
 - temporal_squeeze: the same with the basis shared by all pixels, `N (K D^2 + D^3) + N C H W K (2 D + 1)`;
 - region_attention: logits and weighted sum, `N Lq Lk (d + dv)`; "dot" as `Q (K^T V)`, `2 N L d dv`;
 - temporal_shift: 0 (a copy).
-Backward ops are counted as twice their forward (two products per forward product).
 """
 from __future__ import annotations
 
@@ -97,29 +96,20 @@ FORMULAS = {
 _registered: set = set()
 
 
-def _twice(fn):
-    def formula(*args, **kwargs):
-        return 2 * fn(*args[1:], **kwargs)  # backward ops take the output gradient first
-    return formula
-
-
 def register_vidops_flop_formulas() -> list:
     """Register the formulas above for every vidops op this build has; returns the op names."""
     import vidops  # noqa: F401  (the ops register themselves on import)
 
     names = []
     for name, fn in FORMULAS.items():
-        for op_name, formula in ((name, fn), (f"{name}_backward", _twice(fn))):
-            if op_name in _registered:
-                names.append(op_name)
-                continue
+        if name not in _registered:
             try:
-                packet = getattr(torch.ops.vidops, op_name)
+                packet = getattr(torch.ops.vidops, name)
             except (AttributeError, RuntimeError):
                 continue
-            register_flop_formula(packet)(formula)
-            _registered.add(op_name)
-            names.append(op_name)
+            register_flop_formula(packet)(fn)
+            _registered.add(name)
+        names.append(name)
     return names
 
 

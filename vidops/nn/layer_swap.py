@@ -227,27 +227,24 @@ def swap(model: nn.Module, to: str = "vidops") -> SwapReport:
         raise TypeError(f"vidops.nn.swap: model must be a torch.nn.Module, got {type(model).__name__}")
     report = SwapReport(to=to, model=model)
 
+    def swap_one(module: nn.Module, qual: str, place) -> nn.Module:
+        """The module now at `qual` (itself, with its impl switched, or its replacement)."""
+        new, how = _counterpart(module, to)
+        if new is None:
+            return module
+        before = _class_name(module)
+        if how == "impl switched":
+            module.impl = to
+        else:
+            place(new)
+        report.swapped.append(Swapped(qual, before, _class_name(new), how))
+        return new
+
     def visit(parent: nn.Module, prefix: str) -> None:
         for name, child in list(parent.named_children()):
             qual = f"{prefix}.{name}" if prefix else name
-            new, how = _counterpart(child, to)
-            if new is not None:
-                before = _class_name(child)
-                if how == "impl switched":
-                    child.impl = to
-                else:
-                    setattr(parent, name, new)
-                report.swapped.append(Swapped(qual, before, _class_name(new), how))
-                child = new
-            visit(child, qual)
+            visit(swap_one(child, qual, lambda new: setattr(parent, name, new)), qual)
 
-    new_root, how = _counterpart(model, to)
-    if new_root is not None:
-        before = _class_name(model)
-        if how == "impl switched":
-            model.impl = to
-        else:
-            report.model = new_root
-        report.swapped.append(Swapped("", before, _class_name(new_root), how))
+    report.model = swap_one(model, "", lambda new: None)
     visit(report.model, "")
     return report
