@@ -20,6 +20,17 @@ import vidops  # noqa: E402
 from vidops import _dispatch  # noqa: E402
 
 
+try:  # property tests draw the same examples on every run (CI must not pass or fail by chance);
+    # HYPOTHESIS_PROFILE=explore draws new ones
+    from hypothesis import settings as _hyp_settings
+
+    _hyp_settings.register_profile("vidops", derandomize=True, print_blob=True)
+    _hyp_settings.register_profile("explore", derandomize=False, print_blob=True)
+    _hyp_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "vidops"))
+except ImportError:
+    pass
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA device")
     config.addinivalue_line("markers", "slow: long-running test")

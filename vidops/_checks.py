@@ -3,6 +3,8 @@ what came: "vidops.<op>: <argument> must ..., got ...". The argument types thems
 where a Tensor belongs, dense, no bool for a number) are checked by the op skeleton (vidops._op)."""
 from __future__ import annotations
 
+import contextlib
+import threading
 from typing import Iterable, Optional
 
 import torch
@@ -50,8 +52,25 @@ def positive_int(op: str, name: str, value) -> None:
         raise ValueError(f"vidops.{op}: {name} must be a positive int, got {value!r}")
 
 
+_data_checks = threading.local()
+
+
+@contextlib.contextmanager
+def no_data_checks():
+    """Skip the data-dependent checks (`finite`) while tracing a graph that cannot raise (the
+    ONNX decomposition of an op): a non-finite input then propagates as NaN."""
+    before = getattr(_data_checks, "off", False)
+    _data_checks.off = True
+    try:
+        yield
+    finally:
+        _data_checks.off = before
+
+
 def finite(op: str, name: str, t: torch.Tensor) -> None:
     """Data-dependent check (a device sync): only used where a non-finite value would give a
     silently wrong answer rather than a propagated NaN."""
+    if getattr(_data_checks, "off", False):
+        return
     if t.numel() and not bool(torch.isfinite(t).all()):
         raise ValueError(f"vidops.{op}: {name} must be finite, got NaN or Inf values")

@@ -70,7 +70,9 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from . import _dispatch
+from . import _checks, _dispatch
+
+OPS: dict = {}  # name -> Op, every op declared on the skeleton (vidops.export walks it)
 
 CPP_FIRST = {"cpu": ("cpu", "reference"), "cuda": ("cuda", "triton", "reference")}
 HALF_DTYPES = (torch.float16, torch.bfloat16)
@@ -329,6 +331,7 @@ class Op:
         if backward_autograd is not None:
             setup, grad = backward_autograd
             self.backward_op.register_autograd(grad, setup_context=setup)
+        OPS[name] = self
 
     # -- the public call ---------------------------------------------------------------------------
 
@@ -385,6 +388,17 @@ class Op:
         if isinstance(out, (tuple, list)):
             return tuple(_fresh(o, args, fmt) for o in out)
         return _fresh(out, args, fmt)
+
+    def reference_forward(self, *all_args, **kw):
+        """The forward op computed by the reference backend in plain PyTorch (the `post` dtype
+        rule applied): what the op decomposes into where its custom op cannot go (ONNX). The
+        data-dependent checks are skipped: a traced graph cannot raise."""
+        args, _ = self._split(all_args, kw, self.args)
+        with _checks.no_data_checks():
+            out = self.backend("reference").impl.forward(*args)
+        if self.post is not None:
+            out = self.post(out, *args)
+        return tuple(out) if isinstance(out, (tuple, list)) else out
 
     def _format(self, args):
         return torch.contiguous_format if self._output_format is None else self._output_format(*args)

@@ -6,8 +6,8 @@ A result `out` passes when
 where ref64 is the float64 reference, ref_same the reference run in out's dtype (the noise any
 implementation in that dtype has), factor 2 by default, and abs_scale the magnitude of the summed
 terms (the reference applied to |inputs| and |weights|, which bounds the rounding error of any
-summation order; |ref64| when not given). The second term keeps the bound from collapsing when
-the same-dtype reference happens to be exact.
+summation order), never less than max|ref64|. The second term keeps the bound from collapsing
+when the same-dtype reference happens to be exact.
 """
 from __future__ import annotations
 
@@ -62,6 +62,8 @@ def compare(out, ref64, ref_same=None, abs_scale=None, name="output", factor=2.0
     noise = 0.0 if ref_same is None else (ref_same.detach().to("cpu", torch.float64) - ref64).abs().max().item()
     scale_t = abs_scale if abs_scale is not None else ref64.abs()
     scale = scale_t.detach().to("cpu", torch.float64).abs().max().item() if scale_t.numel() else 0.0
+    # never below the result's own magnitude: a few ulps of |ref64| are not an error
+    scale = max(scale, ref64.abs().max().item())
     bound = factor * noise + 8 * eps(out.dtype) * max(scale, 1e-30)
     return Comparison(name, err, bound, noise, scale, out.dtype)
 
