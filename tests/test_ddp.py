@@ -1,0 +1,123 @@
+"""Every model trains under DistributedDataParallel (2 CPU processes, gloo, launched by torchrun
+as the README shows) exactly as one process trains on the whole batch: the parameter updates of
+two SGD steps agree within float32 noise (the float32 single-process run's own error against
+float64), both ranks hold identical parameters, and no parameter goes unused."""
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from vidops import train_ddp
+from vidops._tolerance import compare
+
+ARGS = dict(steps=2, batch=2, segments=2, num_classes=5, dropout=0.0, freeze_bn=True)
+SIZE = {"bqn_resnet50": 56}  # its laterals' reflect padding needs 56 x 56 frames; 32 for the rest
+
+
+def _activated_state(name: str) -> dict:
+    """The model's initial state with its zero-initialised residual branches made active (BN
+    gammas, the gates' last layers), so every parameter gets a gradient and is compared."""
+    torch.manual_seed(0)
+    model, _ = train_ddp.build(name, ARGS["num_classes"], ARGS["segments"], 0.0)
+    g = torch.Generator().manual_seed(1)
+    state = model.state_dict()
+    for k, p in model.named_parameters():
+        if not p.detach().abs().max() > 0:
+            t = state[k]
+            t.copy_(torch.empty_like(t).uniform_(0.5, 1.5, generator=g) if k.endswith("weight") and t.dim() == 1
+                    else torch.empty_like(t).normal_(0, 0.05, generator=g))
+    return state
+
+
+@pytest.fixture(scope="module")
+def ddp_runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    for name in train_ddp.MODELS:
+        torch.save(_activated_state(name), out / f"{name}_init.pt")
+    by_size = {}
+    for name in train_ddp.MODELS:
+        by_size.setdefault(SIZE.get(name, 32), []).append(name)
+    for size, names in by_size.items():
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "vidops.train_ddp", "--model", ",".join(names), "--device", "cpu",
+               "--steps", str(ARGS["steps"]), "--batch-size", str(ARGS["batch"]), "--segments", str(ARGS["segments"]),
+               "--size", str(size), "--num-classes", str(ARGS["num_classes"]), "--dropout", "0",
+               "--freeze-bn", "--init", str(out / "{model}_init.pt"), "--out", str(out)]
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+        assert run.returncode == 0, f"torchrun failed:\n{run.stdout[-3000:]}\n{run.stderr[-6000:]}"
+        for name in names:
+            assert f"vidops.train_ddp: {name}: 2 steps on 2 process(es) (cpu)" in run.stdout
+    return {name: [torch.load(out / f"{name}_rank{r}.pt") for r in (0, 1)] for name in train_ddp.MODELS}
+
+
+@pytest.mark.parametrize("name", train_ddp.MODELS)
+def test_ddp_matches_one_process_on_the_whole_batch(ddp_runs, name):
+    rank0, rank1 = ddp_runs[name]
+    start = rank0["initial"]
+    args = dict(ARGS, size=SIZE.get(name, 32))
+    for k in start:
+        assert torch.equal(rank0["final"][k], rank1["final"][k]), f"{name}: ranks disagree on {k}"
+    _, one32 = train_ddp.train(name, **args, initial_state=start)
+    _, one64 = train_ddp.train(name, **args, initial_state=start, dtype=torch.float64)
+    moved = set()
+    for k, p0 in start.items():
+        if not p0.is_floating_point():
+            continue
+        d_ddp = rank0["final"][k].double() - p0.double()
+        d32 = one32[k].double() - p0.double()
+        d64 = one64[k] - p0.double()
+        if d64.abs().max() > 0:
+            moved.add(k)
+        # the float32 update: its rounding floor is float32's
+        c = compare(d_ddp.float(), d64, d32, name=f"{name} {k} update (DDP vs one process)", factor=4.0)
+        assert c.ok, c.message()
+    # An unused parameter would have made DDP raise at the second step. A few get an exactly zero
+    # gradient at these tiny shapes (a conv bias before a softmax over its own output, the last
+    # lateral on 2 x 2 maps); the comparison above must still cover nearly all of them.
+    params = {k for k, p in train_ddp.build(name, ARGS["num_classes"], ARGS["segments"], 0.0)[0].named_parameters()
+              if p.requires_grad}
+    assert len(params & moved) >= 0.98 * len(params), \
+        f"{name}: parameters that got no update: {sorted(params - moved)[:10]}"
+
+
+def test_train_ddp_rejects_an_uneven_split():
+    with pytest.raises(ValueError, match="train_ddp: the global batch 3 must split evenly over 2"):
+        train_ddp.train("tsm_resnet50", batch=3, world=2)
+    with pytest.raises(ValueError, match="unknown model 'resnet18'"):
+        train_ddp.build("resnet18", 5, 2, 0.0)
+
+
+@pytest.mark.parametrize("name", train_ddp.MODELS)
+def test_convert_sync_batchnorm_keeps_the_model(name):
+    """Every BatchNorm becomes a SyncBatchNorm with the same state (keys and values), and the
+    converted model in eval mode gives the same outputs (SyncBatchNorm's training needs a GPU
+    process group: tested with the GPU tests)."""
+    torch.manual_seed(0)
+    model, frames = train_ddp.build(name, 5, 2, 0.0)
+    model.eval()
+    n_bn = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    x = torch.randn(1, 3, frames, SIZE.get(name, 32), SIZE.get(name, 32))
+    with torch.no_grad():
+        want = model(x)
+    synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model).eval()
+    assert sum(isinstance(m, torch.nn.SyncBatchNorm) for m in synced.modules()) == n_bn > 0
+    assert synced.state_dict().keys() == model.state_dict().keys()
+    with torch.no_grad():
+        got = synced(x)
+    for g, w in zip(*(o if isinstance(o, tuple) else (o,) for o in (got, want))):
+        torch.testing.assert_close(g, w, rtol=0, atol=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="SyncBatchNorm trains on CUDA (NCCL)")
+def test_sync_batchnorm_trains_under_torchrun_on_gpu(tmp_path):
+    n = min(torch.cuda.device_count(), 2)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(n),
+           "-m", "vidops.train_ddp", "--model", ",".join(train_ddp.MODELS), "--device", "cuda", "--sync-bn",
+           "--steps", "2", "--segments", "2", "--size", "56", "--num-classes", "5", "--out", str(tmp_path)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    assert run.returncode == 0, f"torchrun failed:\n{run.stdout[-3000:]}\n{run.stderr[-6000:]}"
+    for name in train_ddp.MODELS:
+        final = torch.load(tmp_path / f"{name}_rank0.pt")["final"]
+        assert all(torch.isfinite(v).all() for v in final.values() if v.is_floating_point()), name
