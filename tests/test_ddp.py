@@ -59,6 +59,9 @@ def test_ddp_matches_one_process_on_the_whole_batch(ddp_runs, name):
     for k in start:
         assert torch.equal(rank0["final"][k], rank1["final"][k]), f"{name}: ranks disagree on {k}"
     _, one32 = train_ddp.train(name, **args, initial_state=start)
+    _, again = train_ddp.train(name, **args, initial_state=start)
+    for k in one32:  # deterministic gradients: a second run gives the same bits
+        assert torch.equal(one32[k], again[k]), f"{name}: {k} differs between two identical runs"
     _, one64 = train_ddp.train(name, **args, initial_state=start, dtype=torch.float64)
     moved = set()
     for k, p0 in start.items():
@@ -121,3 +124,24 @@ def test_sync_batchnorm_trains_under_torchrun_on_gpu(tmp_path):
     for name in train_ddp.MODELS:
         final = torch.load(tmp_path / f"{name}_rank0.pt")["final"]
         assert all(torch.isfinite(v).all() for v in final.values() if v.is_floating_point()), name
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", train_ddp.MODELS)
+def test_backward_makes_no_host_sync_on_gpu(name):
+    """DDP overlaps the gradient all-reduce with the backward: a host sync inside a vidops
+    backward would stall it. CUDA's sync debug mode raises on any synchronising call."""
+    torch.manual_seed(0)
+    model, frames = train_ddp.build(name, 5, 2, 0.0)
+    model = model.cuda().train()
+    clips, labels = train_ddp.global_batch(0, 2, frames, 56, 5)
+    loss = train_ddp.loss_of(model(clips.cuda()), labels.cuda(), 0.1)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        loss.backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.synchronize()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
