@@ -15,7 +15,7 @@
 #include "busy_quiet/busy_quiet_cuda.h"
 #include "busy_quiet/busy_quiet_math.h"
 #include "common/cuda_stream.h"
-#include "motion_band_pass/motion_band_pass_cuda_glue.h"
+#include "common/band_pass_glue.h"
 
 namespace vidops {
 namespace bq {

@@ -4,7 +4,7 @@
 //                  | mean_j clip[n,c,3s+j] - busy[n,c,s]    quiet = "mean_minus_busy"
 //     then optionally quiet = bilinear resize by quiet_scale (align_corners=False, no antialias).
 // One block per 32 x 32 tile of one segment, as the forward motion band-pass kernel
-// (motion_band_pass_tile_cuda.h), with one more halo row and column so the busy value just below
+// (common/tile_cuda.h), with one more halo row and column so the busy value just below
 // and right of the tile can be computed too. Quiet's source values Q (busy in fp32, never rounded
 // to the clip's dtype) stay in registers (no resize) or go to a (33 x 33) shared tile from which
 // the block computes the resized outputs whose top-left source pixel lies in its tile
@@ -19,7 +19,7 @@
 
 #include "busy_quiet/busy_quiet_cuda.h"
 #include "busy_quiet/busy_quiet_math.h"
-#include "motion_band_pass/motion_band_pass_tile_cuda.h"
+#include "common/tile_cuda.h"
 
 namespace vidops {
 namespace bq {

@@ -7,7 +7,7 @@
 //     g_x         = Tf^T(gY):     g_x[f] = sum over the taps (t, j) that read frame f of tw[j] * gY[t]
 //
 // 1. mbp_backward_tile_kernel, one block per 32 x 32 tile of one output frame (n, c, t), 64
-//    threads (motion_band_pass_tile_cuda.h): stages pad_s(Y) (rebuilt from x as in the forward)
+//    threads (common/tile_cuda.h): stages pad_s(Y) (rebuilt from x as in the forward)
 //    and the zero-extended grad, each with a halo of r, in shared memory; computes gY for the
 //    thread's 4 x 4 pixels with the forward's stencil and the flipped kernel, adds the reflect
 //    folds on border pixels, accumulates g_tw, and writes g_x directly when each input frame is
@@ -26,7 +26,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "motion_band_pass/motion_band_pass_tile_cuda.h"
+#include "common/tile_cuda.h"
+#include "motion_band_pass/motion_band_pass_cuda.h"
+#include "motion_band_pass/motion_band_pass_math.h"
 
 namespace vidops {
 namespace mbp {

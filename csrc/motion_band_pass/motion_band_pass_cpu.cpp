@@ -25,7 +25,9 @@
 #include <string>
 #include <tuple>
 
-#include "motion_band_pass/motion_band_pass_cpu.h"
+#include "common/cpu_frames.h"
+#include "common/cpu_stencil.h"
+#include "motion_band_pass/motion_band_pass_math.h"
 
 namespace vidops {
 namespace mbp {

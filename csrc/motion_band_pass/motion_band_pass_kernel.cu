@@ -1,7 +1,7 @@
 // Forward CUDA kernel of the motion band-pass filter (operators.md §1.1):
 //     out[n,c,t] = sum_{a,b} K_c[a,b] * pad_s(Y)[n,c,t][i+a, j+b],
 //     Y[n,c,t]   = sum_{j=0..2} tw[c,j] * x[n,c, s*t + j - p_t]      (temporal filter first)
-// One block per 32 x 32 tile of one output frame (motion_band_pass_tile_cuda.h): it resolves the
+// One block per 32 x 32 tile of one output frame (common/tile_cuda.h): it resolves the
 // padding of the halo rows and columns once, reads the tile plus a halo of r = (k-1)/2 from the
 // three source frames, combines the taps in fp32 (fp64 for float64) while staging Y in shared
 // memory with the spatial padding applied, then runs the
@@ -13,7 +13,9 @@
 
 #include <cstdint>
 
-#include "motion_band_pass/motion_band_pass_tile_cuda.h"
+#include "common/tile_cuda.h"
+#include "motion_band_pass/motion_band_pass_cuda.h"
+#include "motion_band_pass/motion_band_pass_math.h"
 
 namespace vidops {
 namespace mbp {

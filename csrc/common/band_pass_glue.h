@@ -1,5 +1,7 @@
-// Argument checks of the CUDA motion band-pass glue, shared by motion_band_pass_cuda.cpp and
-// busy_quiet_cuda.cpp (g++ only, VIDOPS_WITH_CUDA builds).
+// The g++ glue of the CUDA motion band-pass family, shared by motion_band_pass_cuda.cpp (forward and
+// backward) and busy_quiet_cuda.cpp: one helper checks what the launchers index by and fills the
+// launcher problem (common/band_pass_problem.h) from x, the weights and the modes
+// (common/band_pass_glue_cuda.cpp; g++ only, VIDOPS_WITH_CUDA builds).
 #pragma once
 #ifdef VIDOPS_WITH_CUDA
 
@@ -8,7 +10,7 @@
 #include <cstdint>
 #include <string>
 
-#include "motion_band_pass/motion_band_pass_cuda.h"
+#include "common/band_pass_problem.h"
 
 namespace vidops {
 namespace mbp {

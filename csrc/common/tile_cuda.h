@@ -1,7 +1,7 @@
 // Device building blocks of the motion band-pass kernels (forward, backward, busy/quiet): the tile
 // geometry, the loaders that fill a haloed tile in shared memory, and the k x k stencil on it.
 // nvcc only (or the host emulation of common/cuda_launch.h); the per-element index math lives in
-// motion_band_pass_math.h, shared with the CPU kernels.
+// common/band_pass_math.h, shared with the CPU kernels.
 //
 // Tiling. A block of kThreads = 64 threads owns one kTileH x kTileW = 32 x 32 tile of one output
 // frame (n, c, t). Thread (tx, ty) = (tid % 8, tid / 8) owns the 4 x 4 outputs at tile rows
@@ -25,10 +25,10 @@
 #include <cstdint>
 #include <cstring>
 
+#include "common/band_pass_math.h"
+#include "common/band_pass_problem.h"
 #include "common/cuda_launch.h"
 #include "common/host_device.h"
-#include "motion_band_pass/motion_band_pass_cuda.h"
-#include "motion_band_pass/motion_band_pass_math.h"
 
 namespace vidops {
 namespace mbp {
