@@ -121,8 +121,7 @@ std::tuple<at::Tensor, at::Tensor> busy_quiet_fwd_cpu(const at::Tensor& clip, co
               "vidops._busy_quiet_fwd: spatial_weight must be (C, k, k) with C=", C, " and odd k, got ", sw.sizes());
   TORCH_CHECK(tw.dim() == 2 && tw.size(0) == C && tw.size(1) == 3,
               "vidops._busy_quiet_fwd: temporal_weight must be (C, 3) with C=", C, ", got ", tw.sizes());
-  TORCH_CHECK(quiet == "first" || quiet == "mean_minus_busy",
-              "vidops._busy_quiet_fwd: quiet must be 'first' or 'mean_minus_busy', got '", quiet, "'");
+  // quiet is checked by vidops/ops/busy_quiet.py (check_args); any other name reads as mean_minus_busy.
   const int64_t r = (sw.size(1) - 1) / 2;
   TORCH_CHECK(clip.numel() == 0 || (H > r && W > r), "vidops._busy_quiet_fwd: reflect padding of ", r,
               " needs H and W > ", r, ", got H=", H, ", W=", W);

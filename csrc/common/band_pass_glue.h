@@ -23,9 +23,10 @@ struct CheckedCall {
   at::Tensor spatial_weight, temporal_weight;
 };
 
-// TORCH_CHECKs naming `op` and the argument: x a 5-D CUDA tensor, weights (C, k, k) odd k and (C, 3)
-// on x's device, floating dtypes, stride >= 1, known padding modes, reflect padding narrower than
-// H and W, T_out >= 1.
+// The checks that protect the launchers' memory accesses, TORCH_CHECKs naming `op` and the argument:
+// x a 5-D CUDA tensor, weights (C, k, k) odd k and (C, 3) on x's device, floating dtypes, stride >= 1,
+// reflect padding narrower than H and W, T_out >= 1. The padding names are checked in Python
+// (vidops/ops/motion_band_pass.py); any other name reads as zero padding.
 CheckedCall check_call(const char* op, const at::Tensor& x, const at::Tensor& spatial_weight,
                        const at::Tensor& temporal_weight, int64_t temporal_stride, const std::string& spatial_padding,
                        const std::string& temporal_padding);
