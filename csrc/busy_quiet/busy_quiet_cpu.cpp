@@ -4,7 +4,7 @@
 //   quiet = frame 3s ("first") or mean of the three frames - busy ("mean_minus_busy"),
 //           kept in acc_t, then copied or bilinearly resized (align_corners=False, no
 //           antialias, as F.interpolate(scale_factor=quiet_scale) computes it).
-// Building blocks shared with the motion band-pass kernels: motion_band_pass_cpu.h.
+// Building blocks shared with the motion band-pass kernels: common/cpu_frames.h, common/cpu_stencil.h.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -15,12 +15,23 @@
 #include <tuple>
 #include <vector>
 
-#include "motion_band_pass/motion_band_pass_cpu.h"
+#include "busy_quiet/busy_quiet_math.h"
+#include "common/cpu_frames.h"
+#include "common/cpu_stencil.h"
 
 namespace vidops {
-namespace mbp {
+namespace bq {
 namespace cpu {
 namespace {
+
+using mbp::kReflect;
+using mbp::kValid;
+using mbp::cpu::fill_temporal;
+using mbp::cpu::Pad;
+using mbp::cpu::parallel_jobs;
+using mbp::cpu::stencil;
+using mbp::cpu::Taps;
+using mbp::cpu::Workspace;
 
 // Source indices and weights of one resized axis (bilinear_source in the math header).
 template <typename acc_t>
@@ -110,8 +121,7 @@ std::tuple<at::Tensor, at::Tensor> busy_quiet_fwd_cpu(const at::Tensor& clip, co
               "vidops._busy_quiet_fwd: spatial_weight must be (C, k, k) with C=", C, " and odd k, got ", sw.sizes());
   TORCH_CHECK(tw.dim() == 2 && tw.size(0) == C && tw.size(1) == 3,
               "vidops._busy_quiet_fwd: temporal_weight must be (C, 3) with C=", C, ", got ", tw.sizes());
-  TORCH_CHECK(quiet == "first" || quiet == "mean_minus_busy",
-              "vidops._busy_quiet_fwd: quiet must be 'first' or 'mean_minus_busy', got '", quiet, "'");
+  // quiet is checked by vidops/ops/busy_quiet.py (check_args); any other name reads as mean_minus_busy.
   const int64_t r = (sw.size(1) - 1) / 2;
   TORCH_CHECK(clip.numel() == 0 || (H > r && W > r), "vidops._busy_quiet_fwd: reflect padding of ", r,
               " needs H and W > ", r, ", got H=", H, ", W=", W);
@@ -132,9 +142,9 @@ std::tuple<at::Tensor, at::Tensor> busy_quiet_fwd_cpu(const at::Tensor& clip, co
 
 }  // namespace
 }  // namespace cpu
-}  // namespace mbp
+}  // namespace bq
 }  // namespace vidops
 
 TORCH_LIBRARY_IMPL(vidops, CPU, m) {
-  m.impl("_busy_quiet_fwd", &vidops::mbp::cpu::busy_quiet_fwd_cpu);
+  m.impl("_busy_quiet_fwd", &vidops::bq::cpu::busy_quiet_fwd_cpu);
 }

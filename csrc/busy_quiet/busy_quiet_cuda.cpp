@@ -14,8 +14,8 @@
 
 #include "busy_quiet/busy_quiet_cuda.h"
 #include "busy_quiet/busy_quiet_math.h"
+#include "common/band_pass_glue.h"
 #include "common/cuda_stream.h"
-#include "motion_band_pass/motion_band_pass_cuda_glue.h"
 
 namespace vidops {
 namespace bq {
@@ -31,8 +31,7 @@ std::tuple<at::Tensor, at::Tensor> busy_quiet_fwd_cuda(const at::Tensor& clip, c
   TORCH_CHECK(clip.dim() == 5, kOp, ": clip must be 5-D (N, C, 3S, H, W), got shape ", clip.sizes());
   TORCH_CHECK(clip.size(2) % 3 == 0, kOp, ": clip must hold S segments of 3 frames (T a multiple of 3), got T=",
               clip.size(2));
-  TORCH_CHECK(quiet == "first" || quiet == "mean_minus_busy", kOp,
-              ": quiet must be 'first' or 'mean_minus_busy', got '", quiet, "'");
+  // quiet is checked by vidops/ops/busy_quiet.py (check_args); any other name reads as mean_minus_busy.
   TORCH_CHECK(std::isfinite(quiet_scale) && quiet_scale != 0, kOp,
               ": quiet_scale must be a positive number (or negative for no resize), got ", quiet_scale);
   mbp::cuda_glue::CheckedCall call =

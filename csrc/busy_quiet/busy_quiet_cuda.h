@@ -1,11 +1,11 @@
 // Launcher API of the fused CUDA Busy/Quiet split (operators.md §1.3): busy = the motion band-pass stem
 // (temporal stride 3, "valid" in time), quiet = frame 3s ("first") or mean of the triplet minus busy
 // ("mean_minus_busy"), optionally resized bilinearly; one read of the clip, both outputs written.
-// Same conventions as motion_band_pass_cuda.h (raw pointers, element strides, static error strings).
+// Same conventions as the motion band-pass launchers (common/band_pass_problem.h) (raw pointers, element strides, static error strings).
 #pragma once
 #include <cstdint>
 
-#include "motion_band_pass/motion_band_pass_cuda.h"
+#include "common/band_pass_problem.h"
 
 extern "C" {
 

@@ -4,7 +4,7 @@
 //                  | mean_j clip[n,c,3s+j] - busy[n,c,s]    quiet = "mean_minus_busy"
 //     then optionally quiet = bilinear resize by quiet_scale (align_corners=False, no antialias).
 // One block per 32 x 32 tile of one segment, as the forward motion band-pass kernel
-// (motion_band_pass_tile_cuda.h), with one more halo row and column so the busy value just below
+// (common/tile_cuda.h), with one more halo row and column so the busy value just below
 // and right of the tile can be computed too. Quiet's source values Q (busy in fp32, never rounded
 // to the clip's dtype) stay in registers (no resize) or go to a (33 x 33) shared tile from which
 // the block computes the resized outputs whose top-left source pixel lies in its tile
@@ -19,7 +19,7 @@
 
 #include "busy_quiet/busy_quiet_cuda.h"
 #include "busy_quiet/busy_quiet_math.h"
-#include "motion_band_pass/motion_band_pass_tile_cuda.h"
+#include "common/tile_cuda.h"
 
 namespace vidops {
 namespace bq {
@@ -32,18 +32,12 @@ using namespace vidops::mbp::cuda;
 constexpr int kQStride = kTileW + 1;  // s_q is (kTileH + 1) x (kTileW + 1)
 
 template <typename scalar_t>
-struct BqParams {
-  using acc_t = typename Acc<scalar_t>::type;
-  const scalar_t* x;  // clip (N, C, T, H, W), strides sN..sW
-  const acc_t* sw;    // (C, k, k)
-  const acc_t* tw;    // (C, 3)
-  scalar_t* busy;     // (N, C, S, H, W) contiguous
-  scalar_t* quiet;    // (N, C, S, qH, qW) contiguous
-  int64_t N, C, T, H, W, S, qH, qW;
-  int64_t sN, sC, sT, sH, sW;
-  int64_t tiles_x, tiles_y, blocks;
+struct BqParams : StemParams<scalar_t> {  // the stem: temporal stride 3, "valid"; T_out = S segments
+  scalar_t* busy;   // (N, C, S, H, W) contiguous
+  scalar_t* quiet;  // (N, C, S, qH, qW) contiguous
+  int64_t qH, qW;
   double scale;  // > 0 when resize
-  int k, spad, mode;
+  int mode;
   bool resize, vec_busy, vec_quiet;
 };
 
@@ -72,28 +66,15 @@ __global__ void __launch_bounds__(kThreads) busy_quiet_kernel(const BqParams<sca
   const int tx = tid % kThreadsX, ty = tid / kThreadsX;
 
   for (int64_t blk = blockIdx.x; blk < p.blocks; blk += gridDim.x) {
-    const TileIndex ti = decode_tile(blk, p.tiles_x, p.tiles_y, p.S, p.N);  // ti.t: the segment
-    __syncthreads();  // every thread is done with the previous tile's shared memory
-    load_weights(s_w, p.sw + ti.c * k * k, k, /*flip=*/false);
-    fill_halo_offsets(s_roff, s_coff, h, p.H, p.W, ti.p0 - h.r, ti.q0 - h.r, p.sH, p.sW, p.spad);
-    acc_t tw[3];
-    int64_t frame[3];
-    const scalar_t* tap[3];
-    const scalar_t* plane = p.x + ti.n * p.sN + ti.c * p.sC;
-#pragma unroll
-    for (int j = 0; j < 3; ++j) {
-      tw[j] = p.tw[ti.c * 3 + j];
-      frame[j] = temporal_source(ti.t, j, 3, kValid, p.T);  // 3 s + j, always inside the clip
-      tap[j] = plane + frame[j] * p.sT;
-    }
-    __syncthreads();  // offset tables ready
-    load_halo(s_y, h, s_roff, s_coff, tap, tw);
-    __syncthreads();
-
+    const TileIndex ti = decode_tile(blk, p.tiles_x, p.tiles_y, p.T_out, p.N);  // ti.t: the segment
     acc_t busy[kRowsPerThread][kColsPerThread] = {};
-    stencil<K>(s_y, h.stride, s_w, k, busy);
+    stem_tile<K>(p, ti, h, k, s_roff, s_coff, s_y, s_w, busy);
+    const scalar_t* plane = p.x + ti.n * p.sN + ti.c * p.sC;
+    int64_t frame[3];
+#pragma unroll
+    for (int j = 0; j < 3; ++j) frame[j] = temporal_source(ti.t, j, 3, kValid, p.T);  // 3 s + j, inside the clip
 
-    const int64_t plane_index = (ti.n * p.C + ti.c) * p.S + ti.t;
+    const int64_t plane_index = (ti.n * p.C + ti.c) * p.T_out + ti.t;
     const int64_t col = ti.q0 + tx * kColsPerThread;
 #pragma unroll
     for (int o = 0; o < kRowsPerThread; ++o) {
@@ -157,44 +138,19 @@ __global__ void __launch_bounds__(kThreads) busy_quiet_kernel(const BqParams<sca
   }
 }
 
-template <typename scalar_t, int K>
-const char* run_busy_quiet(const BqParams<scalar_t>& p, size_t smem, void* stream) {
-  auto kernel = busy_quiet_kernel<scalar_t, K>;
-  if (const char* e = gpu::allow_dynamic_smem(kernel, smem)) return e;
-  return gpu::launch(kernel, dim3(grid_blocks(p.blocks)), dim3(kThreads), smem, stream, p);
-}
-
 template <typename scalar_t>
 const char* busy_quiet(const VidopsBusyQuietProblem& bp, const void* x, const void* sw, const void* tw, void* busy,
                        void* quiet, void* stream) {
   using acc_t = typename Acc<scalar_t>::type;
   const VidopsMbpProblem& pr = bp.mbp;
   BqParams<scalar_t> p;
-  p.x = static_cast<const scalar_t*>(x);
-  p.sw = static_cast<const acc_t*>(sw);
-  p.tw = static_cast<const acc_t*>(tw);
+  fill_stem<scalar_t>(p, pr, x, sw, tw);
   p.busy = static_cast<scalar_t*>(busy);
   p.quiet = static_cast<scalar_t*>(quiet);
-  p.N = pr.N;
-  p.C = pr.C;
-  p.T = pr.T;
-  p.H = pr.H;
-  p.W = pr.W;
-  p.S = pr.T_out;
   p.qH = bp.quiet_H;
   p.qW = bp.quiet_W;
-  p.sN = pr.x_strides[0];
-  p.sC = pr.x_strides[1];
-  p.sT = pr.x_strides[2];
-  p.sH = pr.x_strides[3];
-  p.sW = pr.x_strides[4];
-  p.tiles_x = ceil_div(pr.W, kTileW);
-  p.tiles_y = ceil_div(pr.H, kTileH);
-  p.blocks = p.tiles_x * p.tiles_y * p.S * pr.N * pr.C;
   p.resize = bp.quiet_scale > 0;
   p.scale = bp.quiet_scale;
-  p.k = pr.k;
-  p.spad = pr.spatial_padding;
   p.mode = bp.quiet_mode;
   const size_t vec_bytes = sizeof(scalar_t) * kColsPerThread;
   p.vec_busy = pr.W % kColsPerThread == 0 && reinterpret_cast<uintptr_t>(busy) % vec_bytes == 0;
@@ -204,14 +160,9 @@ const char* busy_quiet(const VidopsBusyQuietProblem& bp, const void* x, const vo
       halo_table_bytes(h) +
       static_cast<size_t>(h.rows * h.stride + pr.k * weight_row_stride(pr.k) + (kTileH + 1) * kQStride) *
           sizeof(acc_t);
-  switch (pr.k) {
-    case 3: return run_busy_quiet<scalar_t, 3>(p, smem, stream);
-    case 5: return run_busy_quiet<scalar_t, 5>(p, smem, stream);
-    case 7: return run_busy_quiet<scalar_t, 7>(p, smem, stream);
-    case 9: return run_busy_quiet<scalar_t, 9>(p, smem, stream);
-    case 11: return run_busy_quiet<scalar_t, 11>(p, smem, stream);
-    default: return run_busy_quiet<scalar_t, 0>(p, smem, stream);
-  }
+  return dispatch_k(pr.k, [&](auto K) {
+    return launch_tiles(busy_quiet_kernel<scalar_t, decltype(K)::value>, p, smem, stream);
+  });
 }
 
 }  // namespace
@@ -235,12 +186,7 @@ extern "C" const char* vidops_busy_quiet_cuda(const VidopsBusyQuietProblem* prob
     return "vidops._busy_quiet_fwd (CUDA): quiet size does not match the scale";
   if (pr.N * pr.C * pr.T_out * pr.H * pr.W == 0) return nullptr;
   if (bp.quiet_H < 1 || bp.quiet_W < 1) return "vidops._busy_quiet_fwd (CUDA): the resized quiet is empty";
-  switch (pr.dtype) {
-    case kVidopsFloat32: return busy_quiet<float>(bp, clip, spatial_weight, temporal_weight, busy, quiet, stream);
-    case kVidopsFloat64: return busy_quiet<double>(bp, clip, spatial_weight, temporal_weight, busy, quiet, stream);
-    case kVidopsFloat16: return busy_quiet<__half>(bp, clip, spatial_weight, temporal_weight, busy, quiet, stream);
-    case kVidopsBFloat16:
-      return busy_quiet<__nv_bfloat16>(bp, clip, spatial_weight, temporal_weight, busy, quiet, stream);
-    default: return "vidops._busy_quiet_fwd (CUDA): unsupported dtype";
-  }
+  return dispatch_dtype(pr.dtype, "vidops._busy_quiet_fwd (CUDA): unsupported dtype", [&](auto tag) {
+    return busy_quiet<typename decltype(tag)::type>(bp, clip, spatial_weight, temporal_weight, busy, quiet, stream);
+  });
 }

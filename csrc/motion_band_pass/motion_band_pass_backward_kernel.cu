@@ -7,7 +7,7 @@
 //     g_x         = Tf^T(gY):     g_x[f] = sum over the taps (t, j) that read frame f of tw[j] * gY[t]
 //
 // 1. mbp_backward_tile_kernel, one block per 32 x 32 tile of one output frame (n, c, t), 64
-//    threads (motion_band_pass_tile_cuda.h): stages pad_s(Y) (rebuilt from x as in the forward)
+//    threads (common/tile_cuda.h): stages pad_s(Y) (rebuilt from x as in the forward)
 //    and the zero-extended grad, each with a halo of r, in shared memory; computes gY for the
 //    thread's 4 x 4 pixels with the forward's stencil and the flipped kernel, adds the reflect
 //    folds on border pixels, accumulates g_tw, and writes g_x directly when each input frame is
@@ -26,7 +26,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "motion_band_pass/motion_band_pass_tile_cuda.h"
+#include "common/tile_cuda.h"
+#include "motion_band_pass/motion_band_pass_cuda.h"
+#include "motion_band_pass/motion_band_pass_math.h"
 
 namespace vidops {
 namespace mbp {
@@ -38,20 +40,14 @@ constexpr int kGatherThreads = 256;
 constexpr size_t kWorkspaceAlign = 256;
 
 template <typename scalar_t>
-struct BwdParams {
+struct BwdParams : StemParams<scalar_t> {  // x (N, C, T, H, W) with strides sN..sW, weights, tiles
   using acc_t = typename Acc<scalar_t>::type;
   const scalar_t* g;  // grad_out (N, C, T_out, H, W), strides gN..gW
-  const scalar_t* x;  // (N, C, T, H, W), strides sN..sW
-  const acc_t* sw;    // (C, k, k) contiguous
-  const acc_t* tw;    // (C, 3) contiguous
   scalar_t* gx;       // (N, C, T, H, W) contiguous (direct_gx)
   acc_t* gy;          // (N, C, T_out, H, W) contiguous workspace (!direct_gx)
   acc_t* partial;     // (C, k*k + 3, blocks_per_channel): per-block g_sw then g_tw partial sums
-  int64_t N, C, T, H, W, T_out;
-  int64_t sN, sC, sT, sH, sW;
   int64_t gN, gC, gT, gH, gW;
-  int64_t tiles_x, tiles_y, blocks, blocks_per_channel;
-  int k, stride, spad, tpad;
+  int64_t blocks_per_channel;
   bool direct_gx;
   bool vec_gx;  // W % 4 == 0 and gx aligned: 4 values per store
 };
@@ -398,13 +394,6 @@ BwdPlan plan_backward(const VidopsMbpProblem& pr) {
   return pl;
 }
 
-template <typename scalar_t, int K>
-const char* run_tile_kernel(const BwdParams<scalar_t>& p, size_t smem, void* stream) {
-  auto kernel = mbp_backward_tile_kernel<scalar_t, K>;
-  if (const char* e = gpu::allow_dynamic_smem(kernel, smem)) return e;
-  return gpu::launch(kernel, dim3(grid_blocks(p.blocks)), dim3(kThreads), smem, stream, p);
-}
-
 template <typename scalar_t>
 const char* backward(const VidopsMbpProblem& pr, const BwdPlan& pl, const void* grad, const void* x, const void* sw,
                      const void* tw, void* gx, void* gsw, void* gtw, void* workspace, void* stream) {
@@ -415,24 +404,11 @@ const char* backward(const VidopsMbpProblem& pr, const BwdPlan& pl, const void* 
     return gpu::memset_async(gtw, 0, static_cast<size_t>(pr.C * 3) * sizeof(acc_t), stream);
   }
   BwdParams<scalar_t> p;
+  fill_stem<scalar_t>(p, pr, x, sw, tw);
   p.g = static_cast<const scalar_t*>(grad);
-  p.x = static_cast<const scalar_t*>(x);
-  p.sw = static_cast<const acc_t*>(sw);
-  p.tw = static_cast<const acc_t*>(tw);
   p.gx = static_cast<scalar_t*>(gx);
   p.partial = static_cast<acc_t*>(workspace);
   p.gy = pl.direct_gx ? nullptr : reinterpret_cast<acc_t*>(static_cast<unsigned char*>(workspace) + pl.gy_offset);
-  p.N = pr.N;
-  p.C = pr.C;
-  p.T = pr.T;
-  p.H = pr.H;
-  p.W = pr.W;
-  p.T_out = pr.T_out;
-  p.sN = pr.x_strides[0];
-  p.sC = pr.x_strides[1];
-  p.sT = pr.x_strides[2];
-  p.sH = pr.x_strides[3];
-  p.sW = pr.x_strides[4];
   p.gN = pr.grad_strides[0];
   p.gC = pr.grad_strides[1];
   p.gT = pr.grad_strides[2];
@@ -442,10 +418,6 @@ const char* backward(const VidopsMbpProblem& pr, const BwdPlan& pl, const void* 
   p.tiles_y = pl.tiles_y;
   p.blocks = pl.blocks;
   p.blocks_per_channel = pl.blocks_per_channel;
-  p.k = pr.k;
-  p.stride = pr.temporal_stride;
-  p.spad = pr.spatial_padding;
-  p.tpad = pr.temporal_padding;
   p.direct_gx = pl.direct_gx;
   // The workspace gY is 256-byte aligned; g_x as the caller allocated it.
   const void* row_target = pl.direct_gx ? gx : static_cast<const void*>(p.gy);
@@ -457,15 +429,9 @@ const char* backward(const VidopsMbpProblem& pr, const BwdPlan& pl, const void* 
     if (const char* e = gpu::memset_async(gx, 0, bytes, stream)) return e;
   }
   const size_t smem = bwd_smem_bytes<acc_t>(pr.k);
-  const char* err = nullptr;
-  switch (pr.k) {
-    case 3: err = run_tile_kernel<scalar_t, 3>(p, smem, stream); break;
-    case 5: err = run_tile_kernel<scalar_t, 5>(p, smem, stream); break;
-    case 7: err = run_tile_kernel<scalar_t, 7>(p, smem, stream); break;
-    case 9: err = run_tile_kernel<scalar_t, 9>(p, smem, stream); break;
-    case 11: err = run_tile_kernel<scalar_t, 11>(p, smem, stream); break;
-    default: err = run_tile_kernel<scalar_t, 0>(p, smem, stream); break;
-  }
+  const char* err = dispatch_k(pr.k, [&](auto K) {
+    return launch_tiles(mbp_backward_tile_kernel<scalar_t, decltype(K)::value>, p, smem, stream);
+  });
   if (err) return err;
 
   const int64_t columns = pr.C * (kk + 3);
@@ -504,19 +470,8 @@ extern "C" const char* vidops_mbp_backward_cuda(const VidopsMbpProblem* problem,
   if (pr.N * pr.C * pr.T * pr.H * pr.W != 0 && (workspace_bytes < static_cast<int64_t>(pl.total_bytes) ||
                                                 (pl.total_bytes > 0 && workspace == nullptr)))
     return "vidops._motion_band_pass_bwd (CUDA): workspace smaller than vidops_mbp_backward_workspace_bytes";
-  switch (pr.dtype) {
-    case kVidopsFloat32:
-      return backward<float>(pr, pl, grad_out, x, spatial_weight, temporal_weight, grad_x, grad_spatial_weight,
-                             grad_temporal_weight, workspace, stream);
-    case kVidopsFloat64:
-      return backward<double>(pr, pl, grad_out, x, spatial_weight, temporal_weight, grad_x, grad_spatial_weight,
-                              grad_temporal_weight, workspace, stream);
-    case kVidopsFloat16:
-      return backward<__half>(pr, pl, grad_out, x, spatial_weight, temporal_weight, grad_x, grad_spatial_weight,
-                              grad_temporal_weight, workspace, stream);
-    case kVidopsBFloat16:
-      return backward<__nv_bfloat16>(pr, pl, grad_out, x, spatial_weight, temporal_weight, grad_x,
-                                     grad_spatial_weight, grad_temporal_weight, workspace, stream);
-    default: return "vidops._motion_band_pass_bwd (CUDA): unsupported dtype";
-  }
+  return dispatch_dtype(pr.dtype, "vidops._motion_band_pass_bwd (CUDA): unsupported dtype", [&](auto tag) {
+    return backward<typename decltype(tag)::type>(pr, pl, grad_out, x, spatial_weight, temporal_weight, grad_x,
+                                                  grad_spatial_weight, grad_temporal_weight, workspace, stream);
+  });
 }

@@ -25,21 +25,20 @@
 #include <string>
 #include <tuple>
 
-#include "motion_band_pass/motion_band_pass_cpu.h"
+#include "common/cpu_frames.h"
+#include "common/cpu_stencil.h"
+#include "motion_band_pass/motion_band_pass_math.h"
 
 namespace vidops {
 namespace mbp {
 namespace cpu {
 namespace {
 
-int spatial_mode(const std::string& s) {
-  TORCH_CHECK(s == "reflect" || s == "zeros", "vidops._motion_band_pass: spatial_padding must be 'reflect' or 'zeros', got '", s, "'");
-  return s == "reflect" ? kReflect : kSpatialZeros;
-}
+// The padding names are checked by vidops/ops/motion_band_pass.py (check_args); any other name
+// reads as zero padding here, which indexes nothing outside x.
+int spatial_mode(const std::string& s) { return s == "reflect" ? kReflect : kSpatialZeros; }
 
 int temporal_mode(const std::string& s) {
-  TORCH_CHECK(s == "valid" || s == "replicate" || s == "zeros",
-              "vidops._motion_band_pass: temporal_padding must be 'valid', 'replicate' or 'zeros', got '", s, "'");
   return s == "valid" ? kValid : (s == "replicate" ? kReplicate : kTemporalZeros);
 }
 

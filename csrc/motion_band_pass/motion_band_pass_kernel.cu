@@ -1,7 +1,7 @@
 // Forward CUDA kernel of the motion band-pass filter (operators.md §1.1):
 //     out[n,c,t] = sum_{a,b} K_c[a,b] * pad_s(Y)[n,c,t][i+a, j+b],
 //     Y[n,c,t]   = sum_{j=0..2} tw[c,j] * x[n,c, s*t + j - p_t]      (temporal filter first)
-// One block per 32 x 32 tile of one output frame (motion_band_pass_tile_cuda.h): it resolves the
+// One block per 32 x 32 tile of one output frame (common/tile_cuda.h): it resolves the
 // padding of the halo rows and columns once, reads the tile plus a halo of r = (k-1)/2 from the
 // three source frames, combines the taps in fp32 (fp64 for float64) while staging Y in shared
 // memory with the spatial padding applied, then runs the
@@ -13,7 +13,9 @@
 
 #include <cstdint>
 
-#include "motion_band_pass/motion_band_pass_tile_cuda.h"
+#include "common/tile_cuda.h"
+#include "motion_band_pass/motion_band_pass_cuda.h"
+#include "motion_band_pass/motion_band_pass_math.h"
 
 namespace vidops {
 namespace mbp {
@@ -21,17 +23,9 @@ namespace cuda {
 namespace {
 
 template <typename scalar_t>
-struct FwdParams {
-  using acc_t = typename Acc<scalar_t>::type;
-  const scalar_t* x;
-  const acc_t* sw;  // (C, k, k) contiguous
-  const acc_t* tw;  // (C, 3) contiguous
-  scalar_t* out;    // (N, C, T_out, H, W) contiguous
-  int64_t N, C, T, H, W, T_out;
-  int64_t sN, sC, sT, sH, sW;  // element strides of x
-  int64_t tiles_x, tiles_y, blocks;
-  int k, stride, spad, tpad;
-  bool vec_out;  // W % 4 == 0 and out aligned: 4 outputs per store
+struct FwdParams : StemParams<scalar_t> {
+  scalar_t* out;  // (N, C, T_out, H, W) contiguous
+  bool vec_out;   // W % 4 == 0 and out aligned: 4 outputs per store
 };
 
 template <typename scalar_t, int K>
@@ -48,24 +42,8 @@ __global__ void __launch_bounds__(kThreads) mbp_forward_kernel(const FwdParams<s
 
   for (int64_t blk = blockIdx.x; blk < p.blocks; blk += gridDim.x) {
     const TileIndex ti = decode_tile(blk, p.tiles_x, p.tiles_y, p.T_out, p.N);
-    __syncthreads();  // every thread is done reading the previous tile's shared memory
-    load_weights(s_w, p.sw + ti.c * k * k, k, /*flip=*/false);
-    fill_halo_offsets(s_roff, s_coff, h, p.H, p.W, ti.p0 - h.r, ti.q0 - h.r, p.sH, p.sW, p.spad);
-    acc_t tw[3];
-    const scalar_t* tap[3];  // the source frame of each temporal tap, nullptr for a zero pad frame
-    const scalar_t* plane = p.x + ti.n * p.sN + ti.c * p.sC;
-#pragma unroll
-    for (int j = 0; j < 3; ++j) {
-      tw[j] = p.tw[ti.c * 3 + j];
-      const int64_t f = temporal_source(ti.t, j, p.stride, p.tpad, p.T);
-      tap[j] = f >= 0 ? plane + f * p.sT : nullptr;
-    }
-    __syncthreads();  // offset tables ready
-    load_halo(s_y, h, s_roff, s_coff, tap, tw);
-    __syncthreads();
-
     acc_t acc[kRowsPerThread][kColsPerThread] = {};
-    stencil<K>(s_y, h.stride, s_w, k, acc);
+    stem_tile<K>(p, ti, h, k, s_roff, s_coff, s_y, s_w, acc);
 
     const int64_t col = ti.q0 + tx * kColsPerThread;
     if (col < p.W) {
@@ -79,53 +57,21 @@ __global__ void __launch_bounds__(kThreads) mbp_forward_kernel(const FwdParams<s
   }
 }
 
-template <typename scalar_t, int K>
-const char* run_forward(const FwdParams<scalar_t>& p, size_t smem, void* stream) {
-  auto kernel = mbp_forward_kernel<scalar_t, K>;
-  if (const char* e = gpu::allow_dynamic_smem(kernel, smem)) return e;
-  return gpu::launch(kernel, dim3(grid_blocks(p.blocks)), dim3(kThreads), smem, stream, p);
-}
-
 template <typename scalar_t>
 const char* forward(const VidopsMbpProblem& pr, const void* x, const void* sw, const void* tw, void* out,
                     void* stream) {
   using acc_t = typename Acc<scalar_t>::type;
   FwdParams<scalar_t> p;
-  p.x = static_cast<const scalar_t*>(x);
-  p.sw = static_cast<const acc_t*>(sw);
-  p.tw = static_cast<const acc_t*>(tw);
+  fill_stem<scalar_t>(p, pr, x, sw, tw);
   p.out = static_cast<scalar_t*>(out);
-  p.N = pr.N;
-  p.C = pr.C;
-  p.T = pr.T;
-  p.H = pr.H;
-  p.W = pr.W;
-  p.T_out = pr.T_out;
-  p.sN = pr.x_strides[0];
-  p.sC = pr.x_strides[1];
-  p.sT = pr.x_strides[2];
-  p.sH = pr.x_strides[3];
-  p.sW = pr.x_strides[4];
-  p.tiles_x = ceil_div(pr.W, kTileW);
-  p.tiles_y = ceil_div(pr.H, kTileH);
-  p.blocks = p.tiles_x * p.tiles_y * pr.T_out * pr.N * pr.C;
-  p.k = pr.k;
-  p.stride = pr.temporal_stride;
-  p.spad = pr.spatial_padding;
-  p.tpad = pr.temporal_padding;
   p.vec_out = pr.W % kColsPerThread == 0 &&
               reinterpret_cast<uintptr_t>(out) % (sizeof(scalar_t) * kColsPerThread) == 0;
   const Halo h = make_halo(pr.k, 0);
   const size_t smem = halo_table_bytes(h) +
                       static_cast<size_t>(h.rows * h.stride + pr.k * weight_row_stride(pr.k)) * sizeof(acc_t);
-  switch (pr.k) {
-    case 3: return run_forward<scalar_t, 3>(p, smem, stream);
-    case 5: return run_forward<scalar_t, 5>(p, smem, stream);
-    case 7: return run_forward<scalar_t, 7>(p, smem, stream);
-    case 9: return run_forward<scalar_t, 9>(p, smem, stream);
-    case 11: return run_forward<scalar_t, 11>(p, smem, stream);
-    default: return run_forward<scalar_t, 0>(p, smem, stream);
-  }
+  return dispatch_k(pr.k, [&](auto K) {
+    return launch_tiles(mbp_forward_kernel<scalar_t, decltype(K)::value>, p, smem, stream);
+  });
 }
 
 }  // namespace
@@ -141,11 +87,7 @@ extern "C" const char* vidops_mbp_forward_cuda(const VidopsMbpProblem* problem, 
   if (const char* e = validate_problem(problem)) return e;
   const VidopsMbpProblem& pr = *problem;
   if (pr.N * pr.C * pr.T_out * pr.H * pr.W == 0) return nullptr;
-  switch (pr.dtype) {
-    case kVidopsFloat32: return forward<float>(pr, x, spatial_weight, temporal_weight, out, stream);
-    case kVidopsFloat64: return forward<double>(pr, x, spatial_weight, temporal_weight, out, stream);
-    case kVidopsFloat16: return forward<__half>(pr, x, spatial_weight, temporal_weight, out, stream);
-    case kVidopsBFloat16: return forward<__nv_bfloat16>(pr, x, spatial_weight, temporal_weight, out, stream);
-    default: return "vidops._motion_band_pass_fwd (CUDA): unsupported dtype";
-  }
+  return dispatch_dtype(pr.dtype, "vidops._motion_band_pass_fwd (CUDA): unsupported dtype", [&](auto tag) {
+    return forward<typename decltype(tag)::type>(pr, x, spatial_weight, temporal_weight, out, stream);
+  });
 }

@@ -8,7 +8,7 @@
 // shared by all channels; per channel x is read once into a T-vector buffer with b = A^T x, then
 // y = G^{-1} b by substitution and p = x - A y explicitly (pbar = mean_t p, ||p||^2 summed: no
 // x^T x - x^T P x cancellation). The per-pixel math is the shared header's
-// (pixelwise_temporal_projection_math.h), instantiated with S = a GCC vector whose lanes are
+// (common/subspace_math.h, pixelwise_temporal_projection_math.h), instantiated with S = a GCC vector whose lanes are
 // pixels. ENoPR: one partial per row (float lanes, summed in double), rows summed in row order:
 // deterministic and independent of the thread count.
 //
@@ -32,12 +32,17 @@
 #include <type_traits>
 #include <vector>
 
-#include "pixelwise_temporal_projection/pixelwise_temporal_projection_cpu.h"
+#include "common/cpu_simd.h"
+#include "common/subspace_math.h"
+#include "pixelwise_temporal_projection/pixelwise_temporal_projection_math.h"
 
 namespace vidops {
 namespace pwtp {
 namespace cpu {
 namespace {
+
+using namespace ::vidops::cpu_simd;  // NOLINT(google-build-using-namespace)
+using namespace ::vidops::subspace;  // NOLINT(google-build-using-namespace)
 
 template <typename S>
 struct Resize {  // bilinear table of one axis, padded to a multiple of the widest vector
@@ -307,8 +312,8 @@ VIDOPS_AI void backward_rows_impl(const Problem<scalar_t, S>& pb, int64_t begin,
   }
 }
 
-VIDOPS_PWTP_SIMD_VARIANTS(forward_rows, forward_rows_impl)
-VIDOPS_PWTP_SIMD_VARIANTS(backward_rows, backward_rows_impl)
+VIDOPS_CPU_SIMD_VARIANTS(forward_rows, forward_rows_impl)
+VIDOPS_CPU_SIMD_VARIANTS(backward_rows, backward_rows_impl)
 
 // Adjoint of the vertical interpolation: low-res row j of sample n sums the full-res rows that
 // read it, in ascending order.
@@ -362,7 +367,7 @@ std::tuple<at::Tensor, at::Tensor> pwtp_fwd_cpu(const at::Tensor& x_, const at::
   if (N == 0) return {pbar, enopr};
   std::vector<double> rows(N * H);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "pwtp_fwd_cpu", [&] {
-    using S = pwtp::cpu::compute_t<scalar_t>;
+    using S = cpu_simd::compute_t<scalar_t>;
     const Resize<S> ry(h, H), rx(w, W);
     Problem<scalar_t, S> pb{x.data_ptr<scalar_t>(), basis.data_ptr<S>(), N, C, T, H, W, h, w,
                             static_cast<S>(effective_eps<S>(eps)), &ry, &rx};
@@ -404,7 +409,7 @@ std::tuple<at::Tensor, at::Tensor> pwtp_bwd_cpu(const at::Tensor& grad_pbar_, co
   if (N == 0) return {grad_x, grad_basis.to(basis_.scalar_type())};
   at::Tensor rows_buf = h == H ? at::Tensor() : at::empty({N, H, T * D, w}, basis.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "pwtp_bwd_cpu", [&] {
-    using S = pwtp::cpu::compute_t<scalar_t>;
+    using S = cpu_simd::compute_t<scalar_t>;
     const Resize<S> ry(h, H), rx(w, W);
     Problem<scalar_t, S> pb{x.data_ptr<scalar_t>(), basis.data_ptr<S>(), N, C, T, H, W, h, w,
                             static_cast<S>(effective_eps<S>(eps)), &ry, &rx};

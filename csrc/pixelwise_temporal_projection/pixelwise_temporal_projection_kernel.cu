@@ -4,7 +4,7 @@
 // the 4 bilinear neighbours of the low-resolution basis (F.interpolate(size=(H, W), "bilinear",
 // align_corners=False) arithmetic; the full-resolution basis is never stored), forms
 // G = A^T A + lam I, lam = e (trace/D + TINY), e = max(eps, 8 u), and its LDL^T factor (pivots
-// floored at lam) once (the shared math header, pixelwise_temporal_projection_math.h, also used by
+// floored at lam) once (the shared math header, common/subspace_math.h, also used by
 // the CPU kernels), then for every channel reads x[n, c, :, pixel] (coalesced across the warp
 // along W), solves y = G^{-1} A^T x_c by substitution, forms
 // p = x_c - A y, writes pbar = mean_t p and accumulates ||p||^2. ENoPR: a fixed-order block sum per
@@ -73,9 +73,9 @@ __device__ __forceinline__ void source_index(int64_t dst, int64_t in, int64_t ou
 // unrolled); solves by substitution.
 template <typename acc_t, int D>
 struct Chol {
-  vidops::pwtp::Ldl<D, acc_t> f;
+  vidops::subspace::Ldl<D, acc_t> f;
   __device__ __forceinline__ void solve(const acc_t (&b)[D], acc_t (&y)[D]) const {
-    vidops::pwtp::ldl_solve<D, acc_t>(f, b, y);
+    vidops::subspace::ldl_solve<D, acc_t>(f, b, y);
   }
 };
 
@@ -124,11 +124,11 @@ struct Gram {
 #pragma unroll
     for (int i = 0; i < D; ++i)
 #pragma unroll
-      for (int j = 0; j <= i; ++j) g[vidops::pwtp::tri(i, j)] += At[i] * At[j];
+      for (int j = 0; j <= i; ++j) g[vidops::subspace::tri(i, j)] += At[i] * At[j];
   }
   // G = A^T A + lam I, lam = e (trace/D + kTiny), e = the effective eps of make_args
   __device__ __forceinline__ void factor(acc_t eps, Chol<acc_t, D>& chol) const {
-    vidops::pwtp::ldl_factor<D, acc_t>(g, vidops::pwtp::regulariser<D, acc_t>(g, eps), chol.f);
+    vidops::subspace::ldl_factor<D, acc_t>(g, vidops::subspace::regulariser<D, acc_t>(g, eps), chol.f);
   }
 };
 
@@ -482,7 +482,7 @@ Args<acc_t> make_args(const int64_t* s, const int64_t* xs, double eps) {
   a.N = s[0]; a.C = s[1]; a.T = s[2]; a.H = s[3]; a.W = s[4]; a.h = s[5]; a.w = s[6];
   a.sxn = xs[0]; a.sxc = xs[1]; a.sxt = xs[2]; a.sxh = xs[3]; a.sxw = xs[4];
   a.hw_in = a.h * a.w;
-  a.eps = static_cast<acc_t>(vidops::pwtp::effective_eps<acc_t>(eps));
+  a.eps = static_cast<acc_t>(vidops::subspace::effective_eps<acc_t>(eps));
   a.two_alpha_scale = static_cast<acc_t>(2.0 / static_cast<double>(a.H * a.W * a.C));
   return a;
 }

@@ -1,77 +1,15 @@
-// Per-pixel math of the pixel-wise temporal projection family (PWTP and temporal squeeze pooling),
-// shared by the CPU kernels (g++) and the CUDA kernels (nvcc):
-//   - bilinear source index and weight (align_corners=False, size-based, as F.interpolate(size=));
-//   - the regulariser lam = e (trace(A^T A)/D + kTiny), e = max(eps, kFloorUlps * machine epsilon);
-//   - the LDL^T factorisation of G = A^T A + lam I with pivots floored at lam, and its solve by
-//     substitution, D <= 4 fully unrolled (no sqrt, so the CPU loops over pixels vectorise).
-// Every pivot of the exact G is >= lam, so the floor only absorbs rounding: with e >= 8 u the
-// factorisation and the solve are stable for any rank of A (A = 0 included), and x - A G^{-1} A^T x
-// is the residual of the projection onto the column space of A. Callers form that residual
-// explicitly (never as x^T x - x^T P x, which cancels) and never multiply by an explicit G^{-1}.
-// Everything but bilinear_source is templated on the compute type S: float (double for double
-// inputs), or, in the CPU kernels, a GCC vector of them whose lanes are neighbouring pixels (the
-// same code then runs SIMD across pixels; constants go through splat, comparisons through ?:).
+// Per-pixel math specific to the pixel-wise temporal projection, shared by its CPU kernels (g++) and
+// CUDA kernels (nvcc): the bilinear source index and weight of the basis upsampling (align_corners=False,
+// size-based, as F.interpolate(size=)). The least-squares math it shares with temporal_squeeze:
+// common/subspace_math.h.
 #pragma once
 #include <cstdint>
 
 #include "common/host_device.h"
-
-// Full unrolling of the compile-time D loops (nvcc/clang: "#pragma unroll"; g++: "GCC unroll").
-#if defined(__CUDACC__) || defined(__clang__)
-#define VIDOPS_UNROLL _Pragma("unroll")
-#elif defined(__GNUC__)
-#define VIDOPS_UNROLL _Pragma("GCC unroll 16")
-#else
-#define VIDOPS_UNROLL
-#endif
-
-// VIDOPS_HD, always inlined on the host too: the CPU kernels call these from functions compiled
-// for AVX2/AVX-512 with vector-typed S, which must not go through an out-of-line default-ISA copy.
-#if !defined(__CUDACC__) && defined(__GNUC__)
-#define VIDOPS_PWTP_HD VIDOPS_HD __attribute__((always_inline))
-#else
-#define VIDOPS_PWTP_HD VIDOPS_HD
-#endif
+#include "common/subspace_math.h"
 
 namespace vidops {
 namespace pwtp {
-
-// lam = e * (trace(A^T A) / D + kTiny): positive for A = 0, and large enough there that the
-// derivative of G^{-1} A^T x w.r.t. A (x / lam at A = 0) stays finite in float32.
-constexpr double kTiny = 1e-20;
-// e = max(eps, kFloorUlps * machine epsilon of the compute type): below it the rounding of A^T A
-// exceeds lam and a rank-deficient G is no longer positive definite in floating point.
-constexpr double kFloorUlps = 8.0;
-
-template <typename S>
-struct MachineEps;
-template <>
-struct MachineEps<float> {
-  static constexpr double value = 1.1920928955078125e-07;  // 2^-23
-};
-template <>
-struct MachineEps<double> {
-  static constexpr double value = 2.220446049250313e-16;  // 2^-52
-};
-
-// The regulariser scale e for the scalar compute type S (float or double), on the host.
-template <typename S>
-VIDOPS_HD double effective_eps(double eps) {
-  const double floor = kFloorUlps * MachineEps<S>::value;
-  return eps > floor ? eps : floor;
-}
-
-// The lane type of S: S itself for float/double; the CPU kernels specialise it for their vector types.
-template <typename S>
-struct Lanes {
-  using scalar = S;
-};
-
-// The constant c in type S (broadcast to every lane for vector types).
-template <typename S>
-VIDOPS_PWTP_HD S splat(double c) {
-  return S{} + static_cast<typename Lanes<S>::scalar>(c);
-}
 
 // Source row/column of output index `dst` when an axis of `in_size` is resized to `out_size`
 // (bilinear, align_corners=False, scale = in/out): src = (dst + 0.5) * in/out - 0.5 clamped at 0,
@@ -94,70 +32,6 @@ VIDOPS_HD void bilinear_source(int64_t dst, int64_t in_size, int64_t out_size, i
   l1 = l < S(0) ? S(0) : (l > S(1) ? S(1) : l);
   i0 = i;
   i1 = i + (i < in_size - 1 ? 1 : 0);
-}
-
-// Index of the packed lower triangle entry (i, j), j <= i.
-VIDOPS_PWTP_HD constexpr int tri(int i, int j) { return i * (i + 1) / 2 + j; }
-
-// lam from the packed Gram matrix g (lower triangle of A^T A).
-template <int D, typename S>
-VIDOPS_PWTP_HD S regulariser(const S* g, S eps) {
-  S tr = splat<S>(0);
-VIDOPS_UNROLL
-  for (int d = 0; d < D; ++d) tr += g[tri(d, d)];
-  return eps * (tr / splat<S>(D) + splat<S>(kTiny));
-}
-
-// G = L diag(d) L^T with unit lower L: `l` packed strictly-lower (l[tri(i,j)], j < i), `dinv`
-// the inverse pivots.
-template <int D, typename S>
-struct Ldl {
-  S l[D * (D + 1) / 2 > 0 ? D * (D + 1) / 2 : 1];
-  S dinv[D];
-};
-
-// Factorise G = gram + lam I (gram packed lower, D(D+1)/2 entries), lam > 0. Each pivot is
-// floored at lam (exact pivots of G are >= lam; rounding can make them smaller or negative
-// when A is rank deficient).
-template <int D, typename S>
-VIDOPS_PWTP_HD void ldl_factor(const S* gram, S lam, Ldl<D, S>& f) {
-  S piv[D];
-VIDOPS_UNROLL
-  for (int j = 0; j < D; ++j) {
-    S dj = gram[tri(j, j)] + lam;
-VIDOPS_UNROLL
-    for (int k = 0; k < j; ++k) dj -= f.l[tri(j, k)] * f.l[tri(j, k)] * piv[k];
-    dj = dj > lam ? dj : lam;
-    piv[j] = dj;
-    f.dinv[j] = splat<S>(1) / dj;
-VIDOPS_UNROLL
-    for (int i = j + 1; i < D; ++i) {
-      S v = gram[tri(i, j)];
-VIDOPS_UNROLL
-      for (int k = 0; k < j; ++k) v -= f.l[tri(i, k)] * f.l[tri(j, k)] * piv[k];
-      f.l[tri(i, j)] = v * f.dinv[j];
-    }
-  }
-}
-
-// y = G^{-1} b by forward and backward substitution.
-template <int D, typename S>
-VIDOPS_PWTP_HD void ldl_solve(const Ldl<D, S>& f, const S* b, S* y) {
-  S z[D];
-VIDOPS_UNROLL
-  for (int i = 0; i < D; ++i) {
-    S v = b[i];
-VIDOPS_UNROLL
-    for (int k = 0; k < i; ++k) v -= f.l[tri(i, k)] * z[k];
-    z[i] = v;
-  }
-VIDOPS_UNROLL
-  for (int i = D - 1; i >= 0; --i) {
-    S v = z[i] * f.dinv[i];
-VIDOPS_UNROLL
-    for (int k = i + 1; k < D; ++k) v -= f.l[tri(k, i)] * y[k];
-    y[i] = v;
-  }
 }
 
 }  // namespace pwtp

@@ -1,6 +1,6 @@
 // CPU kernels of the temporal relation descriptor (operators.md §3.1), OpenMP over (sample, chunk of
-// kChunk positions), SIMD across positions (the PWTP family's vector types and ISA dispatch,
-// pixelwise_temporal_projection_cpu.h).
+// kChunk positions), SIMD across positions (the vector types and ISA dispatch of
+// common/cpu_simd.h).
 // Forward: per chunk, for every channel and block of L positions the T frame vectors stay in
 // registers and acc[pair] += f[t1] f[t2] accumulates in an L1-resident (P, kChunk) buffer; then
 // u = acc / C'. Backward: per chunk grad_u / C' is staged once (P, kChunk); per channel and block
@@ -15,16 +15,16 @@
 #include <algorithm>
 #include <vector>
 
-#include "pixelwise_temporal_projection/pixelwise_temporal_projection_cpu.h"
+#include "common/cpu_simd.h"
 #include "temporal_relation/temporal_relation_math.h"
 
 namespace vidops {
 namespace trel {
 namespace {
 
-using pwtp::cpu::VecBuf;
-using pwtp::cpu::vload;
-using pwtp::cpu::vstore;
+using cpu_simd::VecBuf;
+using cpu_simd::vload;
+using cpu_simd::vstore;
 
 constexpr int64_t kChunk = 256;  // positions per task (a multiple of every vector width)
 
@@ -41,7 +41,7 @@ VIDOPS_AI void forward_impl(const Problem<scalar_t>& pb, int64_t begin, int64_t 
   constexpr int VL = sizeof(V) / sizeof(S);
   const int64_t C = pb.C, T = pb.T, L = pb.L, P = num_pairs(T);
   const int64_t chunks = (L + kChunk - 1) / kChunk;
-  const V inv_C = pwtp::splat<V>(1.0 / static_cast<double>(C));
+  const V inv_C = subspace::splat<V>(1.0 / static_cast<double>(C));
   VecBuf<V> acc(P * (kChunk / VL)), fv(T);
   for (int64_t task = begin; task < end; ++task) {
     const int64_t n = task / chunks, j0 = (task % chunks) * kChunk;
@@ -79,7 +79,7 @@ VIDOPS_AI void backward_impl(const Problem<scalar_t>& pb, int64_t begin, int64_t
   constexpr int VL = sizeof(V) / sizeof(S);
   const int64_t C = pb.C, T = pb.T, L = pb.L, P = num_pairs(T);
   const int64_t chunks = (L + kChunk - 1) / kChunk;
-  const V inv_C = pwtp::splat<V>(1.0 / static_cast<double>(C));
+  const V inv_C = subspace::splat<V>(1.0 / static_cast<double>(C));
   VecBuf<V> g(P * (kChunk / VL)), fv(T);
   std::vector<int64_t> pidx(T * T);
   for (int64_t t = 0; t < T; ++t)
@@ -118,8 +118,8 @@ VIDOPS_AI void backward_impl(const Problem<scalar_t>& pb, int64_t begin, int64_t
   }
 }
 
-VIDOPS_PWTP_SIMD_VARIANTS(forward_rows, forward_impl)
-VIDOPS_PWTP_SIMD_VARIANTS(backward_rows, backward_impl)
+VIDOPS_CPU_SIMD_VARIANTS(forward_rows, forward_impl)
+VIDOPS_CPU_SIMD_VARIANTS(backward_rows, backward_impl)
 
 void check_f(const at::Tensor& f) {
   TORCH_CHECK(f.dim() == 5 && f.size(1) >= 1 && f.size(2) >= 2,
@@ -134,9 +134,9 @@ at::Tensor trel_fwd_cpu(const at::Tensor& f_) {
   if (u.numel() == 0) return u;
   const int64_t L = h * w, chunks = (L + kChunk - 1) / kChunk;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f.scalar_type(), "trel_fwd_cpu", [&] {
-    using S = pwtp::cpu::compute_t<scalar_t>;
+    using S = cpu_simd::compute_t<scalar_t>;
     const Problem<scalar_t> pb{f.data_ptr<scalar_t>(), nullptr, u.data_ptr<scalar_t>(), N, C, T, L};
-    at::parallel_for(0, N * chunks, pwtp::cpu::grain_for(kChunk * C * num_pairs(T)), [&](int64_t b, int64_t e) {
+    at::parallel_for(0, N * chunks, cpu_simd::grain_for(kChunk * C * num_pairs(T)), [&](int64_t b, int64_t e) {
       forward_rows<0, S, scalar_t>(pb, b, e);
     });
   });
@@ -154,10 +154,10 @@ at::Tensor trel_bwd_cpu(const at::Tensor& grad_u_, const at::Tensor& f_) {
   if (gf.numel() == 0) return gf;
   const int64_t L = h * w, chunks = (L + kChunk - 1) / kChunk;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f.scalar_type(), "trel_bwd_cpu", [&] {
-    using S = pwtp::cpu::compute_t<scalar_t>;
+    using S = cpu_simd::compute_t<scalar_t>;
     const Problem<scalar_t> pb{f.data_ptr<scalar_t>(), grad_u.data_ptr<scalar_t>(), gf.data_ptr<scalar_t>(), N, C,
                                T, L};
-    at::parallel_for(0, N * chunks, pwtp::cpu::grain_for(kChunk * C * T * T), [&](int64_t b, int64_t e) {
+    at::parallel_for(0, N * chunks, cpu_simd::grain_for(kChunk * C * T * T), [&](int64_t b, int64_t e) {
       backward_rows<0, S, scalar_t>(pb, b, e);
     });
   });

@@ -1,6 +1,6 @@
 // CPU kernels of temporal squeeze pooling, OpenMP over (sample, channel, chunk of pixels).
 // Per sample G = A^T A + lam I (A (K, D), lam = e (trace/D + TINY), e = max(eps, 8 u)) is
-// factorised once (LDL^T with pivots floored at lam, PWTP's math header) and Pm = G^{-1} A^T
+// factorised once (LDL^T with pivots floored at lam, common/subspace_math.h) and Pm = G^{-1} A^T
 // (D, K) formed by substitution; per position y = Pm x, p = x - A y formed explicitly (the norm is
 // not squared, so the cancellation of the closed form would cost half the digits) and ||p||
 // summed per task in double; l_proj sums the tasks of a sample in a fixed order (deterministic,
@@ -18,21 +18,22 @@
 #include <cmath>
 #include <vector>
 
-#include "pixelwise_temporal_projection/pixelwise_temporal_projection_cpu.h"
+#include "common/cpu_simd.h"
+#include "common/subspace_math.h"
 
 namespace vidops {
 namespace {
 
-using pwtp::tri;
-using pwtp::cpu::compute_type;
-using pwtp::cpu::dispatch_D;
+using subspace::tri;
+using cpu_simd::compute_type;
+using cpu_simd::dispatch_D;
 constexpr int64_t kChunk = 512;  // positions per task
 
 template <int D, typename S>
 struct SampleBasis {  // per-sample solve data
   static constexpr int P = D * (D + 1) / 2;
   std::vector<S> A, Pm;  // A (K, D), Pm = G^{-1} A^T (D, K)
-  pwtp::Ldl<D, S> f;
+  subspace::Ldl<D, S> f;
   S lam;
   SampleBasis(const S* a, int64_t K, S eps) : A(a, a + K * D), Pm(D * K) {
     S g[P];
@@ -40,11 +41,11 @@ struct SampleBasis {  // per-sample solve data
     for (int64_t t = 0; t < K; ++t)
       for (int d1 = 0; d1 < D; ++d1)
         for (int d2 = 0; d2 <= d1; ++d2) g[tri(d1, d2)] += a[t * D + d1] * a[t * D + d2];
-    lam = pwtp::regulariser<D, S>(g, eps);
-    pwtp::ldl_factor<D, S>(g, lam, f);
+    lam = subspace::regulariser<D, S>(g, eps);
+    subspace::ldl_factor<D, S>(g, lam, f);
     for (int64_t t = 0; t < K; ++t) {
       S col[D];
-      pwtp::ldl_solve<D, S>(f, a + t * D, col);
+      subspace::ldl_solve<D, S>(f, a + t * D, col);
       for (int d = 0; d < D; ++d) Pm[d * K + t] = col[d];
     }
   }
@@ -92,7 +93,7 @@ void tsp_forward(const scalar_t* x, const S* basis, scalar_t* yout, double* task
   sbs.reserve(N);
   for (int64_t n = 0; n < N; ++n) sbs.emplace_back(basis + n * K * D, K, eps);
   const int64_t chunks = (HW + kChunk - 1) / kChunk;
-  const int64_t grain = pwtp::cpu::grain_for(kChunk * K);
+  const int64_t grain = cpu_simd::grain_for(kChunk * K);
   at::parallel_for(0, N * C * chunks, grain, [&](int64_t begin, int64_t end) {
     std::vector<S> y(D * kChunk), nrm2(kChunk);
     for (int64_t task = begin; task < end; ++task) {
@@ -119,7 +120,7 @@ void tsp_backward(const S* grad_y, const double* grad_l, const scalar_t* x, cons
   const int64_t chunks = (HW + kChunk - 1) / kChunk;
   const int64_t R = 2 * K * D + D * D;  // per task: sum q y^T (K,D), sum p z^T (K,D), sum z y^T (D,D)
   std::vector<double> partial(N * C * chunks * R);
-  const int64_t grain = pwtp::cpu::grain_for(kChunk * K);
+  const int64_t grain = cpu_simd::grain_for(kChunk * K);
   at::parallel_for(0, N * C * chunks, grain, [&](int64_t begin, int64_t end) {
     std::vector<S> y(D * kChunk), nrm2(kChunk), z(D * kChunk), inv(kChunk), pbuf(kChunk), atp(D * kChunk);
     for (int64_t task = begin; task < end; ++task) {
@@ -243,11 +244,11 @@ std::tuple<at::Tensor, at::Tensor> tsp_fwd_cpu(const at::Tensor& x_, const at::T
   const int64_t chunks = (HW + kChunk - 1) / kChunk;
   std::vector<double> sums(N * C * chunks);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "tsp_fwd_cpu", [&] {
-    using S = pwtp::cpu::compute_t<scalar_t>;
+    using S = cpu_simd::compute_t<scalar_t>;
     dispatch_D(D, "temporal_squeeze", [&](auto Dc) {
       tsp_forward<decltype(Dc)::value, scalar_t, S>(x.data_ptr<scalar_t>(), basis.data_ptr<S>(),
                                                     y.data_ptr<scalar_t>(), sums.data(), N, C, K, HW,
-                                                    static_cast<S>(pwtp::effective_eps<S>(eps)));
+                                                    static_cast<S>(subspace::effective_eps<S>(eps)));
     });
   });
   double* lp = l.data_ptr<double>();
@@ -275,12 +276,12 @@ std::tuple<at::Tensor, at::Tensor> tsp_bwd_cpu(const at::Tensor& grad_y_, const 
   at::Tensor grad_basis = at::empty({N, K, D}, basis.options());
   if (N == 0) return {grad_x, grad_basis.to(basis_.scalar_type())};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "tsp_bwd_cpu", [&] {
-    using S = pwtp::cpu::compute_t<scalar_t>;
+    using S = cpu_simd::compute_t<scalar_t>;
     dispatch_D(D, "temporal_squeeze", [&](auto Dc) {
       tsp_backward<decltype(Dc)::value, scalar_t, S>(grad_y.data_ptr<S>(), grad_l.data_ptr<double>(),
                                                      x.data_ptr<scalar_t>(), basis.data_ptr<S>(),
                                                      grad_x.data_ptr<scalar_t>(), grad_basis.data_ptr<S>(), N, C,
-                                                     K, HW, static_cast<S>(pwtp::effective_eps<S>(eps)));
+                                                     K, HW, static_cast<S>(subspace::effective_eps<S>(eps)));
     });
   });
   return {grad_x, grad_basis.to(basis_.scalar_type())};

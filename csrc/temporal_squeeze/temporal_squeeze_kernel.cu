@@ -6,7 +6,7 @@
 //
 // A block serves rows of one sample (grid-stride over the sample's C*H*W rows). It stages A and
 // Q = G^{-1} A^T (computed by K threads, one row of Q^T each) in shared memory; every thread
-// factors G itself (LDL^T from the shared PWTP math header) (D <= 4, a few dozen flops) for the backward's per-row solves. Per row: y = Q x,
+// factors G itself (LDL^T from common/subspace_math.h) (D <= 4, a few dozen flops) for the backward's per-row solves. Per row: y = Q x,
 // r = x - A y with x re-read from L1/L2 for each pass (any K, no register arrays).
 //
 // Backward per row (beta = grad_l / (C H W), v = beta r / ||r|| or 0, q = G^{-1} A^T v,
@@ -19,7 +19,7 @@
 #include "common/cuda_check.h"
 #include "common/cuda_scalar.h"
 #include "common/dtype_code.h"
-#include "pixelwise_temporal_projection/pixelwise_temporal_projection_math.h"
+#include "common/subspace_math.h"
 #include "temporal_squeeze/temporal_squeeze_kernel.h"
 
 namespace vidops {
@@ -44,10 +44,10 @@ struct Args {
 };
 
 template <typename acc_t, int D>
-using Ldl = vidops::pwtp::Ldl<D, acc_t>;
+using Ldl = vidops::subspace::Ldl<D, acc_t>;
 
 // Stage A (K x D) and Q^T (K x D, row k = G^{-1} A[k, :]^T) of sample n; every thread gets G's
-// LDL^T factor (the shared PWTP math header).
+// LDL^T factor (common/subspace_math.h).
 template <typename acc_t, int D>
 __device__ __forceinline__ void setup(const acc_t* __restrict__ bn, acc_t* sA, acc_t* sQ, const Args<acc_t>& a,
                                       Ldl<acc_t, D>& chol) {
@@ -62,13 +62,13 @@ __device__ __forceinline__ void setup(const acc_t* __restrict__ bn, acc_t* sA, a
 #pragma unroll
     for (int i = 0; i < D; ++i)
 #pragma unroll
-      for (int j = 0; j <= i; ++j) g[vidops::pwtp::tri(i, j)] += sA[k * D + i] * sA[k * D + j];
-  vidops::pwtp::ldl_factor<D, acc_t>(g, vidops::pwtp::regulariser<D, acc_t>(g, a.eps), chol);
+      for (int j = 0; j <= i; ++j) g[vidops::subspace::tri(i, j)] += sA[k * D + i] * sA[k * D + j];
+  vidops::subspace::ldl_factor<D, acc_t>(g, vidops::subspace::regulariser<D, acc_t>(g, a.eps), chol);
   for (int64_t k = threadIdx.x; k < a.K; k += blockDim.x) {
     acc_t b[D], q[D];
 #pragma unroll
     for (int d = 0; d < D; ++d) b[d] = sA[k * D + d];
-    vidops::pwtp::ldl_solve<D, acc_t>(chol, b, q);
+    vidops::subspace::ldl_solve<D, acc_t>(chol, b, q);
 #pragma unroll
     for (int d = 0; d < D; ++d) sQ[k * D + d] = q[d];
   }
@@ -176,13 +176,13 @@ __global__ void __launch_bounds__(kMaxThreads)
       acc_t e[D], q[D];
 #pragma unroll
       for (int d = 0; d < D; ++d) atr[d] *= scale;  // A^T v
-      vidops::pwtp::ldl_solve<D, acc_t>(chol, atr, q);
+      vidops::subspace::ldl_solve<D, acc_t>(chol, atr, q);
       if (gy != nullptr) {
         const scalar_t* gp = gy + n * a.sgn + c * a.sgc + (hw / a.W) * a.sgh + (hw % a.W) * a.sgw;
         acc_t b[D];
 #pragma unroll
         for (int d = 0; d < D; ++d) b[d] = load<acc_t>(gp + d * a.sgd);
-        vidops::pwtp::ldl_solve<D, acc_t>(chol, b, e);
+        vidops::subspace::ldl_solve<D, acc_t>(chol, b, e);
 #pragma unroll
         for (int d = 0; d < D; ++d) e[d] -= q[d];
       } else {
@@ -234,7 +234,7 @@ Args<acc_t> make_args(const int64_t* s, const int64_t* xs, double eps) {
   Args<acc_t> a{};
   a.N = s[0]; a.C = s[1]; a.K = s[2]; a.H = s[3]; a.W = s[4];
   a.sxn = xs[0]; a.sxc = xs[1]; a.sxk = xs[2]; a.sxh = xs[3]; a.sxw = xs[4];
-  a.eps = static_cast<acc_t>(vidops::pwtp::effective_eps<acc_t>(eps));
+  a.eps = static_cast<acc_t>(vidops::subspace::effective_eps<acc_t>(eps));
   return a;
 }
 

@@ -5,9 +5,12 @@
 #include <cstdio>
 #include <initializer_list>
 
+#include "busy_quiet/busy_quiet_math.h"
 #include "motion_band_pass/motion_band_pass_math.h"
 
 using namespace vidops::mbp;
+using vidops::bq::bilinear_source;
+using vidops::bq::quiet_size;
 
 #include "expect.h"
 

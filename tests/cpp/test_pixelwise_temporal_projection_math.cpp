@@ -27,45 +27,45 @@ int main() {
 
   // G = gram + lam I for gram = [[4,1,0.5],[1,5,1],[0.5,1,6]] (packed lower), eps = 1e-3.
   const double gram[6] = {4, 1, 5, 0.5, 1, 6};
-  const double lam = pwtp::regulariser<3, double>(gram, 1e-3);
-  EXPECT_NEAR(lam, 1e-3 * (15.0 / 3.0 + pwtp::kTiny), 1e-18);
-  pwtp::Ldl<3, double> f;
-  pwtp::ldl_factor<3, double>(gram, lam, f);
+  const double lam = subspace::regulariser<3, double>(gram, 1e-3);
+  EXPECT_NEAR(lam, 1e-3 * (15.0 / 3.0 + subspace::kTiny), 1e-18);
+  subspace::Ldl<3, double> f;
+  subspace::ldl_factor<3, double>(gram, lam, f);
   const double b[3] = {1, 2, 3};
   double y[3];
-  pwtp::ldl_solve<3, double>(f, b, y);
+  subspace::ldl_solve<3, double>(f, b, y);
   const double G[3][3] = {{4 + lam, 1, 0.5}, {1, 5 + lam, 1}, {0.5, 1, 6 + lam}};
   for (int i = 0; i < 3; ++i) EXPECT_NEAR(G[i][0] * y[0] + G[i][1] * y[1] + G[i][2] * y[2], b[i], 1e-14);
 
   // The regulariser scale: eps, floored at 8 machine epsilons of the compute type.
-  EXPECT_NEAR(pwtp::effective_eps<double>(1e-6), 1e-6, 0);
-  EXPECT_NEAR(pwtp::effective_eps<double>(1e-30), 8 * 2.220446049250313e-16, 0);
-  EXPECT_NEAR(pwtp::effective_eps<float>(1e-12), 8 * 1.1920928955078125e-07, 0);
+  EXPECT_NEAR(subspace::effective_eps<double>(1e-6), 1e-6, 0);
+  EXPECT_NEAR(subspace::effective_eps<double>(1e-30), 8 * 2.220446049250313e-16, 0);
+  EXPECT_NEAR(subspace::effective_eps<float>(1e-12), 8 * 1.1920928955078125e-07, 0);
 
   // A = 0: lam = e * kTiny > 0, pivots = lam, y = 0.
   const float zero[3] = {0, 0, 0};
-  const float lz = pwtp::regulariser<2, float>(zero, static_cast<float>(pwtp::effective_eps<float>(1e-12)));
-  EXPECT_NEAR(lz, 8 * 1.1920928955078125e-07 * pwtp::kTiny, 1e-32);
-  pwtp::Ldl<2, float> fz;
-  pwtp::ldl_factor<2, float>(zero, lz, fz);
+  const float lz = subspace::regulariser<2, float>(zero, static_cast<float>(subspace::effective_eps<float>(1e-12)));
+  EXPECT_NEAR(lz, 8 * 1.1920928955078125e-07 * subspace::kTiny, 1e-32);
+  subspace::Ldl<2, float> fz;
+  subspace::ldl_factor<2, float>(zero, lz, fz);
   EXPECT_NEAR(fz.dinv[0] * lz, 1.0, 1e-6);
   EXPECT_NEAR(fz.dinv[1] * lz, 1.0, 1e-6);
   const float bz[2] = {0, 0};
   float yz[2];
-  pwtp::ldl_solve<2, float>(fz, bz, yz);
+  subspace::ldl_solve<2, float>(fz, bz, yz);
   EXPECT_NEAR(yz[0], 0.0, 0);
   EXPECT_NEAR(yz[1], 0.0, 0);
 
   // Proportional columns a, 2a (gram exactly singular): the pivots are floored at lam, not 0 or
   // negative, and G^{-1} A^T x lies along (1, 2) with the projection's coefficient.
   const double gs[3] = {1, 2, 4};   // a'a = 1
-  const double ls = pwtp::regulariser<2, double>(gs, 1e-12);
-  pwtp::Ldl<2, double> fs;
-  pwtp::ldl_factor<2, double>(gs, ls, fs);
+  const double ls = subspace::regulariser<2, double>(gs, 1e-12);
+  subspace::Ldl<2, double> fs;
+  subspace::ldl_factor<2, double>(gs, ls, fs);
   EXPECT_NEAR(1.0 / fs.dinv[1], ls * 5.0 / (1.0 + ls), ls * 1e-3);   // exact Schur complement
   const double bs[2] = {0.5, 1.0};  // A^T x for a'x = 0.5
   double ys[2];
-  pwtp::ldl_solve<2, double>(fs, bs, ys);
+  subspace::ldl_solve<2, double>(fs, bs, ys);
   EXPECT_NEAR(ys[0] + 2 * ys[1], 0.5, 1e-9);   // A y = a (y0 + 2 y1) = the projection a (a'x)
   // the minimum-norm (ridge) solution, up to the rounding of b amplified by 1/lam: ~ u / eps relative
   EXPECT_NEAR(ys[1], 2 * ys[0], 1e-3 * ys[1]);

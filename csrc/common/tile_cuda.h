@@ -1,7 +1,7 @@
 // Device building blocks of the motion band-pass kernels (forward, backward, busy/quiet): the tile
 // geometry, the loaders that fill a haloed tile in shared memory, and the k x k stencil on it.
 // nvcc only (or the host emulation of common/cuda_launch.h); the per-element index math lives in
-// motion_band_pass_math.h, shared with the CPU kernels.
+// common/band_pass_math.h, shared with the CPU kernels.
 //
 // Tiling. A block of kThreads = 64 threads owns one kTileH x kTileW = 32 x 32 tile of one output
 // frame (n, c, t). Thread (tx, ty) = (tid % 8, tid / 8) owns the 4 x 4 outputs at tile rows
@@ -24,11 +24,12 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
+#include "common/band_pass_math.h"
+#include "common/band_pass_problem.h"
 #include "common/cuda_launch.h"
 #include "common/host_device.h"
-#include "motion_band_pass/motion_band_pass_cuda.h"
-#include "motion_band_pass/motion_band_pass_math.h"
 
 namespace vidops {
 namespace mbp {
@@ -342,6 +343,116 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // The templated kernel sizes; others run the run-time-k (K = 0) kernels.
 inline bool has_static_k(int k) { return k == 3 || k == 5 || k == 7 || k == 9 || k == 11; }
+
+// ---- the band-pass stem shared by the tile kernels (forward, backward, busy/quiet) ------------
+
+// The parameters every stem tile kernel reads: x and the weights (in the accumulation type), the
+// geometry, x's element strides, the tile grid and the modes. Kernel parameter structs derive from
+// it and fill it with fill_stem (once, from the launcher problem).
+template <typename scalar_t>
+struct StemParams {
+  using acc_t = typename Acc<scalar_t>::type;
+  const scalar_t* x;  // (N, C, T, H, W), strides sN..sW
+  const acc_t* sw;    // (C, k, k) contiguous
+  const acc_t* tw;    // (C, 3) contiguous
+  int64_t N, C, T, H, W, T_out;
+  int64_t sN, sC, sT, sH, sW;
+  int64_t tiles_x, tiles_y, blocks;  // kTileH x kTileW tiles of one output frame; blocks: all of them
+  int k, stride, spad, tpad;
+};
+
+template <typename scalar_t>
+inline void fill_stem(StemParams<scalar_t>& p, const VidopsMbpProblem& pr, const void* x, const void* sw,
+                      const void* tw) {
+  using acc_t = typename Acc<scalar_t>::type;
+  p.x = static_cast<const scalar_t*>(x);
+  p.sw = static_cast<const acc_t*>(sw);
+  p.tw = static_cast<const acc_t*>(tw);
+  p.N = pr.N;
+  p.C = pr.C;
+  p.T = pr.T;
+  p.H = pr.H;
+  p.W = pr.W;
+  p.T_out = pr.T_out;
+  p.sN = pr.x_strides[0];
+  p.sC = pr.x_strides[1];
+  p.sT = pr.x_strides[2];
+  p.sH = pr.x_strides[3];
+  p.sW = pr.x_strides[4];
+  p.tiles_x = ceil_div(pr.W, kTileW);
+  p.tiles_y = ceil_div(pr.H, kTileH);
+  p.blocks = p.tiles_x * p.tiles_y * pr.T_out * pr.N * pr.C;
+  p.k = pr.k;
+  p.stride = pr.temporal_stride;
+  p.spad = pr.spatial_padding;
+  p.tpad = pr.temporal_padding;
+}
+
+// The forward stem of tile ti, as every forward-style kernel runs it: after a barrier (the previous
+// tile's shared memory is free), stages the k x k weights of channel ti.c in s_w and pad_s(Y) with
+// its halo in s_y (Y = the temporal 3-tap combination of x in acc_t, the spatial padding resolved
+// by the offset tables s_roff / s_coff), then adds the k x k stencil of each of the thread's
+// outputs into acc. s_y and s_w stay valid for further reads of this tile.
+template <int K, typename scalar_t, typename acc_t>
+__device__ __forceinline__ void stem_tile(const StemParams<scalar_t>& p, const TileIndex& ti, const Halo& h, int k,
+                                          int64_t* s_roff, int64_t* s_coff, acc_t* s_y, acc_t* s_w,
+                                          acc_t (&acc)[kRowsPerThread][kColsPerThread]) {
+  __syncthreads();  // every thread is done reading the previous tile's shared memory
+  load_weights(s_w, p.sw + ti.c * k * k, k, /*flip=*/false);
+  fill_halo_offsets(s_roff, s_coff, h, p.H, p.W, ti.p0 - h.r, ti.q0 - h.r, p.sH, p.sW, p.spad);
+  acc_t tw[3];
+  const scalar_t* tap[3];  // the source frame of each temporal tap, nullptr for a zero pad frame
+  const scalar_t* plane = p.x + ti.n * p.sN + ti.c * p.sC;
+#pragma unroll
+  for (int j = 0; j < 3; ++j) {
+    tw[j] = p.tw[ti.c * 3 + j];
+    const int64_t f = temporal_source(ti.t, j, p.stride, p.tpad, p.T);
+    tap[j] = f >= 0 ? plane + f * p.sT : nullptr;
+  }
+  __syncthreads();  // offset tables ready
+  load_halo(s_y, h, s_roff, s_coff, tap, tw);
+  __syncthreads();
+  stencil<K>(s_y, h.stride, s_w, k, acc);
+}
+
+// f(std::integral_constant<int, K>()) with K = k for the templated kernel sizes (has_static_k),
+// K = 0 (the run-time-k kernels) otherwise.
+template <typename F>
+inline const char* dispatch_k(int k, F&& f) {
+  switch (k) {
+    case 3: return f(std::integral_constant<int, 3>());
+    case 5: return f(std::integral_constant<int, 5>());
+    case 7: return f(std::integral_constant<int, 7>());
+    case 9: return f(std::integral_constant<int, 9>());
+    case 11: return f(std::integral_constant<int, 11>());
+    default: return f(std::integral_constant<int, 0>());
+  }
+}
+
+// Launches a tile kernel over p.blocks tiles (grid_blocks of them, the kernel loops over the
+// rest), kThreads threads each, with smem bytes of dynamic shared memory.
+template <typename Params>
+inline const char* launch_tiles(void (*kernel)(const Params), const Params& p, size_t smem, void* stream) {
+  if (const char* e = gpu::allow_dynamic_smem(kernel, smem)) return e;
+  return gpu::launch(kernel, dim3(grid_blocks(p.blocks)), dim3(kThreads), smem, stream, p);
+}
+
+template <typename T>
+struct TypeTag {
+  using type = T;
+};
+
+// f(TypeTag<scalar_t>()) for the scalar type of a VidopsCudaDtype; `unsupported` for other codes.
+template <typename F>
+inline const char* dispatch_dtype(int32_t dtype, const char* unsupported, F&& f) {
+  switch (dtype) {
+    case kVidopsFloat32: return f(TypeTag<float>());
+    case kVidopsFloat64: return f(TypeTag<double>());
+    case kVidopsFloat16: return f(TypeTag<__half>());
+    case kVidopsBFloat16: return f(TypeTag<__nv_bfloat16>());
+    default: return unsupported;
+  }
+}
 
 // Checks what a launcher is given (the glue has checked the tensors; this guards the kernels'
 // index math against a malformed call): nullptr when the problem is well formed.

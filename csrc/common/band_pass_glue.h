@@ -1,5 +1,7 @@
-// Argument checks of the CUDA motion band-pass glue, shared by motion_band_pass_cuda.cpp and
-// busy_quiet_cuda.cpp (g++ only, VIDOPS_WITH_CUDA builds).
+// The g++ glue of the CUDA motion band-pass family, shared by motion_band_pass_cuda.cpp (forward and
+// backward) and busy_quiet_cuda.cpp: one helper checks what the launchers index by and fills the
+// launcher problem (common/band_pass_problem.h) from x, the weights and the modes
+// (common/band_pass_glue_cuda.cpp; g++ only, VIDOPS_WITH_CUDA builds).
 #pragma once
 #ifdef VIDOPS_WITH_CUDA
 
@@ -8,7 +10,7 @@
 #include <cstdint>
 #include <string>
 
-#include "motion_band_pass/motion_band_pass_cuda.h"
+#include "common/band_pass_problem.h"
 
 namespace vidops {
 namespace mbp {
@@ -21,9 +23,10 @@ struct CheckedCall {
   at::Tensor spatial_weight, temporal_weight;
 };
 
-// TORCH_CHECKs naming `op` and the argument: x a 5-D CUDA tensor, weights (C, k, k) odd k and (C, 3)
-// on x's device, floating dtypes, stride >= 1, known padding modes, reflect padding narrower than
-// H and W, T_out >= 1.
+// The checks that protect the launchers' memory accesses, TORCH_CHECKs naming `op` and the argument:
+// x a 5-D CUDA tensor, weights (C, k, k) odd k and (C, 3) on x's device, floating dtypes, stride >= 1,
+// reflect padding narrower than H and W, T_out >= 1. The padding names are checked in Python
+// (vidops/ops/motion_band_pass.py); any other name reads as zero padding.
 CheckedCall check_call(const char* op, const at::Tensor& x, const at::Tensor& spatial_weight,
                        const at::Tensor& temporal_weight, int64_t temporal_stride, const std::string& spatial_padding,
                        const std::string& temporal_padding);

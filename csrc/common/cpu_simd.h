@@ -1,8 +1,8 @@
-// CPU SIMD building blocks of the PWTP family kernels (pixel-wise temporal projection, temporal
-// relation, temporal squeeze): GCC vector types whose lanes are neighbouring pixels (the shared
-// per-pixel math header runs on them unchanged), partial loads/stores, aligned vector buffers, and
+// CPU SIMD building blocks of the pixel-wise kernels (pixelwise_temporal_projection, temporal_relation,
+// temporal_squeeze): GCC vector types whose lanes are neighbouring pixels (common/subspace_math.h
+// runs on them unchanged), partial loads/stores, aligned vector buffers, and
 // the run-time ISA choice. Kernels are written once as always-inline templates on the vector type
-// and compiled three times by VIDOPS_PWTP_SIMD_VARIANTS: baseline (16-byte vectors, any CPU),
+// and compiled three times by VIDOPS_CPU_SIMD_VARIANTS: baseline (16-byte vectors, any CPU),
 // AVX2+FMA (32 bytes) and AVX-512 (64 bytes); VIDOPS_CPU_ISA=base|avx2|avx512 caps the choice.
 #pragma once
 #include <ATen/ATen.h>
@@ -17,28 +17,30 @@
 #pragma GCC diagnostic ignored "-Wpsabi"
 
 #include "common/cpu_isa.h"
-#include "pixelwise_temporal_projection/pixelwise_temporal_projection_math.h"
+#include "common/subspace_math.h"
 
 namespace vidops {
-namespace pwtp {
-namespace cpu {
+namespace cpu_simd {
 using ::vidops::cpu_isa::VecOf;
-}  // namespace cpu
+}  // namespace cpu_simd
 
-#define VIDOPS_PWTP_LANES(S, VB)                     \
+namespace subspace {
+
+#define VIDOPS_SUBSPACE_LANES(S, VB)                     \
   template <>                                        \
-  struct Lanes<typename cpu::VecOf<S, VB>::type> {   \
+  struct Lanes<typename ::vidops::cpu_simd::VecOf<S, VB>::type> {   \
     using scalar = S;                                \
   };
-VIDOPS_PWTP_LANES(float, 16)
-VIDOPS_PWTP_LANES(float, 32)
-VIDOPS_PWTP_LANES(float, 64)
-VIDOPS_PWTP_LANES(double, 16)
-VIDOPS_PWTP_LANES(double, 32)
-VIDOPS_PWTP_LANES(double, 64)
-#undef VIDOPS_PWTP_LANES
+VIDOPS_SUBSPACE_LANES(float, 16)
+VIDOPS_SUBSPACE_LANES(float, 32)
+VIDOPS_SUBSPACE_LANES(float, 64)
+VIDOPS_SUBSPACE_LANES(double, 16)
+VIDOPS_SUBSPACE_LANES(double, 32)
+VIDOPS_SUBSPACE_LANES(double, 64)
+#undef VIDOPS_SUBSPACE_LANES
+}  // namespace subspace
 
-namespace cpu {
+namespace cpu_simd {
 
 #define VIDOPS_AI inline __attribute__((always_inline))
 
@@ -123,39 +125,38 @@ void dispatch_D(int64_t D, const char* op, F&& f) {
 
 // NAME<D, S, scalar_t>(const P& pb, int64_t begin, int64_t end) runs
 // IMPL<D, V, S, scalar_t>(pb, begin, end) with V the widest vector of S this CPU supports.
-#define VIDOPS_PWTP_SIMD_VARIANTS(NAME, IMPL)                                                          \
+#define VIDOPS_CPU_SIMD_VARIANTS(NAME, IMPL)                                                          \
   template <int D, typename S, typename scalar_t, typename P>                                          \
   void NAME##_base(const P& pb, int64_t b, int64_t e) {                                                \
-    IMPL<D, typename ::vidops::pwtp::cpu::VecOf<S, 16>::type, S, scalar_t>(pb, b, e);                   \
+    IMPL<D, typename ::vidops::cpu_simd::VecOf<S, 16>::type, S, scalar_t>(pb, b, e);                   \
   }                                                                                                     \
-  VIDOPS_PWTP_X86_VARIANTS(NAME, IMPL)                                                                  \
+  VIDOPS_CPU_SIMD_X86_VARIANTS(NAME, IMPL)                                                                  \
   template <int D, typename S, typename scalar_t, typename P>                                          \
   void NAME(const P& pb, int64_t b, int64_t e) {                                                       \
-    switch (::vidops::pwtp::cpu::detect_isa()) {                                                        \
-      VIDOPS_PWTP_X86_CASES(NAME)                                                                       \
+    switch (::vidops::cpu_simd::detect_isa()) {                                                        \
+      VIDOPS_CPU_SIMD_X86_CASES(NAME)                                                                       \
       default: return NAME##_base<D, S, scalar_t>(pb, b, e);                                            \
     }                                                                                                   \
   }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#define VIDOPS_PWTP_X86_VARIANTS(NAME, IMPL)                                                           \
+#define VIDOPS_CPU_SIMD_X86_VARIANTS(NAME, IMPL)                                                           \
   template <int D, typename S, typename scalar_t, typename P>                                          \
   __attribute__((target("avx2,fma"))) void NAME##_avx2(const P& pb, int64_t b, int64_t e) {            \
-    IMPL<D, typename ::vidops::pwtp::cpu::VecOf<S, 32>::type, S, scalar_t>(pb, b, e);                   \
+    IMPL<D, typename ::vidops::cpu_simd::VecOf<S, 32>::type, S, scalar_t>(pb, b, e);                   \
   }                                                                                                     \
   template <int D, typename S, typename scalar_t, typename P>                                          \
   __attribute__((target("avx512f,avx512vl,avx2,fma"))) void NAME##_avx512(const P& pb, int64_t b,      \
                                                                           int64_t e) {                  \
-    IMPL<D, typename ::vidops::pwtp::cpu::VecOf<S, 64>::type, S, scalar_t>(pb, b, e);                   \
+    IMPL<D, typename ::vidops::cpu_simd::VecOf<S, 64>::type, S, scalar_t>(pb, b, e);                   \
   }
-#define VIDOPS_PWTP_X86_CASES(NAME)                                     \
-  case ::vidops::pwtp::cpu::Isa::kAvx512: return NAME##_avx512<D, S, scalar_t>(pb, b, e); \
-  case ::vidops::pwtp::cpu::Isa::kAvx2: return NAME##_avx2<D, S, scalar_t>(pb, b, e);
+#define VIDOPS_CPU_SIMD_X86_CASES(NAME)                                     \
+  case ::vidops::cpu_simd::Isa::kAvx512: return NAME##_avx512<D, S, scalar_t>(pb, b, e); \
+  case ::vidops::cpu_simd::Isa::kAvx2: return NAME##_avx2<D, S, scalar_t>(pb, b, e);
 #else
-#define VIDOPS_PWTP_X86_VARIANTS(NAME, IMPL)
-#define VIDOPS_PWTP_X86_CASES(NAME)
+#define VIDOPS_CPU_SIMD_X86_VARIANTS(NAME, IMPL)
+#define VIDOPS_CPU_SIMD_X86_CASES(NAME)
 #endif
 
-}  // namespace cpu
-}  // namespace pwtp
+}  // namespace cpu_simd
 }  // namespace vidops
