@@ -28,6 +28,15 @@ needs_onnx = pytest.mark.skipif(bool(_ONNX_MISSING), reason=f"ONNX export needs 
                                 "(pip install onnx onnxscript onnxruntime)")
 
 _cache = {}
+_exported = {}
+
+
+def _export(name):
+    """torch.export of the model, once per model for the tests below."""
+    if name not in _exported:
+        model, x, _, _ = _model(name)
+        _exported[name] = torch.export.export(model, (x,))
+    return _exported[name]
 
 
 def _model(name):
@@ -57,7 +66,7 @@ def _vidops_ops(graph) -> set:
 @pytest.mark.parametrize("name", list(MODELS))
 def test_torch_export_keeps_the_fused_ops(name):
     model, x, out, _ = _model(name)
-    ep = torch.export.export(model, (x,))
+    ep = _export(name)
     assert _vidops_ops(ep.graph), f"{name}: no vidops op in the exported graph"
     with torch.no_grad():
         got = _tuple(ep.module()(x))
@@ -68,14 +77,13 @@ def test_torch_export_keeps_the_fused_ops(name):
 def test_every_op_is_in_some_exported_model():
     seen = set()
     for name in MODELS:
-        model, x, _, _ = _model(name)
-        seen |= _vidops_ops(torch.export.export(model, (x,)).graph)
+        seen |= _vidops_ops(_export(name).graph)
     assert seen == set(_op.OPS), f"ops no model exercises: {set(_op.OPS) - seen}"
 
 
 def test_decompose_leaves_no_vidops_op():
     model, x, out, _ = _model("rnl")
-    ep = vidops.export.decompose(torch.export.export(model, (x,)))
+    ep = vidops.export.decompose(_export("rnl"))
     assert not _vidops_ops(ep.graph)
     with torch.no_grad():
         got = ep.module()(x)
