@@ -88,8 +88,8 @@ def train(name: str, *, steps: int = 2, batch: int = 2, segments: int = 2, size:
         freeze_batchnorm(model)
     net = model
     if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[torch.device(device).index]
-                                                  if torch.device(device).type == "cuda" else None)
+        dev = torch.device(device)
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     per_rank = batch // world
     for step in range(steps):
