@@ -109,3 +109,48 @@ def test_cuda_kernels_fit_and_do_not_spill(cuda_report):
     assert {"sm_80", "sm_90a"} <= archs, archs
     bad = [f"{r['op']} {r['kernel']} {r['arch']}: {'; '.join(r['problems'])}" for r in cuda["rows"] if r["problems"]]
     assert not bad, "\n".join(bad)
+
+
+def test_accepted_cuda_spills_match_template_arguments_and_size():
+    from vidops.kernel_report import problems
+
+    def row(kernel, stack, arch="sm_80"):
+        return dict(kind="cuda", kernel=kernel, arch=arch, regs=128, stack=stack, local=0, shared=0,
+                    smem_limit=None, mix={"LDL": 2, "STL": 2})
+
+    assert problems(row("pwtp_bwd_kernel<float, float, 1, 8>", 24)) == []
+    assert problems(row("pwtp_bwd_kernel<__nv_bfloat16, float, 1, 8>", 8, "sm_90a")) == []
+    # a bigger spill than measured, or an instantiation the entry does not name, fails
+    assert problems(row("pwtp_bwd_kernel<float, float, 1, 8>", 32))
+    assert problems(row("pwtp_bwd_kernel<float, float, 2, 8>", 8))
+    assert problems(row("mbp_forward_kernel<float, 0>", 8))
+    assert problems(row("some_new_kernel<float>", 8))
+
+
+# The oldest Triton vidops supports is the one the GPU hosts run (3.6): the same sample compiled
+# with it, installed beside this environment's Triton (pip --target, no dependencies).
+OLDEST_TRITON = "3.6.0"
+
+
+@pytest.mark.slow
+def test_triton_kernels_compile_and_fit_with_the_oldest_triton(tmp_path):
+    site = tmp_path / "site"
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site),
+                        f"triton=={OLDEST_TRITON}"], capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        pytest.skip(f"triton=={OLDEST_TRITON} cannot be installed here: {r.stderr[-500:]}")
+    out = tmp_path / "report.json"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join([str(site), ROOT, env.get("PYTHONPATH", "")])
+    env["VIDOPS_KERNEL_CACHE"] = str(tmp_path / "cache")
+    r = subprocess.run([sys.executable, "-c", "import triton; print(triton.__version__)"], capture_output=True,
+                       text=True, env=env)
+    assert r.stdout.strip() == OLDEST_TRITON, r.stdout + r.stderr
+    r = subprocess.run([sys.executable, "-m", "vidops.kernel_report", *SETS["sample"], "--quiet", "--json", str(out)],
+                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=3000)
+    assert out.exists(), r.stdout[-3000:] + r.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert not data["triton"]["capture_errors"], data["triton"]["capture_errors"]
+    bad = [f"{x['op']} {x['kernel']} {x['arch']} [{x['config']}]: {'; '.join(x['problems'])}"
+           for x in data["triton"]["rows"] if x["problems"]]
+    assert not bad, "\n".join(bad) + "\n\n" + r.stdout[-6000:]

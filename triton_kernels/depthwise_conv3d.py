@@ -108,6 +108,11 @@ def _dwc_wgrad_kernel(x_ptr, g_ptr, part_ptr, C, T, H, W, UNITS, SPLITS,
     tl.store(part_ptr + (pid.to(tl.int64) * SPLITS + s) * (KH_P * KW_P) + bs[:, None] * KW_P + es[None, :], out)
 
 
+# 8 warps: the (KH_P, KW_P, BLOCK_P) accumulator, gather and its int64 pointers over 4 warps need
+# 255 registers and spill 120 B on sm_90 with triton 3.6 (triton 3.9 fits them in 104).
+WGRAD_WARPS = 8
+
+
 def _tiles(T: int, H: int, W: int, kh: int, kw: int):
     """(KH_P, KW_P, BLOCK_P): the tap block and the number of outputs per program, keeping the
     (KH_P, KW_P, BLOCK_P) gathers at 4096 elements on a GPU (bigger under the interpreter, where
@@ -166,6 +171,6 @@ def backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, need_x: 
     _dwc_wgrad_kernel[(C * kt, splits)](x, grad, part, C, T, H, W, units, splits,
                                         *x.stride(), *grad.stride(),
                                         KT=kt, KH=kh, KW=kw, KH_P=kh_p, KW_P=kw_p, BLOCK_P=bp,
-                                        ACC=_acc(x.dtype))
+                                        ACC=_acc(x.dtype), num_warps=WGRAD_WARPS)
     gw = part.sum(1)[:, :kh, :kw].reshape(weight.shape).to(weight.dtype).contiguous()
     return gx, gw

@@ -46,8 +46,18 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 # Spills accepted on purpose, each with its measured size: a row matches an entry when kind
 # ("triton" or "cuda"), kernel (the Triton function name or the demangled CUDA kernel name's base)
-# and arch are equal, every token of `config` is in the row's config, and the row's stack is at most
-# `stack` bytes (so a spill that grows fails again). Shared memory over the limit is never accepted.
+# and arch are equal (arch "any": every target), every token of `config` is in the row's config
+# (Triton) or the kernel's template arguments match the fnmatch pattern `args` (CUDA, e.g.
+# "<double, *>"), and the row's stack is at most `stack` bytes (so a spill that grows fails again).
+# Shared memory over the limit is never accepted.
+#
+# The CUDA entries below are all of one kind unless they say otherwise, read from the SASS
+# (`cuobjdump -sass`): the kernel is below its register cap, and the stack holds registers that
+# are live across a call (CALL.REL) to one of the compiler's out-of-line subroutines: 64-bit
+# integer division in the tile and index decoding, the IEEE slow paths of float/double division
+# and sqrt. The stores come before the first call and the loads once per tile or per pixel set-up,
+# not in the stencil, channel or tap loops.
+_CALL_SAVES = "registers saved across the compiler's 64-bit division / IEEE div-sqrt subroutine calls, once per tile"
 ACCEPTED_SPILLS: list = [
     # region_attention bf16 backward, head dim 512 on sm_90 (D_CHUNKS=8 x 64): Q.K and dY.V run over
     # 8 head-dim chunks each while S, dP and the 64 x 64 gradient accumulator (fp32) stay live.
@@ -58,6 +68,20 @@ ACCEPTED_SPILLS: list = [
          stack=280, why="d=512 dQ: 280 B stack, 88 LDL/STL (measured); no tiling tried avoids it"),
     dict(kind="triton", kernel="_bwd_kv_kernel", arch="sm_90", config="DO_DK D_CHUNKS=8 BLOCK_E=64 E_CHUNKS=8",
          stack=376, why="d=512 dK: 376 B stack, 114 LDL/STL (measured); no tiling tried avoids it"),
+    # PWTP register backward, D = 1: capped at 128 registers so that two 256-thread blocks share an
+    # SM (16 warps); uncapped it needs 152-168 registers and one block fits (measured).
+    dict(kind="cuda", kernel="pwtp_bwd_kernel", arch="any", args="<*, 1, 8>", stack=24,
+         why="D=1 capped at 128 registers for 2 blocks/SM: 8-24 B, <= 10 LDL/STL (uncapped: 152-168 regs)"),
+    dict(kind="cuda", kernel="pwtp_bwd_smem_kernel", arch="any", args="*", stack=16, why=_CALL_SAVES),
+    dict(kind="cuda", kernel="pwtp_fwd_smem_kernel", arch="any", args="*", stack=32, why=_CALL_SAVES),
+    dict(kind="cuda", kernel="tsp_fwd_kernel", arch="any", args="*", stack=16, why=_CALL_SAVES),
+    dict(kind="cuda", kernel="tsp_bwd_kernel", arch="any", args="*", stack=24, why=_CALL_SAVES),
+    dict(kind="cuda", kernel="busy_quiet_kernel", arch="any", args="<double, 0>", stack=8, why=_CALL_SAVES),
+    dict(kind="cuda", kernel="mbp_forward_kernel", arch="any", args="<double, 0>", stack=8, why=_CALL_SAVES),
+    dict(kind="cuda", kernel="mbp_backward_tile_kernel", arch="any", args="<double, *>", stack=80, why=_CALL_SAVES),
+    dict(kind="cuda", kernel="mbp_backward_tile_kernel", arch="any", args="*", stack=48, why=_CALL_SAVES),
+    dict(kind="cuda", kernel="dwc_fwd_kernel", arch="any", args="<double, *>", stack=32, why=_CALL_SAVES),
+    dict(kind="cuda", kernel="dwc_wgrad_kernel", arch="any", args="<double, *>", stack=24, why=_CALL_SAVES),
 ]
 
 
@@ -722,12 +746,20 @@ def _sass_by_arch(path: str) -> dict:
 
 def _accepted(row: dict) -> Optional[str]:
     """The reason of the ACCEPTED_SPILLS entry that covers this row's spill, or None."""
+    import fnmatch
+
     base = row["kernel"].split("<")[0]
+    targs = row["kernel"][len(base):]
     arch = row["arch"].replace("sm_90a", "sm_90")
     have = set((row.get("config") or "").split())
     for e in ACCEPTED_SPILLS:
-        if (e["kind"], e["kernel"], e["arch"]) == (row["kind"], base, arch) and set(e["config"].split()) <= have \
-                and (row.get("stack") or 0) <= e["stack"]:
+        if (e["kind"], e["kernel"]) != (row["kind"], base) or e["arch"] not in ("any", arch):
+            continue
+        if e["kind"] == "cuda":
+            matches = fnmatch.fnmatchcase(targs, e.get("args", "*"))
+        else:
+            matches = set(e["config"].split()) <= have
+        if matches and (row.get("stack") or 0) <= e["stack"]:
             return e["why"]
     return None
 
@@ -788,6 +820,8 @@ def format_table(report: dict) -> str:
             lines += ["CUDA C++ kernels (nvcc build; static shared memory only)", hdr, "-" * len(hdr)]
             for r in sorted(cuda["rows"], key=lambda r: (r["op"], r["kernel"], r["arch"])):
                 ok = "ok" if not r["problems"] else "NO"
+                if ok == "ok" and ((r.get("stack") or 0) or spill_count(r)):
+                    ok = "acc"
                 lines.append(f"{r['op']:30s} {r['kernel'][:60]:60s} {r['arch']:7s} {r['regs']:>4} {r['stack']:>5} "
                              f"{spill_count(r):>7} {r['shared']:>11} {_matrix_col(r):10s} {ok}")
     bad = [r for part in ("triton", "cuda") for r in (report.get(part) or {}).get("rows", []) if r["problems"]]
@@ -799,7 +833,8 @@ def format_table(report: dict) -> str:
     if ACCEPTED_SPILLS:
         lines.append("Accepted spills:")
         for e in ACCEPTED_SPILLS:
-            lines.append(f"  {e['kind']} {e['kernel']} {e['arch']} [{e['config']}] <= {e['stack']} B: {e['why']}")
+            what = e.get("config") if e["kind"] == "triton" else e.get("args", "*")
+            lines.append(f"  {e['kind']} {e['kernel']} {e['arch']} [{what}] <= {e['stack']} B: {e['why']}")
     return "\n".join(lines)
 
 

@@ -19,7 +19,8 @@
 // grad_basis order-dependent.
 //
 // Two paths: T <= 8 keeps A and the per-channel T-vectors in registers (fully unrolled; the
-// production case T = 8); larger T keeps them in the thread's own column of shared memory with
+// production case T = 8; the backward only for float D <= 3 and double D = 1, see kRegisterBwd);
+// larger T keeps them in the thread's own column of shared memory with
 // runtime T loops (any T that fits the opt-in shared memory, 1-D blocks, global atomics).
 #include <cstdint>
 
@@ -39,11 +40,22 @@ using vidops::cuda::store;
 
 constexpr int kTMax = 8;  // register path for T <= 8; the shared-memory path takes larger T
 constexpr int kFwdThreads = 128;
-constexpr int kFwdMinBlocks = 6;  // <= 80 registers: enough loads in flight per SM
+// <= 128 registers: the float forward needs 64 (D = 1) to 96 (D = 4); a cap of 80 (6 blocks) made
+// D = 4 spill 8-16 B
+constexpr int kFwdMinBlocks = 4;
 constexpr int kTileW = 32;
 constexpr int kTileH = 8;
 constexpr int kBwdThreads = kTileW * kTileH;
-constexpr int kBwdMinBlocks = 2;  // <= 128 registers for float and D = 1 (else up to 255)
+// <= 128 registers for float and D = 1 (else up to 255): 2 blocks (16 warps) per SM at the cost of
+// 8-24 B of stack (uncapped it needs 152-168 registers, one block per SM)
+constexpr int kBwdMinBlocks = 2;
+
+// The register backward keeps A, grad_A (T x D each) and four T-vectors per thread: with float
+// and D = 4, or double and D >= 2, that needs more than 255 registers (104 B of stack for float
+// D = 4 on sm_80, 184..536 B for double D >= 3, measured with cuobjdump), so those take the
+// shared-memory path, which keeps A and grad_A in the thread's column of shared memory.
+template <typename acc_t, int D>
+constexpr bool kRegisterBwd = sizeof(acc_t) == 4 ? D <= 3 : D <= 1;
 constexpr int kGenMaxThreads = 128;
 constexpr int kSmemLimit = 48 * 1024;
 
@@ -538,39 +550,47 @@ const char* launch_fwd(const void* x, const void* basis, void* pbar, void* enopr
   return nullptr;
 }
 
+// The register path (T <= kTMax): one thread per pixel of a kTileH x kTileW tile.
+template <typename scalar_t, typename acc_t, int D>
+const char* launch_bwd_registers(const void* gp, const void* ge, const void* x, const void* basis, void* gx,
+                                 void* gb, Args<acc_t> a, cudaStream_t stream) {
+  // bound of a tile's footprint in the basis; stage in shared memory when it fits and the basis is
+  // smaller than x (at scale 1 every basis cell has a single writer: plain global atomics)
+  const double sh = static_cast<double>(a.h) / static_cast<double>(a.H);
+  const double sw = static_cast<double>(a.w) / static_cast<double>(a.W);
+  int64_t fh = static_cast<int64_t>((kTileH - 1) * sh) + 3, fw = static_cast<int64_t>((kTileW - 1) * sw) + 3;
+  fh = fh < a.h ? fh : a.h;
+  fw = fw < a.w ? fw : a.w;
+  const int64_t bytes = a.T * D * fh * fw * static_cast<int64_t>(sizeof(acc_t));
+  const bool smem = bytes <= kSmemLimit && (a.h < a.H || a.w < a.W);
+  a.fh = smem ? fh : 0;
+  a.fw = smem ? fw : 0;
+  const int64_t tiles = ((a.H + kTileH - 1) / kTileH) * ((a.W + kTileW - 1) / kTileW);
+  dim3 grid(static_cast<unsigned>(tiles), grid_y(a.N));
+  pwtp_bwd_kernel<scalar_t, acc_t, D, kTMax><<<grid, kBwdThreads, smem ? bytes : 0, stream>>>(
+      static_cast<const scalar_t*>(gp), static_cast<const acc_t*>(ge), static_cast<const scalar_t*>(x),
+      static_cast<const acc_t*>(basis), static_cast<scalar_t*>(gx), static_cast<acc_t*>(gb), a);
+  VIDOPS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  return nullptr;
+}
+
 template <typename scalar_t, typename acc_t, int D>
 const char* launch_bwd(const void* gp, const void* ge, const void* x, const void* basis, void* gx, void* gb,
                        const Args<acc_t>& a0, cudaStream_t stream) {
   Args<acc_t> a = a0;
   const int64_t HW = a.H * a.W;
-  if (a.T <= kTMax) {
-    // bound of a tile's footprint in the basis; stage in shared memory when it fits and the basis is
-    // smaller than x (at scale 1 every basis cell has a single writer: plain global atomics)
-    const double sh = static_cast<double>(a.h) / static_cast<double>(a.H);
-    const double sw = static_cast<double>(a.w) / static_cast<double>(a.W);
-    int64_t fh = static_cast<int64_t>((kTileH - 1) * sh) + 3, fw = static_cast<int64_t>((kTileW - 1) * sw) + 3;
-    fh = fh < a.h ? fh : a.h;
-    fw = fw < a.w ? fw : a.w;
-    const int64_t bytes = a.T * D * fh * fw * static_cast<int64_t>(sizeof(acc_t));
-    const bool smem = bytes <= kSmemLimit && (a.h < a.H || a.w < a.W);
-    a.fh = smem ? fh : 0;
-    a.fw = smem ? fw : 0;
-    const int64_t tiles = ((a.H + kTileH - 1) / kTileH) * ((a.W + kTileW - 1) / kTileW);
-    dim3 grid(static_cast<unsigned>(tiles), grid_y(a.N));
-    pwtp_bwd_kernel<scalar_t, acc_t, D, kTMax><<<grid, kBwdThreads, smem ? bytes : 0, stream>>>(
-        static_cast<const scalar_t*>(gp), static_cast<const acc_t*>(ge), static_cast<const scalar_t*>(x),
-        static_cast<const acc_t*>(basis), static_cast<scalar_t*>(gx), static_cast<acc_t*>(gb), a);
-  } else {
-    auto kernel = pwtp_bwd_smem_kernel<scalar_t, acc_t, D>;
-    int threads = 0;
-    int64_t bytes = 0;
-    if (const char* err = smem_block(kernel, a.T * (2 * D + 1) * static_cast<int64_t>(sizeof(acc_t)), threads, bytes))
-      return err;
-    dim3 grid(static_cast<unsigned>((HW + threads - 1) / threads), grid_y(a.N));
-    kernel<<<grid, threads, bytes, stream>>>(static_cast<const scalar_t*>(gp), static_cast<const acc_t*>(ge),
-                                             static_cast<const scalar_t*>(x), static_cast<const acc_t*>(basis),
-                                             static_cast<scalar_t*>(gx), static_cast<acc_t*>(gb), a);
+  if constexpr (kRegisterBwd<acc_t, D>) {
+    if (a.T <= kTMax) return launch_bwd_registers<scalar_t, acc_t, D>(gp, ge, x, basis, gx, gb, a, stream);
   }
+  auto kernel = pwtp_bwd_smem_kernel<scalar_t, acc_t, D>;
+  int threads = 0;
+  int64_t bytes = 0;
+  if (const char* err = smem_block(kernel, a.T * (2 * D + 1) * static_cast<int64_t>(sizeof(acc_t)), threads, bytes))
+    return err;
+  dim3 grid(static_cast<unsigned>((HW + threads - 1) / threads), grid_y(a.N));
+  kernel<<<grid, threads, bytes, stream>>>(static_cast<const scalar_t*>(gp), static_cast<const acc_t*>(ge),
+                                           static_cast<const scalar_t*>(x), static_cast<const acc_t*>(basis),
+                                           static_cast<scalar_t*>(gx), static_cast<acc_t*>(gb), a);
   VIDOPS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   return nullptr;
 }

@@ -120,6 +120,10 @@ class Case:
     # optional: breakdown(provider_name, inputs) -> {layer name: ms per step}, called once per
     # provider after its timing (not timed itself); stored as the record's "breakdown"
     breakdown: Optional[Callable[[str, dict], dict]] = None
+    # time the providers in alternation (one call each per round) instead of one after the other:
+    # for steps long enough that the machine's drift over a provider's run exceeds the difference
+    # being measured (whole models); the speedup is then the median of the per-round ratios
+    interleave: bool = False
 
 
 # ---- helpers for case modules ----------------------------------------------------------------

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import gc
 import math
 import sys
 import time
@@ -199,6 +200,7 @@ def run_case(case: Case, cfg: RunConfig, copy_gbps: Optional[float], log=None, s
         return [dict(base, provider=n, error=f"setup: {_short_error(exc)}") for n in names]
     shared: dict = {}
     oracle = None
+    pending = []  # interleaved cases: (name, record, step) checked, timed together after the loop
     for name in names:
         rec = dict(base, provider=name)
         records.append(rec)
@@ -221,38 +223,84 @@ def run_case(case: Case, cfg: RunConfig, copy_gbps: Optional[float], log=None, s
                 rec["oracle"] = oracle_kind
                 rec["check"] = "ok" if rec["rel_err"] <= rec["err_bound"] else "MISMATCH"
             del out, result
+            if case.interleave:
+                pending.append((name, rec, step))
+                continue
             # a slow first call of an eager provider is its warm-up (compiled ones compiled in it)
             est = None if "compiled" in name else rec["first_call_ms"] * 1e-3
             t = timing.time_fn(step, step.reset, device, cfg.policy, est)
-            rec.update(median_ms=t.median, p20_ms=t.p20, p80_ms=t.p80, reps=t.reps)
-            if case.bytes:
-                rec["gbps"] = case.bytes / (t.median * 1e-3) / 1e9
-                if copy_gbps:
-                    rec["pct_copy_bw"] = 100 * rec["gbps"] / copy_gbps
-            if case.flops:
-                rec["tflops"] = case.flops / (t.median * 1e-3) / 1e12
-            if cfg.memory:
-                rec["peak_mem_bytes"], rec["peak_mem_method"] = timing.peak_memory(step, step.reset, device)
-            step.reset()
-            if case.breakdown is not None:
-                rec["breakdown"] = {str(k): float(v) for k, v in case.breakdown(name, inputs).items()}
-                step.reset()
-            log(f"  {name:20s} {t.median:10.3f} ms  (p20 {t.p20:.3f}, p80 {t.p80:.3f}, {t.reps} reps)")
+            _finish(case, cfg, name, rec, step, t, inputs, copy_gbps, log)
         except Exception as exc:
             rec["error"] = _short_error(exc)
             rec["traceback"] = traceback.format_exc(limit=4)
             step.reset()
             log(f"  {name:20s} ERROR {rec['error']}")
+    if pending:
+        _time_interleaved(case, cfg, pending, inputs, copy_gbps, log)
     _speedups(records)
     _targets(case, records)
     return records
+
+
+def _time_interleaved(case: Case, cfg: RunConfig, pending: list, inputs: dict, copy_gbps, log) -> None:
+    """Times the providers one call each per round, the same number of rounds for all (the
+    policy's count for the slowest first call), then finishes each record as run_case does."""
+    est = max(rec["first_call_ms"] for _, rec, _ in pending) * 1e-3
+    rounds = cfg.policy.count(est)
+    samples = {name: timing.Timing() for name, _, _ in pending}
+    if est < timing.SLOW_CALL_S:  # one more warm-up call each, as the sequential timing makes
+        for _, _, step in pending:
+            step.reset()
+            step()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            for name, _, step in pending:
+                samples[name].times_ms.append(timing.time_once(step, step.reset, cfg.device))
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    ref = samples.get("reference")
+    for name, rec, step in pending:
+        try:
+            t = samples[name]
+            if ref is not None:
+                ratios = sorted(a / b for a, b in zip(ref.times_ms, t.times_ms))
+                rec["paired_speedup"] = timing.Timing(ratios).median
+            rec["interleaved_rounds"] = rounds
+            _finish(case, cfg, name, rec, step, t, inputs, copy_gbps, log)
+        except Exception as exc:
+            rec["error"] = _short_error(exc)
+            rec["traceback"] = traceback.format_exc(limit=4)
+            step.reset()
+            log(f"  {name:20s} ERROR {rec['error']}")
+
+
+def _finish(case: Case, cfg: RunConfig, name: str, rec: dict, step, t, inputs: dict, copy_gbps, log) -> None:
+    """The record's timing figures, peak memory and breakdown, from the timing t."""
+    device = cfg.device
+    rec.update(median_ms=t.median, p20_ms=t.p20, p80_ms=t.p80, reps=t.reps)
+    if case.bytes:
+        rec["gbps"] = case.bytes / (t.median * 1e-3) / 1e9
+        if copy_gbps:
+            rec["pct_copy_bw"] = 100 * rec["gbps"] / copy_gbps
+    if case.flops:
+        rec["tflops"] = case.flops / (t.median * 1e-3) / 1e12
+    if cfg.memory:
+        rec["peak_mem_bytes"], rec["peak_mem_method"] = timing.peak_memory(step, step.reset, device)
+    step.reset()
+    if case.breakdown is not None:
+        rec["breakdown"] = {str(k): float(v) for k, v in case.breakdown(name, inputs).items()}
+        step.reset()
+    log(f"  {name:20s} {t.median:10.3f} ms  (p20 {t.p20:.3f}, p80 {t.p80:.3f}, {t.reps} reps)")
 
 
 def _speedups(records: list) -> None:
     ref = next((r for r in records if r["provider"] == "reference" and "median_ms" in r), None)
     for r in records:
         if ref is not None and "median_ms" in r:
-            r["speedup"] = ref["median_ms"] / r["median_ms"]
+            r["speedup"] = r.get("paired_speedup") or ref["median_ms"] / r["median_ms"]
 
 
 def _targets(case: Case, records: list) -> None:
@@ -268,6 +316,8 @@ def _targets(case: Case, records: list) -> None:
                     b = by_name.get(t.baseline)
                     if b is not None and "median_ms" in b:
                         measured = b["median_ms"] / r["median_ms"]
+                        if t.baseline == "reference" and r.get("paired_speedup"):
+                            measured = r["paired_speedup"]
                 elif t.kind == "copy_bw":
                     measured = r.get("pct_copy_bw")
                 elif t.kind == "tflops":

@@ -155,6 +155,17 @@ def time_cuda(step: Callable, reset: Optional[Callable] = None, policy: Policy =
     return Timing(times_ms=[s.elapsed_time(e) for s, e in zip(starts, ends)], warmup_ms=est * 1e3)
 
 
+def time_once(step: Callable, reset: Optional[Callable], device: torch.device) -> float:
+    """Milliseconds of one call (reset outside it; the device synchronised before and after):
+    the sample of interleaved timing, for steps long enough that launch gaps do not matter."""
+    (reset or _noop)()
+    sync(device)
+    t0 = time.perf_counter()
+    step()
+    sync(device)
+    return (time.perf_counter() - t0) * 1e3
+
+
 def time_fn(step: Callable, reset: Optional[Callable], device: torch.device, policy: Policy,
             estimate_s: Optional[float] = None) -> Timing:
     if device.type == "cuda":

@@ -162,7 +162,7 @@ def cases(device: torch.device, quick: bool, options: CaseOptions | None = None)
                     flops=None if macs is None else 2 * macs * N * (1 if mode == "fwd" else 3),
                     shape={"model": spec.label, "N": N, "frames": spec.frames, "size": spec.size,
                            "params": params, "gmacs_per_clip": None if macs is None else macs / 1e9},
-                    targets=targets, breakdown=breakdown,
+                    targets=targets, breakdown=breakdown, interleave=True,
                     note=note or ("training step: forward, cross-entropy (+ ENoPR for DAN), backward, SGD"
                                   if mode == "fwd+bwd" else "inference, eval mode"),
                 ))
