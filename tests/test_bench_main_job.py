@@ -340,3 +340,29 @@ def test_chart_draws_the_models_breakdown_as_stacked_bars(tmp_path):
     assert h == round((1.0 + report.PANEL_H_IN * layout["rows"] + report.BREAKDOWN_H_IN) * report.CHART_DPI)
     row = report._row(result["records"][-1], result["header"], None)
     assert json.loads(row["breakdown"]) == pytest.approx({"stem": 2.4, "res2": 3.6, "res3": 3.6})
+
+
+def test_interleaved_case_alternates_providers_and_reports_paired_ratios():
+    import time
+
+    from vidops.bench.registry import Case
+    calls = []
+
+    def provider(name, seconds):
+        def run(i):
+            calls.append(name)
+            time.sleep(seconds)
+            return i["x"] * 2
+        return run
+
+    case = Case(op="op0", name="interleaved", mode="fwd", dtype="float32",
+                setup=lambda: {"x": torch.ones(3)}, interleave=True,
+                providers={"reference": provider("reference", 0.004), "vidops_cpu": provider("vidops_cpu", 0.002)})
+    cfg = runner.RunConfig(device=torch.device("cpu"), memory=False, policy=timing.Policy(reps=4))
+    recs = {r["provider"]: r for r in runner.run_case(case, cfg, None, log=lambda s: None)}
+    assert recs["vidops_cpu"]["interleaved_rounds"] == 4 and recs["vidops_cpu"]["reps"] == 4
+    # first calls (one each), the extra warm-up (one each), then the rounds in alternation
+    assert calls[-8:] == ["reference", "vidops_cpu"] * 4
+    assert 1.3 < recs["vidops_cpu"]["paired_speedup"] < 3.0
+    assert recs["vidops_cpu"]["speedup"] == recs["vidops_cpu"]["paired_speedup"]
+    assert recs["reference"]["speedup"] == 1.0

@@ -242,11 +242,20 @@ def run_case(case: Case, cfg: RunConfig, copy_gbps: Optional[float], log=None, s
     return records
 
 
+INTERLEAVED_ROUNDS = 10
+INTERLEAVED_BUDGET_S = 60.0
+
+
 def _time_interleaved(case: Case, cfg: RunConfig, pending: list, inputs: dict, copy_gbps, log) -> None:
     """Times the providers one call each per round, the same number of rounds for all (the
     policy's count for the slowest first call), then finishes each record as run_case does."""
     est = max(rec["first_call_ms"] for _, rec, _ in pending) * 1e-3
+    per_round = sum(rec["first_call_ms"] for _, rec, _ in pending) * 1e-3
+    # at least INTERLEAVED_ROUNDS rounds while they fit in INTERLEAVED_BUDGET_S: the ratio of two
+    # long steps needs more samples than either median does (their noise does not cancel)
     rounds = cfg.policy.count(est)
+    if cfg.policy.reps is None:  # --reps (and --smoke) fix the count
+        rounds = max(rounds, min(INTERLEAVED_ROUNDS, int(INTERLEAVED_BUDGET_S / max(per_round, 1e-6))))
     samples = {name: timing.Timing() for name, _, _ in pending}
     if est < timing.SLOW_CALL_S:  # one more warm-up call each, as the sequential timing makes
         for _, _, step in pending:
