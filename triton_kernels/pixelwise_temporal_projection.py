@@ -292,7 +292,10 @@ def _config(x, basis, D, eps):
     acc = acc_dtype(x)
     sh = split_f64(h_in / H) if H > 0 else (0.0, 0.0)
     sw = split_f64(w_in / W) if W > 0 else (0.0, 0.0)
-    return dict(T=T, T_PAD=T_PAD, D=D, BLOCK=BLOCK, ACC=acc), \
+    # 8 warps for D >= 3: the per-pixel A, grad_A and T-vectors of 128 pixels over 4 warps spill
+    # (sm_90 bf16, T = 8: backward 152 B at D = 3, 672 B at D = 4; forward 72 B at D = 4)
+    warps = 8 if D >= 3 else 4
+    return dict(T=T, T_PAD=T_PAD, D=D, BLOCK=BLOCK, ACC=acc, num_warps=warps), \
         (sh[0], sh[1], sw[0], sw[1], *split_f64(effective_eps(eps, acc)), TINY), h_in, w_in
 
 
