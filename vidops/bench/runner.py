@@ -231,10 +231,7 @@ def run_case(case: Case, cfg: RunConfig, copy_gbps: Optional[float], log=None, s
             t = timing.time_fn(step, step.reset, device, cfg.policy, est)
             _finish(case, cfg, name, rec, step, t, inputs, copy_gbps, log)
         except Exception as exc:
-            rec["error"] = _short_error(exc)
-            rec["traceback"] = traceback.format_exc(limit=4)
-            step.reset()
-            log(f"  {name:20s} ERROR {rec['error']}")
+            _record_error(rec, name, step, exc, log)
     if pending:
         _time_interleaved(case, cfg, pending, inputs, copy_gbps, log)
     _speedups(records)
@@ -280,10 +277,14 @@ def _time_interleaved(case: Case, cfg: RunConfig, pending: list, inputs: dict, c
             rec["interleaved_rounds"] = rounds
             _finish(case, cfg, name, rec, step, t, inputs, copy_gbps, log)
         except Exception as exc:
-            rec["error"] = _short_error(exc)
-            rec["traceback"] = traceback.format_exc(limit=4)
-            step.reset()
-            log(f"  {name:20s} ERROR {rec['error']}")
+            _record_error(rec, name, step, exc, log)
+
+
+def _record_error(rec: dict, name: str, step, exc: Exception, log) -> None:
+    rec["error"] = _short_error(exc)
+    rec["traceback"] = traceback.format_exc(limit=4)
+    step.reset()
+    log(f"  {name:20s} ERROR {rec['error']}")
 
 
 def _finish(case: Case, cfg: RunConfig, name: str, rec: dict, step, t, inputs: dict, copy_gbps, log) -> None:
