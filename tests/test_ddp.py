@@ -11,7 +11,12 @@ import torch
 from vidops import train_ddp
 from vidops._tolerance import compare
 
-ARGS = dict(steps=2, batch=2, segments=2, num_classes=5, dropout=0.0, freeze_bn=True)
+ARGS = dict(steps=2, batch=2, segments=2, num_classes=5, dropout=0.0, freeze_bn=True, lr=0.01)
+# The RNL model at lr 0.01: its first step multiplies the gradients ~300x (0.05 -> 14) and the
+# second step turns the rounding differences between a 1-thread rank on one clip and a 2-thread
+# process on both (1e-7) into 3% gradient differences (measured without DDP too: two replicas on
+# half batches in one process, 1 thread): a comparison of chaos, not of DDP. At 0.001 it passes.
+LR = {"rnl_tsm_resnet50": 0.001}
 SIZE = {"bqn_resnet50": 56}  # its laterals' reflect padding needs 56 x 56 frames; 32 for the rest
 
 
@@ -35,14 +40,14 @@ def ddp_runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
     for name in train_ddp.MODELS:
         torch.save(_activated_state(name), out / f"{name}_init.pt")
-    by_size = {}
+    groups = {}
     for name in train_ddp.MODELS:
-        by_size.setdefault(SIZE.get(name, 32), []).append(name)
-    for size, names in by_size.items():
+        groups.setdefault((SIZE.get(name, 32), LR.get(name, ARGS["lr"])), []).append(name)
+    for (size, lr), names in groups.items():
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                "-m", "vidops.train_ddp", "--model", ",".join(names), "--device", "cpu",
                "--steps", str(ARGS["steps"]), "--batch-size", str(ARGS["batch"]), "--segments", str(ARGS["segments"]),
-               "--size", str(size), "--num-classes", str(ARGS["num_classes"]), "--dropout", "0",
+               "--size", str(size), "--num-classes", str(ARGS["num_classes"]), "--dropout", "0", "--lr", str(lr),
                "--freeze-bn", "--init", str(out / "{model}_init.pt"), "--out", str(out)]
         run = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
         assert run.returncode == 0, f"torchrun failed:\n{run.stdout[-3000:]}\n{run.stderr[-6000:]}"
@@ -55,7 +60,7 @@ def ddp_runs(tmp_path_factory):
 def test_ddp_matches_one_process_on_the_whole_batch(ddp_runs, name):
     rank0, rank1 = ddp_runs[name]
     start = rank0["initial"]
-    args = dict(ARGS, size=SIZE.get(name, 32))
+    args = dict(ARGS, size=SIZE.get(name, 32), lr=LR.get(name, ARGS["lr"]))
     for k in start:
         assert torch.equal(rank0["final"][k], rank1["final"][k]), f"{name}: ranks disagree on {k}"
     _, one32 = train_ddp.train(name, **args, initial_state=start)
