@@ -394,6 +394,12 @@ def config_for(d: int, dv: int, device: torch.device, dtype: torch.dtype, capabi
                    BWD_BLOCK_E=min(ep, 64), BLOCK_OQ=min(dp, 128), BLOCK_OV=min(ep, 128),
                    BLOCK_OK=min(dp, 128), KV_FUSED=dp <= 64 and ep <= 64, BWD_num_warps=warps,
                    BWD_num_stages=2)
+        if big >= 256:
+            # fp32 at head dims 256/512 (sm_90, triton 3.9): 64 query rows spilled 168-352 B in the
+            # forward; the two-stage backward with 128-wide outputs needed 276 KiB of shared memory
+            # and spilled 432-544 B. 32 rows, one stage and 64-wide outputs compile clean
+            cfg.update(BLOCK_M=32, BWD_num_stages=1, BLOCK_OQ=min(dp, 64), BLOCK_OV=min(ep, 64),
+                       BLOCK_OK=min(dp, 64))
     else:
         sm = _capability(device) if capability is None else capability
         if big <= 128:

@@ -68,6 +68,19 @@ ACCEPTED_SPILLS: list = [
          stack=280, why="d=512 dQ: 280 B stack, 88 LDL/STL (measured); no tiling tried avoids it"),
     dict(kind="triton", kernel="_bwd_kv_kernel", arch="sm_90", config="DO_DK D_CHUNKS=8 BLOCK_E=64 E_CHUNKS=8",
          stack=376, why="d=512 dK: 376 B stack, 114 LDL/STL (measured); no tiling tried avoids it"),
+    # The same backward in the cosine modes (SCALED: the row norms stay live too), 16-bit, d=512 on
+    # sm_90 (triton 3.9, measured; the models use softmax): dQ 352-368 B, dK 448 B.
+    dict(kind="triton", kernel="_bwd_dq_kernel", arch="sm_90", config="SCALED D_CHUNKS=8 BLOCK_E=64 E_CHUNKS=8",
+         stack=368, why="d=512 cosine-mode dQ: 352-368 B, 108-112 LDL/STL (measured)"),
+    dict(kind="triton", kernel="_bwd_kv_kernel", arch="sm_90", config="DO_DK SCALED D_CHUNKS=8 BLOCK_E=64 E_CHUNKS=8",
+         stack=448, why="d=512 cosine-mode dK: 448 B, 130 LDL/STL (measured)"),
+    dict(kind="triton", kernel="_bwd_kv_kernel", arch="sm_90", config="DO_DK SCALED D_CHUNKS=4 E_CHUNKS=4",
+         stack=8, why="d=256 cosine-mode dK: 8 B, 2 LDL/STL (measured)"),
+    # fp32, d=512, cosine modes, sm_80, triton 3.6 only (3.9: none): 8 B, 6 LDL/STL in dQ and dK.
+    dict(kind="triton", kernel="_bwd_dq_kernel", arch="sm_80", config="SCALED BLOCK_M=32 D_CHUNKS=8 E_CHUNKS=8",
+         stack=8, why="fp32 d=512 cosine-mode dQ under triton 3.6: 8 B, 6 LDL/STL (measured)"),
+    dict(kind="triton", kernel="_bwd_kv_kernel", arch="sm_80", config="DO_DK SCALED BLOCK_M=32 D_CHUNKS=8 E_CHUNKS=8",
+         stack=8, why="fp32 d=512 cosine-mode dK under triton 3.6: 8 B, 6 LDL/STL (measured)"),
     # PWTP register backward, D = 1: capped at 128 registers so that two 256-thread blocks share an
     # SM (16 warps); uncapped it needs 152-168 registers and one block fits (measured).
     dict(kind="cuda", kernel="pwtp_bwd_kernel", arch="any", args="<*, 1, 8>", stack=24,
