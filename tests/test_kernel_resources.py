@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(
 
 
 # The CUDA C++ part (cuobjdump over every kernel of the nvcc build, minutes) runs in its own slow test.
-SETS = {"sample": ["--quick", "--sample", "--no-cuda"], "bench": ["--quick", "--no-cuda"],
+SETS = {"bench": ["--quick", "--no-cuda"],
         "cuda": ["--no-triton"]}
 
 

@@ -58,45 +58,55 @@ DTYPES = ("float32", "bfloat16", "float16")
 # and sqrt. The stores come before the first call and the loads once per tile or per pixel set-up,
 # not in the stencil, channel or tap loops.
 _CALL_SAVES = "registers saved across the compiler's 64-bit division / IEEE div-sqrt subroutine calls, once per tile"
+
+
+def _triton(kernel: str, arch: str, config: str, stack: int, why: str) -> dict:
+    return dict(kind="triton", kernel=kernel, arch=arch, config=config, stack=stack, why=why)
+
+
+def _cuda(kernel: str, args: str, stack: int, why: str = _CALL_SAVES) -> dict:
+    return dict(kind="cuda", kernel=kernel, arch="any", args=args, stack=stack, why=why)
+
+
 ACCEPTED_SPILLS: list = [
     # region_attention bf16 backward, head dim 512 on sm_90 (D_CHUNKS=8 x 64): Q.K and dY.V run over
     # 8 head-dim chunks each while S, dP and the 64 x 64 gradient accumulator (fp32) stay live.
     # Measured dQ / dK stack: 128-wide chunks, 256-wide outputs, 2 stages 528 / 528 B (and 336 KiB
     # shared memory); 128-wide chunks and outputs, 1 stage 512 / 568 B; 64-wide chunks and outputs,
     # 1 stage 280 / 376 B (the config used). sm_80 and the dV kernel do not spill with these tiles.
-    dict(kind="triton", kernel="_bwd_dq_kernel", arch="sm_90", config="D_CHUNKS=8 BLOCK_E=64 E_CHUNKS=8",
-         stack=280, why="d=512 dQ: 280 B stack, 88 LDL/STL (measured); no tiling tried avoids it"),
-    dict(kind="triton", kernel="_bwd_kv_kernel", arch="sm_90", config="DO_DK D_CHUNKS=8 BLOCK_E=64 E_CHUNKS=8",
-         stack=376, why="d=512 dK: 376 B stack, 114 LDL/STL (measured); no tiling tried avoids it"),
+    _triton("_bwd_dq_kernel", "sm_90", "D_CHUNKS=8 BLOCK_E=64 E_CHUNKS=8", 280,
+            "d=512 dQ: 280 B stack, 88 LDL/STL (measured); no tiling tried avoids it"),
+    _triton("_bwd_kv_kernel", "sm_90", "DO_DK D_CHUNKS=8 BLOCK_E=64 E_CHUNKS=8", 376,
+            "d=512 dK: 376 B stack, 114 LDL/STL (measured); no tiling tried avoids it"),
     # The same backward in the cosine modes (SCALED: the row norms stay live too), 16-bit, d=512 on
     # sm_90 (triton 3.9, measured; the models use softmax): dQ 352-368 B, dK 448 B.
-    dict(kind="triton", kernel="_bwd_dq_kernel", arch="sm_90", config="SCALED D_CHUNKS=8 BLOCK_E=64 E_CHUNKS=8",
-         stack=368, why="d=512 cosine-mode dQ: 352-368 B, 108-112 LDL/STL (measured)"),
-    dict(kind="triton", kernel="_bwd_kv_kernel", arch="sm_90", config="DO_DK SCALED D_CHUNKS=8 BLOCK_E=64 E_CHUNKS=8",
-         stack=448, why="d=512 cosine-mode dK: 448 B, 130 LDL/STL (measured)"),
-    dict(kind="triton", kernel="_bwd_kv_kernel", arch="sm_90", config="DO_DK SCALED D_CHUNKS=4 E_CHUNKS=4",
-         stack=8, why="d=256 cosine-mode dK: 8 B, 2 LDL/STL (measured)"),
-    dict(kind="triton", kernel="_bwd_kv_kernel", arch="sm_80", config="DO_DK SCALED BLOCK_M=64 D_CHUNKS=8 E_CHUNKS=8",
-         stack=16, why="16-bit d=512 cosine-mode dK on sm_80 under triton 3.6: 16 B, 5 LDL/STL (3.9: none)"),
+    _triton("_bwd_dq_kernel", "sm_90", "SCALED D_CHUNKS=8 BLOCK_E=64 E_CHUNKS=8", 368,
+            "d=512 cosine-mode dQ: 352-368 B, 108-112 LDL/STL (measured)"),
+    _triton("_bwd_kv_kernel", "sm_90", "DO_DK SCALED D_CHUNKS=8 BLOCK_E=64 E_CHUNKS=8", 448,
+            "d=512 cosine-mode dK: 448 B, 130 LDL/STL (measured)"),
+    _triton("_bwd_kv_kernel", "sm_90", "DO_DK SCALED D_CHUNKS=4 E_CHUNKS=4", 8,
+            "d=256 cosine-mode dK: 8 B, 2 LDL/STL (measured)"),
+    _triton("_bwd_kv_kernel", "sm_80", "DO_DK SCALED BLOCK_M=64 D_CHUNKS=8 E_CHUNKS=8", 16,
+            "16-bit d=512 cosine-mode dK on sm_80 under triton 3.6: 16 B, 5 LDL/STL (3.9: none)"),
     # fp32, d=512, cosine modes, sm_80, triton 3.6 only (3.9: none): 8 B, 6 LDL/STL in dQ and dK.
-    dict(kind="triton", kernel="_bwd_dq_kernel", arch="sm_80", config="SCALED BLOCK_M=32 D_CHUNKS=8 E_CHUNKS=8",
-         stack=8, why="fp32 d=512 cosine-mode dQ under triton 3.6: 8 B, 6 LDL/STL (measured)"),
-    dict(kind="triton", kernel="_bwd_kv_kernel", arch="sm_80", config="DO_DK SCALED BLOCK_M=32 D_CHUNKS=8 E_CHUNKS=8",
-         stack=8, why="fp32 d=512 cosine-mode dK under triton 3.6: 8 B, 6 LDL/STL (measured)"),
+    _triton("_bwd_dq_kernel", "sm_80", "SCALED BLOCK_M=32 D_CHUNKS=8 E_CHUNKS=8", 8,
+            "fp32 d=512 cosine-mode dQ under triton 3.6: 8 B, 6 LDL/STL (measured)"),
+    _triton("_bwd_kv_kernel", "sm_80", "DO_DK SCALED BLOCK_M=32 D_CHUNKS=8 E_CHUNKS=8", 8,
+            "fp32 d=512 cosine-mode dK under triton 3.6: 8 B, 6 LDL/STL (measured)"),
     # PWTP register backward, D = 1: capped at 128 registers so that two 256-thread blocks share an
     # SM (16 warps); uncapped it needs 152-168 registers and one block fits (measured).
-    dict(kind="cuda", kernel="pwtp_bwd_kernel", arch="any", args="<*, 1, 8>", stack=24,
-         why="D=1 capped at 128 registers for 2 blocks/SM: 8-24 B, <= 10 LDL/STL (uncapped: 152-168 regs)"),
-    dict(kind="cuda", kernel="pwtp_bwd_smem_kernel", arch="any", args="*", stack=16, why=_CALL_SAVES),
-    dict(kind="cuda", kernel="pwtp_fwd_smem_kernel", arch="any", args="*", stack=32, why=_CALL_SAVES),
-    dict(kind="cuda", kernel="tsp_fwd_kernel", arch="any", args="*", stack=16, why=_CALL_SAVES),
-    dict(kind="cuda", kernel="tsp_bwd_kernel", arch="any", args="*", stack=24, why=_CALL_SAVES),
-    dict(kind="cuda", kernel="busy_quiet_kernel", arch="any", args="<double, 0>", stack=8, why=_CALL_SAVES),
-    dict(kind="cuda", kernel="mbp_forward_kernel", arch="any", args="<double, 0>", stack=8, why=_CALL_SAVES),
-    dict(kind="cuda", kernel="mbp_backward_tile_kernel", arch="any", args="<double, *>", stack=80, why=_CALL_SAVES),
-    dict(kind="cuda", kernel="mbp_backward_tile_kernel", arch="any", args="*", stack=48, why=_CALL_SAVES),
-    dict(kind="cuda", kernel="dwc_fwd_kernel", arch="any", args="<double, *>", stack=32, why=_CALL_SAVES),
-    dict(kind="cuda", kernel="dwc_wgrad_kernel", arch="any", args="<double, *>", stack=24, why=_CALL_SAVES),
+    _cuda("pwtp_bwd_kernel", "<*, 1, 8>", 24,
+            "D=1 capped at 128 registers for 2 blocks/SM: 8-24 B, <= 10 LDL/STL (uncapped: 152-168 regs)"),
+    _cuda("pwtp_bwd_smem_kernel", "*", 16),
+    _cuda("pwtp_fwd_smem_kernel", "*", 32),
+    _cuda("tsp_fwd_kernel", "*", 16),
+    _cuda("tsp_bwd_kernel", "*", 24),
+    _cuda("busy_quiet_kernel", "<double, 0>", 8),
+    _cuda("mbp_forward_kernel", "<double, 0>", 8),
+    _cuda("mbp_backward_tile_kernel", "<double, *>", 80),
+    _cuda("mbp_backward_tile_kernel", "*", 48),
+    _cuda("dwc_fwd_kernel", "<double, *>", 32),
+    _cuda("dwc_wgrad_kernel", "<double, *>", 24),
 ]
 
 

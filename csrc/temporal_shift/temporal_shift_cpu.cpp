@@ -55,7 +55,7 @@ void shift_dense_frames(const E* x, E* out, const Problem& p, int64_t NT) {
       const int64_t nt = b / frame, off = b - nt * frame;
       const int k = off < ends[0] ? 0 : (off < ends[1] ? 1 : 2);
       const int64_t len = std::min(end, nt * frame + ends[k]) - b;
-      const int64_t t = nt % p.T, d = frame_offset(k == 0 ? 0 : (k == 1 ? p.fold : 2 * p.fold), p.fold, p.backward);
+      const int64_t t = nt % p.T, d = frame_offset(off / HW, p.fold, p.backward);
       if (t + d < 0 || t + d >= p.T) {
         std::memset(out + b, 0, len * sizeof(E));
       } else {

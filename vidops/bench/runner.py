@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import fnmatch
-import gc
 import math
 import sys
 import time
@@ -245,7 +244,8 @@ INTERLEAVED_BUDGET_S = 60.0
 
 def _time_interleaved(case: Case, cfg: RunConfig, pending: list, inputs: dict, copy_gbps, log) -> None:
     """Times the providers one call each per round, the same number of rounds for all (the
-    policy's count for the slowest first call), then finishes each record as run_case does."""
+    policy's count for the slowest first call, at least INTERLEAVED_ROUNDS where they fit in
+    INTERLEAVED_BUDGET_S), then finishes each record as run_case does."""
     est = max(rec["first_call_ms"] for _, rec, _ in pending) * 1e-3
     per_round = sum(rec["first_call_ms"] for _, rec, _ in pending) * 1e-3
     # at least INTERLEAVED_ROUNDS rounds while they fit in INTERLEAVED_BUDGET_S: the ratio of two
@@ -258,15 +258,10 @@ def _time_interleaved(case: Case, cfg: RunConfig, pending: list, inputs: dict, c
         for _, _, step in pending:
             step.reset()
             step()
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with timing.gc_paused():
         for _ in range(rounds):
             for name, _, step in pending:
                 samples[name].times_ms.append(timing.time_once(step, step.reset, cfg.device))
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     ref = samples.get("reference")
     for name, rec, step in pending:
         try:
@@ -324,10 +319,10 @@ def _targets(case: Case, records: list) -> None:
             if "median_ms" in r:
                 if t.kind == "speedup":
                     b = by_name.get(t.baseline)
-                    if b is not None and "median_ms" in b:
+                    if t.baseline == "reference" and "speedup" in r:
+                        measured = r["speedup"]  # paired for interleaved cases (_speedups)
+                    elif b is not None and "median_ms" in b:
                         measured = b["median_ms"] / r["median_ms"]
-                        if t.baseline == "reference" and r.get("paired_speedup"):
-                            measured = r["paired_speedup"]
                 elif t.kind == "copy_bw":
                     measured = r.get("pct_copy_bw")
                 elif t.kind == "tflops":

@@ -90,14 +90,24 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+@contextlib.contextmanager
+def gc_paused():
+    """No garbage collection inside the timed calls (it would land in whichever call triggers it)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def time_cpu(step: Callable, reset: Optional[Callable] = None, policy: Policy = Policy(),
              estimate_s: Optional[float] = None) -> Timing:
     """estimate_s: the wall time of a call made just before (the caller's untimed first call);
     when it is over SLOW_CALL_S it stands for the timed warm-up call, which is then skipped."""
     reset = reset or _noop
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         if estimate_s is not None and estimate_s >= SLOW_CALL_S:
             est = estimate_s
             out = Timing()
@@ -112,9 +122,6 @@ def time_cpu(step: Callable, reset: Optional[Callable] = None, policy: Policy = 
             t0 = time.perf_counter()
             step()
             out.times_ms.append((time.perf_counter() - t0) * 1e3)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     return out
 
 
