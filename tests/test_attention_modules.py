@@ -2,6 +2,7 @@
 ConvPyramidAttention, AttentionChain. Each is checked against its formula written out here
 independently (with NON-zero BN gammas, else every output is trivially x), for identity at
 init, for both layouts, and RNL for loading a reference-format checkpoint."""
+import copy
 import math
 
 import pytest
@@ -315,6 +316,36 @@ def test_channel_gate_keys_identity_and_formula():
         torch.testing.assert_close(m(x), expected, rtol=1e-9, atol=1e-9)
     m.num_segments = 2
     torch.testing.assert_close(m(frames_of(x)), frames_of(expected), rtol=1e-9, atol=1e-9)
+
+
+def test_channel_gate_frames_path_matches_the_video_layout_with_gradients():
+    """impl "vidops" on (N*T, C, H, W) frames (no layout copy, W_k as a GEMM) against impl
+    "reference" (the authors' video view): outputs, the BN's running statistics and every
+    gradient, in training and eval, float64."""
+    torch.manual_seed(0)
+    fast = ChannelGate(8, num_segments=3).double()
+    with torch.no_grad():
+        fast.W_v2.weight.normal_()
+        fast.W_v2.bias.normal_()
+    randomise_bn(fast.bn1)
+    slow = copy.deepcopy(fast)
+    slow.impl = "reference"
+    for training in (True, False):
+        fast.train(training), slow.train(training)
+        x = frames_of(video(3, 8, 3, 4, 5)).requires_grad_()
+        x2 = x.detach().clone().requires_grad_()
+        g = torch.randn(9, 8, 4, 5, dtype=torch.float64)
+        y, y2 = fast(x), slow(x2)
+        torch.testing.assert_close(y, y2, rtol=1e-12, atol=1e-12)
+        (y * g).sum().backward()
+        (y2 * g).sum().backward()
+        torch.testing.assert_close(x.grad, x2.grad, rtol=1e-12, atol=1e-12)
+        for (name, p), p2 in zip(fast.named_parameters(), slow.parameters()):
+            # W_k's bias has a zero gradient (the softmax is shift-invariant): rounding only
+            atol = 1e-12 * max(1.0, p2.grad.abs().max().item())
+            torch.testing.assert_close(p.grad, p2.grad, rtol=1e-10, atol=atol, msg=name)
+        torch.testing.assert_close(fast.bn1.running_mean, slow.bn1.running_mean, rtol=1e-12, atol=1e-12)
+        fast.zero_grad(), slow.zero_grad()
 
 
 def test_spatio_temporal_se_identity_and_formula():

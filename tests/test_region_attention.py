@@ -653,3 +653,50 @@ def test_triton_config_fallback_on_out_of_resources():
     assert len(tried) == 1  # remembered
     with pytest.raises(OutOfResources):
         tk._with_fallback("bwd", lambda c: launch(dict(c, BLOCK_M=64)), cfg, q, 512, 512, "softmax")
+
+
+@pytest.mark.parametrize("w_layout", ("rows", "transposed"))
+@pytest.mark.parametrize("onednn", (True, False))
+def test_cpu_block_gemm_matches_mm_in_both_weight_layouts(w_layout, onednn, monkeypatch):
+    """gemm_nt(x, w) = x w^T whether w is a contiguous block or the transpose of one (a logit
+    block read as P^T), on oneDNN and on the torch.mm fallback; float64 always takes torch.mm."""
+    if onednn and shared_keys._ONEDNN is None:
+        pytest.skip("this torch has no oneDNN linear")
+    if not onednn:
+        monkeypatch.setattr(shared_keys, "_ONEDNN", None)
+    for M, K, N in ((37, 53, 29), (1, 5, 1), (64, 256, 96)):
+        x = torch.randn(M, K)
+        w = torch.randn(N, K) if w_layout == "rows" else torch.randn(K, N).t()
+        want = x.double() @ w.double().t()
+        got = shared_keys.gemm_nt(x, w)
+        assert got.shape == (M, N) and got.dtype == torch.float32
+        torch.testing.assert_close(got.double(), want, rtol=0, atol=8 * K * torch.finfo(torch.float32).eps *
+                                   (x.abs() @ w.abs().t()).max().item())
+        torch.testing.assert_close(shared_keys.gemm_nt(x.double(), w.double()), want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ("relu", "softmax"))
+def test_cpu_shared_keys_float32_several_blocks_on_both_gemms(mode, monkeypatch):
+    """The symmetric-pair forward and backward in float32 with several position blocks give the
+    same answer (within float32 noise of the float64 reference) on oneDNN and on torch.mm."""
+    q, v, _ = make(2, 24, 101, 16, True, torch.float32, logit_std=3.0)
+    grad = torch.randn(2, 16, 101)
+    w = ref_ra_backward(d64(grad), d64(q), d64(v), d64(q), mode)
+    want_y = ref_ra(d64(q), d64(v), None, mode)
+    results = []
+    for onednn in (True, False):
+        if not onednn:
+            monkeypatch.setattr(shared_keys, "_ONEDNN", None)
+        if mode == "softmax":
+            y, lse = shared_keys.softmax_forward(q, v, 64 * 101, block=30)
+        else:
+            y, lse = shared_keys.relu_forward(q, v, 64 * 101), None
+        dq, dv = shared_keys.backward(grad, q, v, mode == "softmax", 64 * 101, lse, y)
+        results.append((y, dq, dv))
+    same = ref_ra_backward(grad, q, v, q, mode)                     # the float32 reference's own noise
+    same_y = ref_ra(q, v, None, mode)
+    scale_q = (w[0].abs() + w[1].abs()).max()
+    for y, dq, dv in results:
+        assert_close_to_reference(y, want_y, same_y, want_y.abs().max() * q.shape[1], name="y")
+        assert_close_to_reference(dq, w[0] + w[1], same[0] + same[1], scale_q * q.shape[1], name="grad_q")
+        assert_close_to_reference(dv, w[2], same[2], w[2].abs().max() * q.shape[1], name="grad_v")

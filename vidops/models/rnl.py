@@ -75,15 +75,19 @@ class DiagonalwiseRegionNonLocal(RegionNonLocal):
             state_dict.setdefault(mask_key, mask)
         nn.Module._load_from_state_dict(self, state_dict, prefix, *args, **kwargs)
 
-    def attention_input(self, x: torch.Tensor):
-        v = self.theta(x)
+    def region_conv(self, v: torch.Tensor) -> torch.Tensor:
         if uses_reference(self):
-            return reference.diagonalwise_conv3d(v, self.penta.weight, self.penta.mask.to(v.dtype)), v
-        return depthwise_conv3d(v, self.penta.depthwise_weight(), backend=self.backend), v
+            return reference.diagonalwise_conv3d(v, self.penta.weight, self.penta.mask.to(v.dtype))
+        return depthwise_conv3d(v, self.penta.depthwise_weight(), backend=self.backend)
 
 
 class NonLocalWrapper(nn.Module):
-    """block, then cg (optional) and nl on the block's output viewed as (N, C, T, H, W)."""
+    """block, then cg (optional) and nl. impl "reference" runs them on the block's output viewed
+    as (N, C, T, H, W) and copies the result back to frames, as the authors' NL3DWrapper; impl
+    "vidops" hands them the (N*T, C, H, W) frames (they take both layouts), so each block changes
+    layout only where it needs to."""
+
+    impl = "vidops"
 
     def __init__(self, block: nn.Module, nl: nn.Module, num_segments: int, cg: Optional[nn.Module] = None):
         super().__init__()
@@ -92,9 +96,20 @@ class NonLocalWrapper(nn.Module):
             self.cg = cg
         self.nl = nl
         self.num_segments = num_segments
+        for m in (cg, nl):
+            if m is not None and getattr(m, "num_segments", False) is None:
+                m.num_segments = num_segments
+
+    def _takes_frames(self) -> bool:
+        return all(getattr(m, "num_segments", None) == self.num_segments for m in self.children()
+                   if m is not self.block)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block(x)
+        if not uses_reference(self) and self._takes_frames():
+            if hasattr(self, "cg"):
+                x = self.cg(x)
+            return self.nl(x)
         NT, C, H, W = x.shape
         video = x.view(NT // self.num_segments, self.num_segments, C, H, W).transpose(1, 2)
         if hasattr(self, "cg"):

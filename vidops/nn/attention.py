@@ -39,7 +39,9 @@ class ChannelGate(nn.Module):
 
     Keys W_k.*, W_v1.*, bn1.*, W_v2.* as the reference (cg.* inside the attention chain). The BN
     sees (N, C/r, 1), so training needs a batch of more than one clip, as in the reference.
-    It has no fused op: impl "vidops" and "reference" run this same plain PyTorch.
+    It has no fused op: both impls run plain PyTorch; on the backbone's (N*T, C, H, W) frames impl
+    "vidops" computes the same formula in that layout (no transposes), "reference" views the frames
+    as the video as the authors' code does.
     """
 
     impl = "vidops"
@@ -55,7 +57,22 @@ class ChannelGate(nn.Module):
         nn.init.zeros_(self.W_v2.weight)
         nn.init.zeros_(self.W_v2.bias)
 
+    def _forward_frames(self, x: torch.Tensor) -> torch.Tensor:
+        """impl "vidops" on (N*T, C, H, W) frames: the same formula per frame and no layout copy;
+        W_k as a (1, C) GEMM (a one-channel conv3d's backward is slow on CPU)."""
+        NT, C, H, W = x.shape
+        N, T = NT // self.num_segments, self.num_segments
+        xf = x.reshape(NT, C, H * W)
+        logits = torch.matmul(self.W_k.weight.view(1, C), xf) + self.W_k.bias.view(1, 1, 1)   # (NT, 1, HW)
+        a = logits.reshape(N, T * H * W).softmax(-1).reshape(NT, H * W, 1)
+        ctx = torch.bmm(xf, a).reshape(N, T, C).sum(1)                                      # (N, C)
+        h = torch.relu(self.bn1(self.W_v1(ctx).unsqueeze(-1))).squeeze(-1)
+        out = x.reshape(N, T, C, H, W) + self.W_v2(h).reshape(N, 1, C, 1, 1)
+        return out.reshape(NT, C, H, W)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4 and not uses_reference(self) and self.num_segments is not None:
+            return self._forward_frames(x)
         video = to_video(x, self.num_segments, type(self).__name__)
         N, C = video.shape[:2]
         L = video.shape[2] * video.shape[3] * video.shape[4]                # sizes, not -1: N may be 0

@@ -191,13 +191,16 @@ class RegionNonLocal(nn.Module):
             state_dict[w_key] = diagonalwise_to_depthwise(w, mask)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
+    def region_conv(self, v: torch.Tensor) -> torch.Tensor:
+        """P = F_theta(V): the channel-wise region conv of the (N, C', T, H, W) values."""
+        if uses_reference(self):
+            return reference.depthwise_conv3d(v, self.penta.weight)
+        return depthwise_conv3d(v, self.penta.weight, backend=self.backend)
+
     def attention_input(self, x: torch.Tensor):
         """(queries P, values V) of a 5-D input: V = theta(x), P = F_theta(V)."""
         v = self.theta(x)
-        if uses_reference(self):
-            return reference.depthwise_conv3d(v, self.penta.weight), v
-        p = depthwise_conv3d(v, self.penta.weight, backend=self.backend)
-        return p, v
+        return self.region_conv(v), v
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         video = to_video(x, self.num_segments, type(self).__name__)
