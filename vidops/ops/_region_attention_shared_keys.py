@@ -43,9 +43,9 @@ from .. import _ext
 
 def _onednn_matmul():
     """torch's oneDNN linear (x w^T) when this build has it and it computes one right, else None.
-    On 2 cores (fp32) it runs the attention's block GEMMs at ~200 GFLOP/s where MKL's addmm_ on
-    the (d, L) tensors' column blocks reached ~150: the res3 backward (N=2, d=256, L=6272)
-    1.39 s -> 0.95 s, res4 (d=512, L=1568) 188 -> 156 ms."""
+    On 2 cores (fp32), timed in alternation with the former MKL addmm_ on the (d, L) tensors'
+    column blocks: res3 (N=2, d=256, L=6272) forward 388 -> 369 ms, backward 966 -> 919 ms (90%
+    of it in these GEMMs, ~180 GFLOP/s); res4 (one block of L=1568) unchanged."""
     fn = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
     if fn is None or not torch.backends.mkldnn.is_available():
         return None
