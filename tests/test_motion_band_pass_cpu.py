@@ -74,6 +74,18 @@ def test_float32_unrolled_stencils_every_k_row_remainder_and_width(k):
         _check_all(*_inputs(1, 2, 6, H, W, k, torch.float32), 3, "zeros", "valid")
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("k", [3, 5, 7, 9, 11])
+def test_narrow_frames_through_the_flat_row(k, dtype):
+    """Frames narrower than the CPU's widest vector run the forward stencil as one flat row of the
+    padded pitch (its positions past each row's end dropped): heights and widths that give flat rows
+    of 1 to more than 8 vectors, so every tail block size and the unrolled and run-time k meet."""
+    r = (k - 1) // 2
+    for H, W in ((r + 1, r + 1), (r + 2, 7), (7, 7), (4 + r, 5), (14, 14), (2 * k, r + 3), (1, 9), (3, 15)):
+        sp = "reflect" if H > r and W > r else "zeros"
+        _check_all(*_inputs(2, 3, 5, H, W, k, dtype), 1, sp, "replicate")
+
+
 @pytest.mark.parametrize("s", [1, 2, 3, 4, 5])
 @pytest.mark.parametrize("tp", ["valid", "replicate", "zeros"])
 def test_temporal_strides_and_paddings(s, tp):
@@ -175,7 +187,8 @@ from vidops.reference.motion_band_pass import motion_band_pass as ref, motion_ba
 torch.manual_seed(0)
 worst = 0.0
 for (T, s, tp, sp, H, W, k) in [(6, 3, 'valid', 'reflect', 13, 37, 9), (5, 1, 'replicate', 'zeros', 9, 20, 7),
-                                (4, 2, 'zeros', 'reflect', 7, 5, 5), (3, 1, 'valid', 'reflect', 6, 70, 11)]:
+                                (4, 2, 'zeros', 'reflect', 7, 5, 5), (3, 1, 'valid', 'reflect', 6, 70, 11),
+                                (5, 1, 'replicate', 'reflect', 12, 6, 11), (4, 1, 'replicate', 'reflect', 7, 7, 7)]:
   for dt, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):  # float32: the unrolled-k stencils
     x = torch.randn(2, 2, T, H, W, dtype=torch.float64)
     sw, tw = torch.randn(2, k, k, dtype=torch.float64), torch.randn(2, 3, dtype=torch.float64)

@@ -261,6 +261,115 @@ void stencil(VIDOPS_MBP_STENCIL_ARGS) {
   stencil_base<acc_t, out_t>(in, is, K, k, rows, cols, out, os);
 }
 
+// ---- the stencil of narrow frames, as one flat row ------------------------------------------
+// A frame narrower than this CPU's widest vector is computed as one flat row: output (i, j) is the
+// flat position p = i*is + j of the input's row pitch, and
+//   flat[p] = sum_{a,b < k} K[a*k + b] * in[p + a*is + b]   for p < (rows-1)*is + cols,
+// so the widest vectors run over the whole frame instead of one short row each (a 7 x 7 frame ran
+// in 4-lane vectors with an eighth of them wasted; as one row of 85 positions it is 6 vectors of
+// 16). Positions with p % is >= cols are computed and dropped. Up to 8 vectors share each tap's
+// weight, so 8 independent accumulators hide the FMA latency (the row-block kernel above gets its
+// independent sums from R rows, which a single flat row does not have).
+template <int KS, int NV, typename V, typename acc_t>
+VIDOPS_INLINE void flat_block(const acc_t* in, int64_t is, const acc_t* K, int k_runtime, acc_t* out,
+                              int64_t last /* offset of the last vector */) {
+  constexpr int L = sizeof(V) / sizeof(acc_t);
+  const int k = KS > 0 ? KS : k_runtime;
+  V acc[NV];
+  for (int n = 0; n < NV; ++n) acc[n] = V{};
+#pragma GCC unroll 16
+  for (int a = 0; a < k; ++a) {
+#pragma GCC unroll 16
+    for (int b = 0; b < k; ++b) {
+      const acc_t w = K[a * k + b];
+      const acc_t* row = in + a * is + b;
+      for (int n = 0; n < NV; ++n) acc[n] += w * vload<V>(row + (n + 1 < NV ? n * L : last));
+    }
+  }
+  for (int n = 0; n < NV; ++n) vstore<V, acc_t>(out + (n + 1 < NV ? n * L : last), acc[n]);
+}
+
+// flat[p] for p < n (n >= L): blocks of 8 vectors, then one block of the m vectors the rest needs,
+// its last one ending at n (overlapping its neighbour, which writes the same values).
+template <int KS, typename V, typename acc_t>
+VIDOPS_INLINE void flat_row(const acc_t* in, int64_t is, const acc_t* K, int k, int64_t n, acc_t* out) {
+  constexpr int L = sizeof(V) / sizeof(acc_t);
+  constexpr int NV = 8;
+  int64_t j = 0;
+  for (; j + NV * L <= n; j += NV * L) flat_block<KS, NV, V>(in + j, is, K, k, out + j, (NV - 1) * L);
+  const int64_t rem = n - j;
+  const int64_t last = rem - L;  // relative to j; >= 0 or, with j > 0, a step back into the last block
+  switch ((rem + L - 1) / L) {
+    case 0: return;
+    case 1: return flat_block<KS, 1, V>(in + j, is, K, k, out + j, last);
+    case 2: return flat_block<KS, 2, V>(in + j, is, K, k, out + j, last);
+    case 3: return flat_block<KS, 3, V>(in + j, is, K, k, out + j, last);
+    case 4: return flat_block<KS, 4, V>(in + j, is, K, k, out + j, last);
+    case 5: return flat_block<KS, 5, V>(in + j, is, K, k, out + j, last);
+    case 6: return flat_block<KS, 6, V>(in + j, is, K, k, out + j, last);
+    case 7: return flat_block<KS, 7, V>(in + j, is, K, k, out + j, last);
+    default: return flat_block<KS, 8, V>(in + j, is, K, k, out + j, last);
+  }
+}
+
+template <typename V, typename acc_t>
+VIDOPS_INLINE void flat_impl(const acc_t* in, int64_t is, const acc_t* K, int k, int64_t n, acc_t* out) {
+  if constexpr (std::is_same_v<acc_t, float>) {
+    switch (k) {
+      case 3: return flat_row<3, V>(in, is, K, k, n, out);
+      case 5: return flat_row<5, V>(in, is, K, k, n, out);
+      case 7: return flat_row<7, V>(in, is, K, k, n, out);
+      case 9: return flat_row<9, V>(in, is, K, k, n, out);
+      default: break;
+    }
+  }
+  flat_row<0, V>(in, is, K, k, n, out);
+}
+
+#define VIDOPS_MBP_FLAT_ARGS const acc_t *in, int64_t is, const acc_t *K, int k, int64_t n, acc_t *out
+template <typename acc_t>
+void flat_base(VIDOPS_MBP_FLAT_ARGS) { flat_impl<typename VecOf<acc_t, 16>::type>(in, is, K, k, n, out); }
+#ifdef VIDOPS_MBP_X86
+template <typename acc_t>
+__attribute__((target("avx2,fma"))) void flat_avx2(VIDOPS_MBP_FLAT_ARGS) {
+  flat_impl<typename VecOf<acc_t, 32>::type>(in, is, K, k, n, out);
+}
+template <typename acc_t>
+__attribute__((target("avx512f,avx512vl,avx2,fma"))) void flat_avx512(VIDOPS_MBP_FLAT_ARGS) {
+  flat_impl<typename VecOf<acc_t, 64>::type>(in, is, K, k, n, out);
+}
+#endif
+
+// The stencil of one frame through the flat row (flat: scratch of (rows-1)*is + cols elements plus
+// vector slack), then its valid columns copied out.
+template <typename acc_t, typename out_t>
+void stencil_flat(VIDOPS_MBP_STENCIL_ARGS, acc_t* flat) {
+  const int64_t n = (rows - 1) * is + cols;
+  switch (narrowed_isa(n, sizeof(acc_t))) {
+#ifdef VIDOPS_MBP_X86
+    case Isa::kAvx512: flat_avx512<acc_t>(in, is, K, k, n, flat); break;
+    case Isa::kAvx2: flat_avx2<acc_t>(in, is, K, k, n, flat); break;
+#endif
+    default: flat_base<acc_t>(in, is, K, k, n, flat); break;
+  }
+  for (int64_t i = 0; i < rows; ++i) {
+    const acc_t* src = flat + i * is;
+    out_t* dst = out + i * os;
+    for (int64_t j = 0; j < cols; ++j) dst[j] = static_cast<out_t>(src[j]);
+  }
+}
+
+// stencil() or, for a frame narrower than the widest vector, stencil_flat() (when flat scratch of
+// rows * is elements is given).
+template <typename acc_t, typename out_t>
+void stencil_any(VIDOPS_MBP_STENCIL_ARGS, acc_t* flat) {
+  constexpr int64_t kBaseLanes = 16 / sizeof(acc_t);
+  if (flat != nullptr && rows > 1 && (rows - 1) * is + cols >= kBaseLanes &&
+      narrowed_isa(cols, sizeof(acc_t)) != detect_isa())
+    return stencil_flat<acc_t, out_t>(in, is, K, k, rows, cols, out, os, flat);
+  stencil<acc_t, out_t>(in, is, K, k, rows, cols, out, os);
+}
+
 // gK[a*k+b] += sum_ij g[i,j] * in[i+a, j+b] (see corr_taps_impl) on the best ISA of this CPU.
 template <typename acc_t>
 void corr_taps(VIDOPS_MBP_CORR_ARGS) {
