@@ -107,6 +107,14 @@ def test_list_and_case_interface():
         assert c.mode in registry.MODES
 
 
+def test_models_breakdown_is_the_per_layer_median_of_its_runs():
+    from vidops.bench.cases.models import _median_breakdown
+
+    runs = [{"band-pass": 3.0, "rest": 10.0}, {"band-pass": 1.0, "shift": 4.0, "rest": 30.0},
+            {"band-pass": 2.0, "rest": 20.0}]
+    assert _median_breakdown(runs) == {"band-pass": 2.0, "rest": 20.0, "shift": 0.0}
+
+
 def test_targets_are_evaluated_from_the_records():
     from vidops.bench.runner import _targets
 

@@ -15,10 +15,12 @@ Shapes: CPU (and --quick) N=1 (RNL's training step N=2) and 8 segments, float32:
 RNL-TSM-R50 at 224x224 (where its attention matters: L = 6272 at res3). GPU: N=2 at 224x224 for
 every model (bf16 where asked).
 Each case records the parameter count, the multiply-adds of one forward (`count_flops`) and, per
-provider, the time of every thesis layer in one step (`breakdown`, see vidops/bench/breakdown.py).
+provider, the time of every thesis layer in a step (`breakdown`, the median of BREAKDOWN_RUNS steps,
+see vidops/bench/breakdown.py).
 """
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +31,7 @@ from ..registry import Case, CaseOptions, Target, dtype_of
 
 OP = "models"
 NUM_CLASSES = 400
+BREAKDOWN_RUNS = 3       # the breakdown is the per-layer median of this many steps (the VM's speed drifts)
 
 
 @dataclass(frozen=True)
@@ -150,7 +153,8 @@ def cases(device: torch.device, quick: bool, options: CaseOptions | None = None)
                     if "compiled" in provider:
                         return None          # the compiled graph has no layer boundaries to time
                     model = i["models"][run.model_key]
-                    ms = layer_breakdown(model, lambda: run(i), device)
+                    ms = _median_breakdown([layer_breakdown(model, lambda: run(i), device)
+                                            for _ in range(BREAKDOWN_RUNS)])
                     ms.pop("total", None)
                     ms["rest of the network"] = ms.pop("rest")
                     return ms
@@ -167,6 +171,12 @@ def cases(device: torch.device, quick: bool, options: CaseOptions | None = None)
                                   if mode == "fwd+bwd" else "inference, eval mode"),
                 ))
     return out
+
+
+def _median_breakdown(runs: list) -> dict:
+    """Per layer kind, the median over the runs (a kind missing from a run counts 0 there)."""
+    kinds = list(dict.fromkeys(k for r in runs for k in r))
+    return {k: statistics.median(r.get(k, 0.0) for r in runs) for k in kinds}
 
 
 def _targets(label: str, mode: str, device: torch.device) -> list:
