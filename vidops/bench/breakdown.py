@@ -24,7 +24,7 @@ _BY_CLASS = {
     "RegionNonLocal": "attention", "DiagonalwiseRegionNonLocal": "attention", "NonLocal": "attention",
     "ChannelGate": "attention",
     "SpatioTemporalSE": "attention", "ConvPyramidAttention": "attention", "AttentionChain": "attention",
-    "RegionConv": "region conv",
+    "RegionConv": "region conv", "DiagonalwisePenta": "region conv",
     "PixelWiseTemporalProjection": "projection", "TemporalSqueezePooling": "squeeze",
 }
 

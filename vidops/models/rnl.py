@@ -53,6 +53,13 @@ class DiagonalwisePenta(nn.Module):
         """(C', 1, kt, kh, kw): w[o] = (weight * mask)[o, o mod cpg]."""
         return diagonalwise_to_depthwise(self.weight, self.mask)
 
+    def forward(self, v: torch.Tensor, use_reference: bool = False, backend: Optional[str] = None) -> torch.Tensor:
+        """The region conv of the values v: the authors' grouped conv3d of weight * mask (reference),
+        or the fused depthwise_conv3d of the extracted depthwise kernel (vidops)."""
+        if use_reference:
+            return reference.diagonalwise_conv3d(v, self.weight, self.mask.to(v.dtype))
+        return depthwise_conv3d(v, self.depthwise_weight(), backend=backend)
+
 
 class DiagonalwiseRegionNonLocal(RegionNonLocal):
     """vidops.nn.RegionNonLocal with the region conv stored as the authors store it
@@ -74,11 +81,6 @@ class DiagonalwiseRegionNonLocal(RegionNonLocal):
             state_dict[w_key] = full
             state_dict.setdefault(mask_key, mask)
         nn.Module._load_from_state_dict(self, state_dict, prefix, *args, **kwargs)
-
-    def region_conv(self, v: torch.Tensor) -> torch.Tensor:
-        if uses_reference(self):
-            return reference.diagonalwise_conv3d(v, self.penta.weight, self.penta.mask.to(v.dtype))
-        return depthwise_conv3d(v, self.penta.depthwise_weight(), backend=self.backend)
 
 
 class NonLocalWrapper(nn.Module):

@@ -137,6 +137,17 @@ def _output_block(inter: int, channels: int) -> nn.Sequential:
     return w
 
 
+class RegionConv(WeightHolder):
+    """The region conv F_theta of an RNL block, P = depthwise_conv3d(V, weight) with its
+    (C', 1, kt, kh, kw) `weight` (key `penta.weight`): a submodule of its own so that profilers and
+    hooks see it apart from the attention. The block passes the impl and backend it runs in."""
+
+    def forward(self, v: torch.Tensor, use_reference: bool = False, backend: Optional[str] = None) -> torch.Tensor:
+        if use_reference:
+            return reference.depthwise_conv3d(v, self.weight)
+        return depthwise_conv3d(v, self.weight, backend=backend)
+
+
 class RegionNonLocal(nn.Module):
     """Region-based non-local block (thesis eqs. 4.2-4.9, the public ops/rnl.py):
 
@@ -178,7 +189,7 @@ class RegionNonLocal(nn.Module):
         # the surviving depthwise entries are uniform with the same bound.
         cpg = inter // diagonalwise_groups(inter)
         bound = math.sqrt(6.0 / ((cpg + inter) * math.prod(self.kernel)))
-        self.penta = WeightHolder(torch.empty(inter, 1, *self.kernel).uniform_(-bound, bound))
+        self.penta = RegionConv(torch.empty(inter, 1, *self.kernel).uniform_(-bound, bound))
         self.W = _output_block(inter, in_channels)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
@@ -192,10 +203,9 @@ class RegionNonLocal(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def region_conv(self, v: torch.Tensor) -> torch.Tensor:
-        """P = F_theta(V): the channel-wise region conv of the (N, C', T, H, W) values."""
-        if uses_reference(self):
-            return reference.depthwise_conv3d(v, self.penta.weight)
-        return depthwise_conv3d(v, self.penta.weight, backend=self.backend)
+        """P = F_theta(V): the channel-wise region conv of the (N, C', T, H, W) values (the `penta`
+        submodule, run in this block's impl and backend)."""
+        return self.penta(v, uses_reference(self), self.backend)
 
     def attention_input(self, x: torch.Tensor):
         """(queries P, values V) of a 5-D input: V = theta(x), P = F_theta(V)."""
