@@ -77,9 +77,10 @@ def test_float32_unrolled_stencils_every_k_row_remainder_and_width(k):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("k", [3, 5, 7, 9, 11])
 def test_narrow_frames_through_the_flat_row(k, dtype):
-    """Frames narrower than the CPU's widest vector run the forward stencil as one flat row of the
-    padded pitch (its positions past each row's end dropped): heights and widths that give flat rows
-    of 1 to more than 8 vectors, so every tail block size and the unrolled and run-time k meet."""
+    """Frames narrower than an AVX2 vector (8 floats, 4 doubles) run the forward stencil as one flat
+    row of the padded pitch (its positions past each row's end dropped): heights and widths that
+    give flat rows of 1 to more than 8 vectors, so every tail block size and the unrolled and
+    run-time k meet; the wider ones beside them take the row kernel."""
     r = (k - 1) // 2
     for H, W in ((r + 1, r + 1), (r + 2, 7), (7, 7), (4 + r, 5), (14, 14), (2 * k, r + 3), (1, 9), (3, 15)):
         sp = "reflect" if H > r and W > r else "zeros"

@@ -359,13 +359,15 @@ void stencil_flat(VIDOPS_MBP_STENCIL_ARGS, acc_t* flat) {
   }
 }
 
-// stencil() or, for a frame narrower than the widest vector, stencil_flat() (when flat scratch of
-// rows * is elements is given).
+// stencil() or, for a frame whose rows are narrower than an AVX2 vector (the row kernel would run
+// baseline 4-lane code), stencil_flat() (when flat scratch of rows * is elements is given). Rows of
+// 8 to 15 floats keep the row kernel in AVX2: the flat row's AVX-512 vectors were not faster at
+// 14 x 14 (alternating runs, within the noise) and do more FMAs there (the pitch is 20 for 14).
 template <typename acc_t, typename out_t>
 void stencil_any(VIDOPS_MBP_STENCIL_ARGS, acc_t* flat) {
   constexpr int64_t kBaseLanes = 16 / sizeof(acc_t);
-  if (flat != nullptr && rows > 1 && (rows - 1) * is + cols >= kBaseLanes &&
-      narrowed_isa(cols, sizeof(acc_t)) != detect_isa())
+  if (flat != nullptr && rows > 1 && (rows - 1) * is + cols >= kBaseLanes && detect_isa() != Isa::kBase &&
+      narrowed_isa(cols, sizeof(acc_t)) == Isa::kBase)
     return stencil_flat<acc_t, out_t>(in, is, K, k, rows, cols, out, os, flat);
   stencil<acc_t, out_t>(in, is, K, k, rows, cols, out, os);
 }

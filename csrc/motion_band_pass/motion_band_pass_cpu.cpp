@@ -2,7 +2,7 @@
 //
 // Forward, per output frame (n, c, t): the 3-tap temporal filter first (exact by linearity, and
 // 3x less stencil work at stride 3) into a per-thread padded frame Y, then the k x k stencil of
-// Y straight into the output (a frame narrower than the widest vector through one flat row of Y's
+// Y straight into the output (a frame narrower than an AVX2 vector through one flat row of Y's
 // pitch, see stencil_flat: 2.3x faster at 7 x 7). x is read once through its strides (any layout), the output is
 // written once; the only allocation besides the output is one padded frame per thread.
 //
