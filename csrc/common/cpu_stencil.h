@@ -262,7 +262,7 @@ void stencil(VIDOPS_MBP_STENCIL_ARGS) {
 }
 
 // ---- the stencil of narrow frames, as one flat row ------------------------------------------
-// A frame narrower than this CPU's widest vector is computed as one flat row: output (i, j) is the
+// A frame of narrow rows (see flat_scratch_size) is computed as one flat row: output (i, j) is the
 // flat position p = i*is + j of the input's row pitch, and
 //   flat[p] = sum_{a,b < k} K[a*k + b] * in[p + a*is + b]   for p < (rows-1)*is + cols,
 // so the widest vectors run over the whole frame instead of one short row each (a 7 x 7 frame ran
@@ -359,15 +359,22 @@ void stencil_flat(VIDOPS_MBP_STENCIL_ARGS, acc_t* flat) {
   }
 }
 
-// stencil() or, for a frame whose rows are narrower than an AVX2 vector (the row kernel would run
-// baseline 4-lane code), stencil_flat() (when flat scratch of rows * is elements is given). Rows of
-// 8 to 15 floats keep the row kernel in AVX2: the flat row's AVX-512 vectors were not faster at
-// 14 x 14 (alternating runs, within the noise) and do more FMAs there (the pitch is 20 for 14).
+// The flat scratch stencil_any needs for rows x cols frames of row pitch is: rows * is elements
+// where the flat row serves (rows narrower than an AVX2 vector, where the row kernel would run
+// baseline 4-lane code, on a CPU with AVX2), else 0. Rows of 8 to 15 floats keep the row kernel in
+// AVX2: the flat row's AVX-512 vectors were not faster at 14 x 14 (alternating runs, within the
+// noise) and do more FMAs there (the pitch is 20 for 14).
+inline int64_t flat_scratch_size(int64_t rows, int64_t cols, int64_t is, size_t elem) {
+  const int64_t base_lanes = 16 / static_cast<int64_t>(elem);
+  const bool narrow = rows > 1 && (rows - 1) * is + cols >= base_lanes && detect_isa() != Isa::kBase &&
+                      narrowed_isa(cols, elem) == Isa::kBase;
+  return narrow ? rows * is : 0;
+}
+
+// stencil_flat() where flat_scratch_size() is not 0 and the caller gave that scratch, else stencil().
 template <typename acc_t, typename out_t>
 void stencil_any(VIDOPS_MBP_STENCIL_ARGS, acc_t* flat) {
-  constexpr int64_t kBaseLanes = 16 / sizeof(acc_t);
-  if (flat != nullptr && rows > 1 && (rows - 1) * is + cols >= kBaseLanes && detect_isa() != Isa::kBase &&
-      narrowed_isa(cols, sizeof(acc_t)) == Isa::kBase)
+  if (flat != nullptr && flat_scratch_size(rows, cols, is, sizeof(acc_t)) > 0)
     return stencil_flat<acc_t, out_t>(in, is, K, k, rows, cols, out, os, flat);
   stencil<acc_t, out_t>(in, is, K, k, rows, cols, out, os);
 }

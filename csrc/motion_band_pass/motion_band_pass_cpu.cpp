@@ -2,9 +2,10 @@
 //
 // Forward, per output frame (n, c, t): the 3-tap temporal filter first (exact by linearity, and
 // 3x less stencil work at stride 3) into a per-thread padded frame Y, then the k x k stencil of
-// Y straight into the output (a frame narrower than an AVX2 vector through one flat row of Y's
-// pitch, see stencil_flat: 2.3x faster at 7 x 7). x is read once through its strides (any layout), the output is
-// written once; the only allocation besides the output is one padded frame per thread.
+// Y straight into the output (frames narrower than an AVX2 vector through one flat row of Y's
+// pitch, see stencil_flat: 2.3x faster at 7 x 7). x is read once through its strides (any
+// layout), the output is written once; besides the output, each thread allocates one padded frame
+// (and, for narrow frames, the flat row).
 //
 // Backward, per (n, c), output frames in order, with out = S(Y), Y = Tf(x):
 //   gY    = S^T(grad): the stencil with the flipped kernel over the zero-padded grad, on the padded
@@ -101,10 +102,11 @@ void forward_kernel(const at::Tensor& x, const Weights<acc_t>& wt, const Geometr
   const int64_t frames = g.N * g.C * g.T_out;
   const int64_t per_job = std::max<int64_t>(1, std::min<int64_t>((16384 + frame - 1) / frame, frames / (8 * threads)));
   parallel_jobs((frames + per_job - 1) / per_job, threads, [&](const auto& next) {
-    Workspace<acc_t> ws({P.size(), 3 * g.W, g.H * P.Wp});
+    const int64_t flat_size = flat_scratch_size(g.H, g.W, P.Wp, sizeof(acc_t));
+    Workspace<acc_t> ws({P.size(), 3 * g.W, flat_size});
     acc_t* Y = ws.take(P.size());
     acc_t* scratch = ws.take(3 * g.W);
-    acc_t* flat = ws.take(g.H * P.Wp);
+    acc_t* flat = flat_size > 0 ? ws.take(flat_size) : nullptr;
     for (int64_t job; next(job);) {
       for (int64_t f = job * per_job; f < std::min(frames, (job + 1) * per_job); ++f) {
         const int64_t t = f % g.T_out, nc = f / g.T_out, c = nc % g.C, n = nc / g.C;
