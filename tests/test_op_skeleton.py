@@ -27,7 +27,7 @@ def _inputs(op: str, dtype=F64):
     if op == "busy_quiet":
         return (r(1, 2, 6, 6, 7), r(2, 3, 3), r(2, 3), "mean_minus_busy", 0.5)
     if op == "depthwise_conv3d":
-        return (r(2, 3, 4, 5, 6), r(3, 3, 3, 3))
+        return (r(2, 3, 4, 5, 6), r(3, 3, 3, 3), r(3), [1, 2, 1], [1, 0, 2])
     if op == "temporal_relation":
         return (r(2, 3, 4, 3, 5),)
     if op == "pixelwise_temporal_projection":

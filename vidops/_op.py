@@ -44,7 +44,7 @@ That is all. From the declaration the skeleton builds:
   backward runs on the backend that ran the forward, wherever `.backward()` is called.
 - Inputs with no elements whose outputs have no elements return those empty outputs (and zero
   gradients) before any backend runs, so every backend agrees on empty batches and zero-size dims.
-- Outputs are fresh contiguous tensors (a backend's view of an input is copied), gradients come
+- Outputs are fresh tensors, contiguous unless `output_format=` keeps an input's layout (a backend's view of an input is copied), gradients come
   back in their inputs' dtypes; a None output gradient reaches the backends as zeros.
 - Backends run with autocast off: under torch.autocast the op's own rule (`autocast=`, run in
   the public call while autocast is on for the inputs' device) decides the dtypes, not the
@@ -192,11 +192,18 @@ _TYPE_WORDS = {"Tensor": "a torch.Tensor", "Tensor?": "a torch.Tensor or None", 
                "str": "a str", "str?": "a str or None", "bool": "a bool"}
 
 
+def _int_list_words(t: str) -> str:
+    """"int[3]" -> "a list of 3 ints", "int[]" -> "a list of ints"."""
+    n = t[len("int["):-1]
+    return f"a list of {n} ints" if n else "a list of ints"
+
+
 def _type_error(op: str, arg: _Arg, value) -> TypeError:
     shown = repr(value) if not isinstance(value, torch.Tensor) else f"a {value.layout} tensor"
     if len(shown) > 60:
         shown = shown[:57] + "..."
-    return TypeError(f"vidops.{op}: {arg.name} must be {_TYPE_WORDS.get(arg.type, arg.type)}, "
+    words = _int_list_words(arg.type) if arg.type.startswith("int[") else _TYPE_WORDS.get(arg.type, arg.type)
+    return TypeError(f"vidops.{op}: {arg.name} must be {words}, "
                      f"got {type(value).__name__} {shown}")
 
 
@@ -229,12 +236,30 @@ def _coerce(op: str, arg: _Arg, value):
         if not isinstance(value, str):
             raise _type_error(op, arg, value)
         return value
+    if base.startswith("int["):
+        n = base[len("int["):-1]
+        if (not isinstance(value, (list, tuple)) or (n and len(value) != int(n))
+                or any(isinstance(v, bool) or not isinstance(v, int) for v in value)):
+            raise _type_error(op, arg, value)
+        return list(value)
     return value
 
 
+_FORMAT_DIM = {torch.channels_last: 4, torch.channels_last_3d: 5}
+
+
+def _format_for(t: torch.Tensor, memory_format) -> torch.memory_format:
+    """`memory_format` where it fits t's rank (channels_last: 4-D, channels_last_3d: 5-D), else
+    contiguous: an op's layout rule applies to its results of that rank (a 5-D gradient follows
+    a channels_last_3d input, the op's 1-D or 4-D weight gradient stays contiguous)."""
+    need = _FORMAT_DIM.get(memory_format)
+    return memory_format if need is None or t.dim() == need else torch.contiguous_format
+
+
 def _fresh(out: torch.Tensor, inputs, memory_format=torch.contiguous_format) -> torch.Tensor:
-    """out as a tensor in `memory_format` (contiguous unless the op says otherwise) sharing no
-    memory with any of `inputs`."""
+    """out as a tensor in `memory_format` (contiguous unless the op says otherwise; the format
+    applies where it fits out's rank) sharing no memory with any of `inputs`."""
+    memory_format = _format_for(out, memory_format)
     if out.numel():
         ptr = out.untyped_storage().data_ptr()
         for t in inputs:
@@ -277,8 +302,9 @@ class Op:
             grads_of: the forward input each backward output is the gradient of.
         backward_fake: (*backward args) -> gradients; default: empty_like of each input.
         output_format: (*forward or backward args) -> the memory format of the op's results
-            (default contiguous), for ops whose output keeps its input's layout; the fakes must
-            give the same.
+            (default contiguous), for ops whose output keeps its input's layout; it applies to
+            the results of its rank (channels_last_3d: the 5-D ones), the others are contiguous;
+            the fakes must give the same (the derived backward fake does).
         backward_autograd: (setup_context, backward) registered as the autograd formula of the
             backward op itself, for ops whose gradient is differentiable again (double backward).
     """
@@ -407,11 +433,12 @@ class Op:
         if self._backward_fake is not None:
             return self._backward_fake(*bargs)
         like = next(t for t in bargs if isinstance(t, torch.Tensor))
+        fmt = self._format(bargs)
         out = []
         for n in self.grads_of:
             t = bargs[self._bindex[n]]
             out.append(like.new_empty((0,)) if t is None else
-                       torch.empty_like(t, memory_format=torch.contiguous_format))
+                       torch.empty_like(t, memory_format=_format_for(t, fmt)))
         return tuple(out) if len(out) > 1 else out[0]
 
     def _backward_impl(self, *all_args, **kw):
@@ -439,7 +466,7 @@ class Op:
             if t is None:
                 out.append(like.new_empty((0,)))
             elif g is None:
-                out.append(torch.zeros_like(t, memory_format=torch.contiguous_format))
+                out.append(torch.zeros_like(t, memory_format=_format_for(t, self._format(bargs))))
             else:
                 out.append(_fresh(g.to(t.dtype), bargs, self._format(bargs)))
         return tuple(out) if len(out) > 1 else out[0]

@@ -1,15 +1,18 @@
 // Schemas of the depthwise 3-D convolution kernels (operators.md §2). The public op vidops::depthwise_conv3d
 // is a Python custom op (vidops/ops/depthwise_conv3d.py) that calls these on the cpu and cuda
-// backends.
-//   _depthwise_conv3d_fwd: x (N,C,T,H,W), weight (C,kt,kh,kw) (odd sizes, zero "same" padding,
-//                          stride 1, no bias) -> (N,C,T,H,W)
-//   _depthwise_conv3d_bwd: grad_out, x, weight -> (grad_x, grad_weight); a gradient whose flag is
-//                          false comes back as zeros without being computed.
+// backends, with the weight as (C, kt, kh, kw) and stride and padding as 3 ints each.
+//   _depthwise_conv3d_fwd: x (N,C,T,H,W), weight (C,kt,kh,kw) (any sizes), bias (C,) or None,
+//                          stride (st,sh,sw) >= 1, zero padding (pt,ph,pw) >= 0
+//                          -> y (N,C,To,Ho,Wo), Lo = (L + 2p - k) / s + 1 per axis
+//   _depthwise_conv3d_bwd: grad_y, x, weight, bias, stride, padding and one flag per gradient
+//                          -> (grad_x, grad_weight, grad_bias); a gradient whose flag is false
+//                          comes back as zeros without being computed, grad_bias as an empty
+//                          (0,) tensor when bias is None.
 #include <torch/library.h>
 
 TORCH_LIBRARY_FRAGMENT(vidops, m) {
-  m.def("_depthwise_conv3d_fwd(Tensor x, Tensor weight) -> Tensor");
+  m.def("_depthwise_conv3d_fwd(Tensor x, Tensor weight, Tensor? bias, int[] stride, int[] padding) -> Tensor");
   m.def(
-      "_depthwise_conv3d_bwd(Tensor grad_out, Tensor x, Tensor weight, bool compute_grad_x, "
-      "bool compute_grad_weight) -> (Tensor, Tensor)");
+      "_depthwise_conv3d_bwd(Tensor grad_y, Tensor x, Tensor weight, Tensor? bias, int[] stride, "
+      "int[] padding, bool need_x, bool need_weight, bool need_bias) -> (Tensor, Tensor, Tensor)");
 }

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -239,7 +240,18 @@ at::Tensor as_compute(const at::Tensor& t, at::ScalarType ct) {
   return t.to(ct).contiguous();
 }
 
-at::Tensor fwd_cpu(const at::Tensor& x, const at::Tensor& weight) {
+void check_stride1_same(const char* fn, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                        at::IntArrayRef stride, at::IntArrayRef padding) {
+  for (int i = 0; i < 3; ++i) {
+    TORCH_CHECK(stride[i] == 1 && padding[i] == (weight.size(i + 1) - 1) / 2, "vidops::", fn,
+                " (cpu): stride and padding not implemented yet");
+  }
+  TORCH_CHECK(!bias.has_value(), "vidops::", fn, " (cpu): bias not implemented yet");
+}
+
+at::Tensor fwd_cpu(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                   at::IntArrayRef stride, at::IntArrayRef padding) {
+  check_stride1_same("_depthwise_conv3d_fwd", weight, bias, stride, padding);
   const Shape d = check_and_shape("_depthwise_conv3d_fwd", x, weight);
   const auto ct = compute_type(x.scalar_type());
   auto xc = as_compute(x, ct);
@@ -254,9 +266,11 @@ at::Tensor fwd_cpu(const at::Tensor& x, const at::Tensor& weight) {
   return ct == x.scalar_type() ? y : y.to(x.scalar_type());
 }
 
-std::tuple<at::Tensor, at::Tensor> bwd_cpu(const at::Tensor& grad_out, const at::Tensor& x,
-                                           const at::Tensor& weight, bool compute_grad_x,
-                                           bool compute_grad_weight) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> bwd_cpu(const at::Tensor& grad_out, const at::Tensor& x,
+                                                       const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                                                       at::IntArrayRef stride, at::IntArrayRef padding,
+                                                       bool compute_grad_x, bool compute_grad_weight, bool) {
+  check_stride1_same("_depthwise_conv3d_bwd", weight, bias, stride, padding);
   const Shape d = check_and_shape("_depthwise_conv3d_bwd", x, weight);
   TORCH_CHECK(grad_out.sizes() == x.sizes(), "vidops::_depthwise_conv3d_bwd: grad_out has shape ",
               grad_out.sizes(), " but x has shape ", x.sizes());
@@ -287,7 +301,7 @@ std::tuple<at::Tensor, at::Tensor> bwd_cpu(const at::Tensor& grad_out, const at:
       }
     });
   }
-  return {gx.to(x.scalar_type()), gw.to(weight.scalar_type())};
+  return {gx.to(x.scalar_type()), gw.to(weight.scalar_type()), x.new_empty({0})};
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include <optional>
+
 #include "common/cuda_stream.h"
 #include "depthwise_conv3d/depthwise_conv3d_math.h"
 
@@ -64,14 +66,34 @@ at::Tensor conv_cuda(const at::Tensor& x, const at::Tensor& weight, bool flip, c
   return y;
 }
 
-at::Tensor fwd_cuda(const at::Tensor& x, const at::Tensor& weight) {
+// Until the CUDA kernels take them: stride 1, "same" padding, no bias (the Python op's cuda
+// `supports` rule refuses the rest with its reason before this is reached).
+void check_stride1_same(const char* fn, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                        at::IntArrayRef stride, at::IntArrayRef padding) {
+  TORCH_CHECK(stride.size() == 3 && padding.size() == 3 && weight.dim() == 4, "vidops::", fn,
+              ": stride and padding must have 3 entries and weight must be (C, kt, kh, kw)");
+  for (int i = 0; i < 3; ++i) {
+    TORCH_CHECK(stride[i] == 1 && padding[i] == (weight.size(i + 1) - 1) / 2, "vidops::", fn,
+                " (cuda): only stride 1 and 'same' padding are implemented, got stride ", stride,
+                " and padding ", padding);
+  }
+  TORCH_CHECK(!bias.has_value(), "vidops::", fn, " (cuda): bias is not implemented yet");
+}
+
+at::Tensor fwd_cuda(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                    at::IntArrayRef stride, at::IntArrayRef padding) {
+  check_stride1_same("_depthwise_conv3d_fwd", weight, bias, stride, padding);
   return conv_cuda(x, weight, false, "_depthwise_conv3d_fwd");
 }
 
-std::tuple<at::Tensor, at::Tensor> bwd_cuda(const at::Tensor& grad_out, const at::Tensor& x,
-                                            const at::Tensor& weight, bool compute_grad_x,
-                                            bool compute_grad_weight) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> bwd_cuda(const at::Tensor& grad_out, const at::Tensor& x,
+                                                        const at::Tensor& weight,
+                                                        const std::optional<at::Tensor>& bias,
+                                                        at::IntArrayRef stride, at::IntArrayRef padding,
+                                                        bool compute_grad_x, bool compute_grad_weight,
+                                                        bool /*compute_grad_bias*/) {
   const char* fn = "_depthwise_conv3d_bwd";
+  check_stride1_same(fn, weight, bias, stride, padding);
   const Shape d = check_and_shape(fn, x, weight);
   TORCH_CHECK(grad_out.sizes() == x.sizes(), "vidops::", fn, ": grad_out has shape ", grad_out.sizes(),
               " but x has shape ", x.sizes());
@@ -96,7 +118,7 @@ std::tuple<at::Tensor, at::Tensor> bwd_cuda(const at::Tensor& grad_out, const at
   } else {
     gw = at::zeros(weight.sizes(), weight.options().memory_format(at::MemoryFormat::Contiguous));
   }
-  return {gx, gw};
+  return {gx, gw, x.new_empty({0})};
 }
 
 }  // namespace

@@ -9,3 +9,4 @@ from .region_non_local import convert_rnl_state_dict, depthwise_to_diagonalwise,
 from .attention import AttentionChain, ChannelGate, ConvPyramidAttention, SpatioTemporalSE  # noqa: F401
 from .temporal_shift import TemporalShift  # noqa: F401
 from .layer_swap import SwapReport, swap  # noqa: F401
+from .depthwise_conv3d import DepthwiseConv3d  # noqa: F401

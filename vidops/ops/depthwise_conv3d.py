@@ -1,14 +1,16 @@
 """`vidops.depthwise_conv3d`: channel-wise (depthwise) 3-D convolution (operators.md §2).
 
-    y[n,c,t,h,w] = sum_{a<kt, b<kh, e<kw} w[c,a,b,e] * x[n,c, t+a-pt, h+b-ph, w+e-pw]
+    y[n,c,to,ho,wo] = bias[c] + sum_{a<kt, b<kh, e<kw} w[c,a,b,e] * x[n,c, to*st+a-pt, ho*sh+b-ph, wo*sw+e-pw]
 
-cross-correlation (not flipped), stride 1, zero padding p = (k-1)/2 on every axis (odd kernel
-sizes: the output has x's shape), no bias. RNL's region conv F_theta (3x7x7 in res3, 3x3x3 in
-res4) and CPA's single-channel pyramid. Backends: cpu (C++/OpenMP, vectorised along W), cuda
-(CUDA C++, shared-memory tiles), triton, reference (F.conv3d(groups=C)).
+cross-correlation (not flipped), zeros outside x, output size Lo = floor((L + 2p - k) / s) + 1 per
+axis (as nn.Conv3d). RNL's region conv F_theta (3x7x7 in res3, 3x3x3 in res4), CPA's
+single-channel pyramid and X3D's channel-wise 3x3x3 (stride (1, 2, 2) in each stage's first block)
+and 5x1x1 stem. Backends: cpu (C++/OpenMP, vectorised along W, or along C for channels_last_3d),
+cuda (CUDA C++, shared-memory tiles), triton, reference (F.conv3d(groups=C)).
 """
 from __future__ import annotations
 
+import inspect
 from typing import Optional
 
 import torch
@@ -27,83 +29,204 @@ def _as_weight(weight):
     return weight
 
 
-def check_args(x, weight, op=OP_NAME):
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def resolve_stride(stride, op=OP_NAME) -> list:
+    """An int or (st, sh, sw), every entry >= 1 -> [st, sh, sw]."""
+    s = [stride] * 3 if _is_int(stride) else stride
+    if not isinstance(s, (tuple, list)) or len(s) != 3 or not all(_is_int(v) and v >= 1 for v in s):
+        raise ValueError(f"vidops.{op}: stride must be a positive int or 3 positive ints (st, sh, sw), "
+                         f"got {stride!r}")
+    return list(s)
+
+
+def resolve_padding(padding, kernel, op=OP_NAME) -> list:
+    """"same" ((k-1)//2, odd kernels), an int or (pt, ph, pw), every entry >= 0 -> [pt, ph, pw]."""
+    if isinstance(padding, str):
+        if padding != "same":
+            raise ValueError(f"vidops.{op}: padding must be 'same', an int or 3 ints (pt, ph, pw) >= 0, "
+                             f"got {padding!r}")
+        if any(k % 2 == 0 for k in kernel):
+            raise ValueError(f"vidops.{op}: padding='same' needs odd kernel sizes (padding (k-1)/2), got "
+                             f"kernel {tuple(kernel)}; pass the padding explicitly")
+        return [(k - 1) // 2 for k in kernel]
+    p = [padding] * 3 if _is_int(padding) else padding
+    if not isinstance(p, (tuple, list)) or len(p) != 3 or not all(_is_int(v) and v >= 0 for v in p):
+        raise ValueError(f"vidops.{op}: padding must be 'same', a non-negative int or 3 non-negative ints "
+                         f"(pt, ph, pw), got {padding!r}")
+    return list(p)
+
+
+def output_size(size, kernel, stride, padding) -> tuple:
+    """(To, Ho, Wo): floor((L + 2p - k) / s) + 1 per axis, as nn.Conv3d."""
+    return tuple((L + 2 * p - k) // s + 1 for L, k, s, p in zip(size, kernel, stride, padding))
+
+
+def memory_format(*args) -> torch.memory_format:
+    """The layout of y and grad_x: x's (channels_last_3d for a channels_last_3d x that is not also
+    contiguous, else contiguous). Called with the forward's arguments (x first) or the
+    backward's (grad_y, x, ...)."""
+    x = args[0] if len(args) == 5 else args[1]
+    if x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous():
+        return torch.channels_last_3d
+    return torch.contiguous_format
+
+
+def check_args(x, weight, bias, stride, padding, op=OP_NAME):
     _checks.tensor(op, "x", x, 5, "(N, C, T, H, W)")
     _checks.tensor(op, "weight", weight)
     _checks.same_device(op, "x", x, weight=weight)
     _checks.weight_dtype(op, x, weight=weight)
     C = x.shape[1]
     if weight.dim() != 4:
-        raise ValueError(f"vidops.{op}: weight must be (C, kt, kh, kw) or (C, 1, kt, kh, kw) with "
-                         f"C={C}, got shape {tuple(weight.shape)}")
+        raise ValueError(f"vidops.{op}: weight must be depthwise, (C, kt, kh, kw) or (C, 1, kt, kh, kw) "
+                         f"with C={C}, got shape {tuple(weight.shape)}")
     if weight.shape[0] != C:
         raise ValueError(f"vidops.{op}: weight has {weight.shape[0]} channels but x has C={C} "
-                         f"(weight must be (C, kt, kh, kw))")
+                         f"(a depthwise weight is (C, kt, kh, kw))")
     ks = tuple(weight.shape[1:])
-    if any(k < 1 or k % 2 == 0 for k in ks):
-        raise ValueError(f"vidops.{op}: kernel sizes (kt, kh, kw) must be odd (zero 'same' padding "
-                         f"(k-1)/2), got {ks}")
+    if any(k < 1 for k in ks):
+        raise ValueError(f"vidops.{op}: kernel sizes (kt, kh, kw) must be >= 1, got {ks}")
+    if bias is not None:
+        _checks.tensor(op, "bias", bias)
+        _checks.same_device(op, "x", x, bias=bias)
+        _checks.weight_dtype(op, x, bias=bias)
+        if tuple(bias.shape) != (C,):
+            raise ValueError(f"vidops.{op}: bias must be (C,) with C={C}, got shape {tuple(bias.shape)}")
+    resolve_stride(stride, op)
+    resolve_padding(padding, ks, op)
+    out = output_size(x.shape[2:], ks, stride, padding)
+    if any(o < 1 for o in out):
+        raise ValueError(f"vidops.{op}: padding {tuple(padding)} leaves no output: x's (T, H, W) = "
+                         f"{tuple(x.shape[2:])} with kernel {ks} and stride {tuple(stride)} gives "
+                         f"(To, Ho, Wo) = {out} (floor((L + 2p - k) / s) + 1 must be >= 1 on every axis)")
 
 
-def _check_padding(weight, padding, op=OP_NAME):
-    if isinstance(padding, str) and padding == "same":
-        return
-    same = tuple((k - 1) // 2 for k in weight.shape[-3:])
-    pad = (padding,) * 3 if isinstance(padding, int) and not isinstance(padding, bool) else padding
-    if isinstance(pad, (tuple, list)) and tuple(pad) == same:
-        return
-    raise ValueError(f"vidops.{op}: padding must be 'same' (zero padding (k-1)/2 = {same} for this "
-                     f"weight), got {padding!r}")
+def _fake(x, weight, bias, stride, padding):
+    shape = (x.shape[0], x.shape[1], *output_size(x.shape[2:], weight.shape[1:], stride, padding))
+    return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=memory_format(x, weight, bias, stride,
+                                                                                            padding))
 
 
 def autocast_rule(args, device_type, dtype):
     """Under autocast on CUDA a float32 x is read in the autocast dtype (as torch's convolutions
     run there: the op is memory-bound, half the bytes), on the CPU x is taken as it comes; the
-    weight is float32 for half x, accumulation float32 (float64 for float64 x)."""
-    x, weight = args
+    weight and bias are float32 for half x, accumulation float32 (float64 for float64 x)."""
+    x, weight, bias, stride, padding = args
     if device_type == "cuda" and x.dtype == torch.float32:
         x = x.to(dtype)
     wdt = torch.float32 if x.dtype in _op.HALF_DTYPES else x.dtype
-    return x, (weight.to(wdt) if weight.is_floating_point() else weight)
+
+    def cast(t):
+        return t.to(wdt) if isinstance(t, torch.Tensor) and t.is_floating_point() else t
+
+    return x, cast(weight), cast(bias), stride, padding
+
+
+def _basic_only(x, weight, bias, stride, padding) -> Optional[str]:
+    """The rule of a backend whose kernels take stride 1, 'same' padding and no bias only."""
+    ks = tuple(weight.shape[1:])
+    same = [(k - 1) // 2 for k in ks]
+    if any(k % 2 == 0 for k in ks) or list(stride) != [1, 1, 1] or list(padding) != same or bias is not None:
+        return ("its kernels take stride 1, 'same' padding of odd kernels and no bias only; got kernel "
+                f"{ks}, stride {tuple(stride)}, padding {tuple(padding)}, bias {'given' if bias is not None else 'None'}")
+    return None
+
+
+def _triton_module():
+    from .._triton import kernels
+    return kernels("depthwise_conv3d")
+
+
+def _triton_general() -> bool:
+    """Whether the Triton module's forward takes the op's full arguments (x, weight, bias,
+    stride, padding); until it does, the op adapts to its (x, weight) form."""
+    return len(inspect.signature(_triton_module().forward).parameters) >= 5
+
+
+def _triton_forward(x, weight, bias, stride, padding):
+    K = _triton_module()
+    return K.forward(x, weight, bias, stride, padding) if _triton_general() else K.forward(x, weight)
+
+
+def _triton_backward(grad_y, x, weight, bias, stride, padding, need_x, need_weight, need_bias):
+    K = _triton_module()
+    if _triton_general():
+        return K.backward(grad_y, x, weight, bias, stride, padding, need_x, need_weight, need_bias)
+    gx, gw = K.backward(grad_y, x, weight, need_x, need_weight)
+    return gx, gw, x.new_empty((0,))
+
+
+def _triton_supports(x, weight, bias, stride, padding) -> Optional[str]:
+    K = _triton_module()
+    if _triton_general():
+        rule = getattr(K, "supports", None)
+        return rule(x, weight, bias, stride, padding) if rule is not None else None
+    return _basic_only(x, weight, bias, stride, padding)
+
+
+def _backward_fake(grad_y, x, weight, bias, stride, padding, need_x, need_weight, need_bias):
+    gb = x.new_empty((0,)) if bias is None else torch.empty_like(bias, memory_format=torch.contiguous_format)
+    return (torch.empty_like(x, memory_format=memory_format(grad_y, x)),
+            torch.empty_like(weight, memory_format=torch.contiguous_format), gb)
 
 
 OP = _op.Op(
     OP_NAME,
-    "(Tensor x, Tensor weight) -> Tensor y",
+    "(Tensor x, Tensor weight, Tensor? bias, int[3] stride, int[3] padding) -> Tensor y",
     check=check_args,
-    fake=lambda x, weight: x.new_empty(x.shape),
+    fake=_fake,
     backends={
         "reference": _op.Impl(reference_forward, reference_backward),
         "cpu": _op.cpp("_depthwise_conv3d"),
-        "cuda": _op.cpp("_depthwise_conv3d"),
-        "triton": _op.triton("depthwise_conv3d"),
+        # the CUDA kernels take stride 1, 'same' padding and no bias until depthwise_conv3d_cuda.cpp
+        # implements the rest; then this rule goes
+        "cuda": _op.cpp("_depthwise_conv3d", supports=_basic_only),
+        "triton": _op.Impl(_triton_forward, _triton_backward, supports=_triton_supports,
+                           module="depthwise_conv3d"),
     },
-    needs_input_grad=True,   # backward(grad_y, x, weight, need_x, need_weight)
+    needs_input_grad=True,   # backward(grad_y, x, weight, bias, stride, padding, need_x, need_weight, need_bias)
+    backward_fake=_backward_fake,
+    output_format=memory_format,
     autocast=autocast_rule,
 )
 
 
-def depthwise_conv3d(x: torch.Tensor, weight: torch.Tensor, padding="same", *,
-                     backend: Optional[str] = None) -> torch.Tensor:
-    """Channel-wise 3-D convolution of a clip (operators.md §2).
+def depthwise_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, stride=1,
+                     padding="same", *, backend: Optional[str] = None) -> torch.Tensor:
+    """Channel-wise 3-D convolution of a clip (operators.md §2), nn.Conv3d(C, C, k, stride, padding,
+    groups=C, bias=...) as one op:
 
-        y[n,c,t,h,w] = sum_{a,b,e} w[c,a,b,e] * x[n,c, t+a-pt, h+b-ph, w+e-pw]
+        y[n,c,to,ho,wo] = bias[c] + sum_{a<kt, b<kh, e<kw} w[c,a,b,e] * x[n,c, to*st+a-pt, ho*sh+b-ph, wo*sw+e-pw]
+
+    with zeros outside x and output size Lo = floor((L + 2p - k) / s) + 1 on every axis.
 
     Args:
         x: (N, C, T, H, W), any strides (channels_last_3d too); N may be 0.
-        weight: (C, kt, kh, kw) with odd sizes, or nn.Conv3d's depthwise (C, 1, kt, kh, kw).
+        weight: (C, kt, kh, kw), any kernel sizes, or nn.Conv3d's depthwise (C, 1, kt, kh, kw).
             Same dtype as x, or float32 when x is float16/bfloat16.
-        padding: "same" (zero padding (k-1)/2 per axis, the only mode; the equal tuple is accepted).
+        bias: None or (C,), the weight's dtype rule.
+        stride: a positive int or (st, sh, sw).
+        padding: "same" (zero padding (k-1)/2 per axis, odd kernels only: the output keeps x's
+            size at stride 1), a non-negative int or (pt, ph, pw).
         backend: "cpu", "cuda", "triton" or "reference"; None picks the fastest available
             (see vidops.use_backend and VIDOPS_BACKEND).
 
-    Stride 1, no bias. Half precision is read as is and accumulated in float32. Under
-    torch.autocast a float32 x is read in the autocast dtype on CUDA and as is on the CPU. Differentiable in
-    x and weight (the weight gradient is a deterministic reduction on every backend).
+    Half precision is read as is and accumulated in float32. Under torch.autocast a float32 x is
+    read in the autocast dtype on CUDA and as is on the CPU. Differentiable in x, weight and bias
+    (the weight and bias gradients are deterministic reductions on every backend).
 
-    Returns: (N, C, T, H, W) in x's dtype, a fresh contiguous tensor.
+    Returns: (N, C, To, Ho, Wo) in x's dtype, a fresh tensor in x's layout (channels_last_3d for a
+    channels_last_3d x, else contiguous); grad_x has x's layout likewise.
     """
     weight = _as_weight(weight)
-    if isinstance(weight, torch.Tensor):
-        _check_padding(weight, padding)
-    return OP(x, weight, backend=backend)
+    stride = resolve_stride(stride)
+    if isinstance(weight, torch.Tensor) and weight.dim() == 4:
+        padding = resolve_padding(padding, tuple(weight.shape[1:]))
+    elif not isinstance(padding, str):
+        padding = resolve_padding(padding, (1, 1, 1))
+    else:
+        padding = [0, 0, 0]  # the weight's own error comes first
+    return OP(x, weight, bias, stride, padding, backend=backend)

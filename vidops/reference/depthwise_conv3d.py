@@ -27,50 +27,76 @@ def _as_conv_weight(weight: torch.Tensor, dtype) -> torch.Tensor:
     return weight.reshape(C, 1, *weight.shape[-3:]).to(dtype)
 
 
-def depthwise_conv3d(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """y[n,c,t,h,w] = sum_{a,b,e} w[c,a,b,e] x[n,c,t+a-pt,h+b-ph,w+e-pw] (zeros outside),
-    as F.conv3d(groups=C). Half inputs are computed in float32 and rounded once at the end.
-    Inputs are made contiguous first, so that the result does not depend on their layout (ATen
-    picks another summation order for channels_last_3d). Returns a fresh contiguous tensor."""
-    dt = _compute_dtype(x)
-    C = x.shape[1]
-    y = F.conv3d(x.to(dt).contiguous(), _as_conv_weight(weight, dt).contiguous(), padding=same_padding(weight),
-                 groups=C)
-    return y.to(x.dtype).contiguous()
+def _triple(v, default) -> tuple:
+    if v is None:
+        return tuple(default)
+    return (v,) * 3 if isinstance(v, int) else tuple(v)
 
 
-def depthwise_conv3d_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
-                              compute_grad_x: bool = True, compute_grad_weight: bool = True):
-    """(grad_x, grad_weight) of `depthwise_conv3d`, written out because autograd does not run
-    inside a custom op's impl:
-        grad_x      = conv_transpose3d(grad, w, padding=p, groups=C)   (aten's convolution backward)
-        grad_weight[c,a,b,e] = sum_{n,t,h,w} grad[n,c,t,h,w] * x[n,c,t+a-pt,h+b-ph,w+e-pw]
-    The weight gradient is the definition itself, one shifted product per tap: independent of
-    ATen's depthwise weight-gradient kernel (which is also ~100x slower on CPU, perf-anchors 2).
-    A gradient not asked for comes back as zeros."""
+def _layout(x: torch.Tensor) -> torch.memory_format:
+    """channels_last_3d for a channels_last_3d x that is not also contiguous, else contiguous."""
+    if x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous():
+        return torch.channels_last_3d
+    return torch.contiguous_format
+
+
+def depthwise_conv3d(x: torch.Tensor, weight: torch.Tensor, bias=None, stride=1, padding=None) -> torch.Tensor:
+    """y[n,c,t,h,w] = bias[c] + sum_{a,b,e} w[c,a,b,e] x[n,c,t*st+a-pt,h*sh+b-ph,w*sw+e-pw]
+    (zeros outside), as F.conv3d(groups=C); padding None is "same" ((k-1)//2). Half inputs are
+    computed in float32 and rounded once at the end. Inputs are made contiguous first, so that
+    the result does not depend on their layout (ATen picks another summation order for
+    channels_last_3d). Returns a fresh tensor in x's layout (channels_last_3d or contiguous)."""
     dt = _compute_dtype(x)
     C = x.shape[1]
+    b = None if bias is None else bias.to(dt).contiguous()
+    y = F.conv3d(x.to(dt).contiguous(), _as_conv_weight(weight, dt).contiguous(), b, stride=_triple(stride, ()),
+                 padding=_triple(padding, same_padding(weight)), groups=C)
+    return y.to(x.dtype).contiguous(memory_format=_layout(x))
+
+
+def depthwise_conv3d_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias=None,
+                              stride=1, padding=None, compute_grad_x: bool = True,
+                              compute_grad_weight: bool = True, compute_grad_bias: bool = True):
+    """(grad_x, grad_weight, grad_bias) of `depthwise_conv3d`, written out because autograd does
+    not run inside a custom op's impl:
+        grad_x      = conv_transpose3d(grad, w, stride=s, padding=p, groups=C)  (aten's convolution backward)
+        grad_weight[c,a,b,e] = sum_{n,t,h,w} grad[n,c,t,h,w] * x[n,c,t*st+a-pt,h*sh+b-ph,w*sw+e-pw]
+        grad_bias[c] = sum_{n,t,h,w} grad[n,c,t,h,w]
+    The weight gradient is the definition itself, one strided product per tap: independent of
+    ATen's depthwise weight-gradient kernel (which is also ~100x slower on CPU). A gradient not
+    asked for comes back as zeros; grad_bias is an empty (0,) tensor when bias is None."""
+    dt = _compute_dtype(x)
+    C = x.shape[1]
+    st = _triple(stride, ())
+    pad = _triple(padding, same_padding(weight))
     g = grad.to(dt).contiguous()
     xc = x.to(dt).contiguous()
+    fmt = _layout(x)
     if compute_grad_x:
         w5 = _as_conv_weight(weight, dt).contiguous()
         gx, _, _ = torch.ops.aten.convolution_backward(
-            g, xc, w5, None, [1, 1, 1], list(same_padding(weight)), [1, 1, 1], False, [0, 0, 0], C,
-            [True, False, False])
-        gx = gx.to(x.dtype).contiguous()
+            g, xc, w5, None, list(st), list(pad), [1, 1, 1], False, [0, 0, 0], C, [True, False, False])
+        gx = gx.to(x.dtype).contiguous(memory_format=fmt)
     else:
-        gx = torch.zeros_like(x, memory_format=torch.contiguous_format)
+        gx = torch.zeros_like(x, memory_format=fmt)
     if compute_grad_weight:
         kt, kh, kw = weight.shape[-3:]
-        pt, ph, pw = same_padding(weight)
-        T, H, W = x.shape[2:]
-        xp = F.pad(xc, (pw, pw, ph, ph, pt, pt))
-        gw = torch.stack([(g * xp[:, :, a:a + T, b:b + H, e:e + W]).sum((0, 2, 3, 4))
-                          for a in range(kt) for b in range(kh) for e in range(kw)], 1)
+        To, Ho, Wo = g.shape[2:]
+        xp = F.pad(xc, (pad[2], pad[2], pad[1], pad[1], pad[0], pad[0]))
+        gw = torch.stack([
+            (g * xp[:, :, a:a + (To - 1) * st[0] + 1:st[0], b:b + (Ho - 1) * st[1] + 1:st[1],
+                    e:e + (Wo - 1) * st[2] + 1:st[2]]).sum((0, 2, 3, 4))
+            for a in range(kt) for b in range(kh) for e in range(kw)], 1)
         gw = gw.reshape(weight.shape).to(weight.dtype).contiguous()
     else:
         gw = torch.zeros_like(weight, memory_format=torch.contiguous_format)
-    return gx, gw
+    if bias is None:
+        gb = x.new_empty((0,))
+    elif compute_grad_bias:
+        gb = g.sum((0, 2, 3, 4)).to(bias.dtype)
+    else:
+        gb = torch.zeros_like(bias, memory_format=torch.contiguous_format)
+    return gx, gw, gb
 
 
 def diagonalwise_mask(channels: int, cpg: int, kernel, dtype=torch.float32, device=None) -> torch.Tensor:
