@@ -7,7 +7,9 @@ from typing import Mapping, Union
 import torch
 from torch import nn
 
-WRAPPER_KEYS = ("state_dict", "model")  # {'state_dict': ...} as the authors' main.py saves, {'model': ...}
+# {'state_dict': ...} as the authors' main.py and mmaction2 save, {'model_state': ...} as pytorchvideo's
+# model zoo and SlowFast do, {'model': ...}
+WRAPPER_KEYS = ("state_dict", "model_state", "model")
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -22,7 +24,7 @@ def _unwrap(obj) -> Mapping:
         obj = inner
     if not isinstance(obj, Mapping):
         raise TypeError(f"vidops.models.load_checkpoint: expected a state_dict (a mapping of names to tensors) "
-                        f"or a {{'state_dict': ...}} wrapper, got {type(obj).__name__}")
+                        f"or a {{'state_dict': ...}} / {{'model_state': ...}} wrapper, got {type(obj).__name__}")
     return obj
 
 
@@ -42,8 +44,10 @@ def load_checkpoint(model: nn.Module, path_or_state_dict: Union[str, os.PathLike
     """Load a checkpoint of the authors' code (or a vidops state_dict) into `model`.
 
     Accepts a file path (read by torch.load with map_location and weights_only) or a state_dict;
-    unwraps {'state_dict': ...} (and {'model': ...}) wrappers; strips the `module.` prefix of
-    DataParallel checkpoints. The `base_model.` prefix is part of the models' own keys. With
+    unwraps {'state_dict': ...}, {'model_state': ...} and {'model': ...} wrappers; strips the
+    `module.` prefix of DataParallel checkpoints. A model may rename foreign keys first (the X3D
+    models take pytorchvideo's, SlowFast's and mmaction2's names; what cannot be mapped is named
+    in the error). The `base_model.` prefix is part of the models' own keys. With
     strict=True a mismatch raises CheckpointMismatchError listing the missing and unexpected keys
     (like torch's load_state_dict, the matching entries have been copied by then); a shape
     mismatch always raises. Returns torch's (missing_keys, unexpected_keys) result.
@@ -54,6 +58,10 @@ def load_checkpoint(model: nn.Module, path_or_state_dict: Union[str, os.PathLike
         obj = path_or_state_dict
     state_dict = strip_module_prefix(_unwrap(obj))
     name = type(model).__name__
+    notes = []
+    convert = getattr(model, "_vidops_checkpoint_keys", None)
+    if callable(convert):
+        state_dict, notes = convert(state_dict)
     try:
         result = model.load_state_dict(state_dict, strict=False)
     except RuntimeError as e:
@@ -70,5 +78,6 @@ def load_checkpoint(model: nn.Module, path_or_state_dict: Union[str, os.PathLike
         if any(k.startswith("base_model.") for k in own) and not any(k.startswith("base_model.") for k in state_dict):
             lines.append("the checkpoint has no 'base_model.' keys: it may be a bare backbone; prefix its keys "
                          "with 'base_model.' (the authors' TSN wrapper) to load it")
+        lines += notes
         raise CheckpointMismatchError("; ".join(lines))
     return result

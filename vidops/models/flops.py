@@ -10,7 +10,8 @@ Formulas (multiply-adds of the operator as defined, not of a particular kernel):
 - motion_band_pass: the k x k filter on every input frame plus the 3 temporal taps per output
   frame, `N C H W (T k^2 + 3 T_out)` (the authors' conv2d-then-conv1d order);
 - busy_quiet: the same for Busy (Quiet is a copy or a resize);
-- depthwise_conv3d: `N C T H W kt kh kw`;
+- depthwise_conv3d: `N C T_out H_out W_out kt kh kw` (the output's size: strided convs count the
+  positions they compute, as PyTorch counts nn.Conv3d; no bias);
 - temporal_relation: `N P h w C'` (P = T(T-1)/2 pairs);
 - pixelwise_temporal_projection: per pixel the Gram matrix and solve, `T D^2 + D^3`, and per
   channel the projection and residual, `C T (2 D + 1)`;
@@ -47,8 +48,9 @@ def _busy_quiet(x_shape, sw_shape, tw_shape, *args, **kwargs) -> int:
     return 2 * N * C * H * W * (T * k * k + 3 * (T // 3))
 
 
-def _depthwise(x_shape, w_shape, *args, **kwargs) -> int:
-    return 2 * _prod(x_shape) * _prod(w_shape[-3:])
+def _depthwise(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+    positions = _prod(out_shape) if out_shape is not None and len(out_shape) == 5 else _prod(x_shape)
+    return 2 * positions * _prod(w_shape[-3:])
 
 
 def _temporal_relation(f_shape, *args, **kwargs) -> int:
