@@ -1,16 +1,24 @@
-"""Every model exports: torch.export keeps the vidops ops (the exported program gives the eager
-outputs), and the ONNX export through the ops' reference decompositions uses standard ONNX
-operators only and runs in onnxruntime with the eager outputs at float32 noise."""
+"""Every model and op exports the way PyTorch users export:
+
+- torch.export.export keeps each vidops op as one node (the exported program gives the eager
+  outputs exactly: the same kernels run);
+- the plain `torch.onnx.export(model, (clip,), path, dynamo=True)`, with no vidops argument, gives
+  standard ONNX operators only, which onnxruntime runs within float32 noise of the model (the
+  noise: the eager float32 model's own error against float64);
+- so does torch.onnx.export of an ExportedProgram, and vidops.export.export_onnx (a thin
+  convenience over the plain call).
+"""
 import copy
 import importlib.util
 
 import pytest
 import torch
+from torch import nn
 
 import vidops
 import vidops.export
 import vidops.models as M
-from vidops import _op
+from vidops import _op, onnx_support
 from vidops._tolerance import compare
 
 # (model, clip shape): every vidops op appears in one of them (checked below)
@@ -63,6 +71,33 @@ def _vidops_ops(graph) -> set:
             and n.target.namespace == "vidops"}
 
 
+def _check_onnx(path, program, inputs, out, out64, what):
+    """Standard ONNX domains only, and onnxruntime's outputs within float32 noise of the model."""
+    import onnxruntime
+
+    nodes = program.model_proto.graph.node
+    domains = {n.domain for n in nodes}
+    assert domains <= {"", "ai.onnx"}, f"{what}: non-standard ONNX domains {domains}"
+    assert not any("vidops" in n.op_type for n in nodes), f"{what}: a vidops node reached ONNX"
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {i.name: t.numpy() for i, t in zip(session.get_inputs(), inputs)}
+    got = session.run(None, feeds)
+    assert len(got) == len(out)
+    for i, (g, o, o64) in enumerate(zip(got, out, out64)):
+        # the error the eager float32 model has against float64 sets the noise
+        c = compare(torch.from_numpy(g), o64, o, name=f"{what} output {i} (onnxruntime)", factor=4.0)
+        assert c.ok, c.message()
+    return nodes
+
+
+def test_every_op_has_its_onnx_decomposition_registered():
+    registered = onnx_support.register_all()
+    assert set(registered) == set(_op.OPS)
+    from torch._decomp import decomposition_table
+    for name in _op.OPS:
+        assert onnx_support.overload(name) in decomposition_table, name
+
+
 @pytest.mark.parametrize("name", list(MODELS))
 def test_torch_export_keeps_the_fused_ops(name):
     model, x, out, _ = _model(name)
@@ -90,25 +125,141 @@ def test_decompose_leaves_no_vidops_op():
     torch.testing.assert_close(got, out[0])
 
 
-@needs_onnx
-@pytest.mark.parametrize("name", list(MODELS))
-def test_onnx_export_runs_in_onnxruntime(name, tmp_path):
-    import onnxruntime
+# vidops/nn/region_non_local.py's pooled-key attention (TSM's non-local, sub_sample=True) calls
+# F.scaled_dot_product_attention on 3-D tensors, which the ONNX exporter translates only in 4-D
+# (torch 2.13: "only 4D query, key, and value are supported"); strict, so a fix shows up here
+_NL_3D_SDPA = pytest.mark.xfail(strict=True, reason="3-D scaled_dot_product_attention in the pooled-key "
+                                "non-local attention has no ONNX translation in torch 2.13")
 
+
+@needs_onnx
+@pytest.mark.parametrize("name", [pytest.param(n, marks=_NL_3D_SDPA) if n == "nl" else n for n in MODELS])
+def test_plain_torch_onnx_export_runs_in_onnxruntime(name, tmp_path):
     model, x, out, out64 = _model(name)
-    path = str(tmp_path / f"{name}.onnx")
-    program = vidops.export.export_onnx(model, (x,), path)
-    nodes = program.model_proto.graph.node
-    domains = {n.domain for n in nodes}
-    assert domains <= {"", "ai.onnx"}, f"{name}: non-standard ONNX domains {domains}"
-    assert not any("vidops" in n.op_type for n in nodes)
-    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-    assert len(got) == len(out)
-    for i, (g, o, o64) in enumerate(zip(got, out, out64)):
-        # the error the eager float32 model has against float64 sets the noise
-        c = compare(torch.from_numpy(g), o64, o, name=f"{name} output {i} (onnxruntime)", factor=4.0)
-        assert c.ok, c.message()
+    path = tmp_path / f"{name}.onnx"
+    program = torch.onnx.export(model, (x,), str(path), dynamo=True)  # the call users make, nothing else
+    _check_onnx(path, program, (x,), out, out64, name)
+
+
+@needs_onnx
+def test_onnx_export_of_an_exported_program(tmp_path):
+    """torch.export first (vidops ops kept), then the ONNX exporter's own decomposition."""
+    model, x, out, out64 = _model("rnl")
+    ep = _export("rnl")
+    assert _vidops_ops(ep.graph)
+    path = tmp_path / "rnl_ep.onnx"
+    program = torch.onnx.export(ep, (x,), str(path), dynamo=True)
+    _check_onnx(path, program, (x,), out, out64, "rnl (ExportedProgram)")
+
+
+# ---- every op alone, tiny shapes, through the plain call ----------------------------------------
+
+class _Call(nn.Module):
+    def __init__(self, fn, **tensors):
+        super().__init__()
+        self.fn = fn
+        for k, v in tensors.items():
+            self.register_buffer(k, v)
+
+    def forward(self, *xs):
+        return self.fn(self, *xs)
+
+
+def _g(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def _r(*shape, seed=0):
+    return torch.randn(*shape, generator=_g(seed))
+
+
+def _mbp_weights(C, k):
+    sw = vidops.log_kernel(1.1, k).expand(C, k, k).contiguous()
+    return sw, vidops.temporal_band_pass_init().expand(C, 3).contiguous()
+
+
+OP_CASES = {
+    "temporal_shift": lambda: (_Call(lambda m, x: vidops.temporal_shift(x, 3, 8)), (_r(6, 16, 5, 7),)),
+    "depthwise_conv3d (same, no bias)": lambda: (
+        _Call(lambda m, x: vidops.depthwise_conv3d(x, m.w), w=_r(4, 3, 5, 3, seed=1)), (_r(2, 4, 5, 9, 7),)),
+    "depthwise_conv3d (stride, padding, bias)": lambda: (
+        _Call(lambda m, x: vidops.depthwise_conv3d(x, m.w, m.b, stride=(1, 2, 2), padding=(0, 1, 2)),
+              w=_r(4, 2, 3, 4, seed=1), b=_r(4, seed=2)), (_r(2, 4, 5, 9, 8),)),
+    "motion_band_pass": lambda: (
+        _Call(lambda m, x: vidops.motion_band_pass(x, m.sw, m.tw), **dict(zip(("sw", "tw"), _mbp_weights(3, 5)))),
+        (_r(1, 3, 4, 9, 8),)),
+    "motion_band_pass (stem: stride 3, valid)": lambda: (
+        _Call(lambda m, x: vidops.motion_band_pass(x, m.sw, m.tw, 3, "reflect", "valid"),
+              **dict(zip(("sw", "tw"), _mbp_weights(3, 5)))), (_r(1, 3, 6, 9, 8),)),
+    "busy_quiet": lambda: (
+        _Call(lambda m, x: vidops.busy_quiet(x, m.sw, m.tw), **dict(zip(("sw", "tw"), _mbp_weights(3, 5)))),
+        (_r(1, 3, 6, 9, 8),)),
+    "temporal_relation": lambda: (_Call(lambda m, f: vidops.temporal_relation(f)), (_r(2, 3, 5, 2, 3),)),
+    "pixelwise_temporal_projection": lambda: (
+        _Call(lambda m, x, b: vidops.pixelwise_temporal_projection(x, b)), (_r(2, 3, 4, 6, 5), _r(2, 8, 3, 3, seed=1))),
+    "temporal_squeeze": lambda: (
+        _Call(lambda m, x, b: vidops.temporal_squeeze(x, b)), (_r(2, 3, 5, 4, 3), _r(2, 5, 2, seed=1))),
+    "region_attention (softmax)": lambda: (
+        _Call(lambda m, q, v: vidops.region_attention(q, v)), (_r(2, 4, 2, 3, 3), _r(2, 5, 2, 3, 3, seed=1))),
+    "region_attention (cosine_relu, keys)": lambda: (
+        _Call(lambda m, q, v, k: vidops.region_attention(q, v, k, mode="cosine_relu")),
+        (_r(2, 4, 10), _r(2, 5, 10, seed=1), _r(2, 4, 10, seed=2))),
+}
+
+
+def test_the_op_cases_cover_every_op():
+    seen = set()
+    for name, case in OP_CASES.items():
+        module, inputs = case()
+        seen |= _vidops_ops(torch.export.export(module, inputs).graph)
+    assert seen == set(_op.OPS), f"ops without an ONNX case: {set(_op.OPS) - seen}"
+
+
+@needs_onnx
+@pytest.mark.parametrize("name", list(OP_CASES))
+def test_plain_torch_onnx_export_of_each_op(name, tmp_path):
+    module, inputs = OP_CASES[name]()
+    with torch.no_grad():
+        out = _tuple(module(*inputs))
+        out64 = _tuple(module.double()(*[t.double() for t in inputs]))
+    module.float()
+    path = tmp_path / "op.onnx"
+    program = torch.onnx.export(module, inputs, str(path), dynamo=True)
+    nodes = _check_onnx(path, program, inputs, out, out64, name)
+    if name.startswith("depthwise_conv3d"):
+        # one standard Conv with group = C, the strides and pads of the call
+        convs = [n for n in nodes if n.op_type == "Conv"]
+        assert len(convs) == 1, [n.op_type for n in nodes]
+        attrs = {a.name: a for a in convs[0].attribute}
+        assert attrs["group"].i == inputs[0].shape[1]
+        if "stride" in name:
+            assert list(attrs["strides"].ints) == [1, 2, 2]
+            assert list(attrs["pads"].ints) == [0, 1, 2, 0, 1, 2]
+            assert len(convs[0].input) == 3  # the bias goes into the Conv
+
+
+def test_dynamic_batch_export_keeps_the_op():
+    """With symbolic shapes the fake-tensor pass reads the registered decomposition: the op must
+    still be one node, and the program right at another batch size."""
+    module, (x,) = OP_CASES["temporal_shift"]()
+    x = torch.cat([x, x.flip(0)])  # batch 4 segments of 3 -> N*T = 12
+    batch = torch.export.Dim("batch")
+    ep = torch.export.export(module, (x,), dynamic_shapes=(({0: 3 * batch},),))
+    assert _vidops_ops(ep.graph) == {"temporal_shift"}
+    y = _r(9, 16, 5, 7, seed=5)
+    torch.testing.assert_close(ep.module()(y), module(y), rtol=0, atol=0)
+
+
+@needs_onnx
+def test_export_onnx_is_the_plain_call(tmp_path):
+    module, inputs = OP_CASES["depthwise_conv3d (stride, padding, bias)"]()
+    with torch.no_grad():
+        out = _tuple(module(*inputs))
+        out64 = _tuple(module.double()(*[t.double() for t in inputs]))
+    module.float()
+    path = tmp_path / "dw.onnx"
+    program = vidops.export.export_onnx(module, inputs, str(path))
+    _check_onnx(path, program, inputs, out, out64, "export_onnx")
 
 
 def test_export_onnx_names_what_is_missing(monkeypatch):
@@ -122,6 +273,23 @@ def test_export_onnx_names_what_is_missing(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_onnxscript)
-    model, x, _, _ = _model("tsm")
+    module, inputs = OP_CASES["temporal_shift"]()
     with pytest.raises(ImportError, match="export_onnx: needs the onnx and onnxscript"):
-        vidops.export.export_onnx(model, (x,))
+        vidops.export.export_onnx(module, inputs)
+
+
+def test_traced_pow2_scale_is_frexps():
+    """The ONNX decomposition's frexp-free pow2_scale gives the reference's power of two exactly,
+    at and next to powers of two, for subnormals, zero and the clamped extremes."""
+    from vidops.onnx_support import _pow2_scale_traced, _pwtp_reference
+
+    pow2_scale = getattr(_pwtp_reference(), "pow2_scale", None)
+    if pow2_scale is None:
+        pytest.skip("the PWTP reference has no pow2_scale any more")
+
+    for dt, tiny in ((torch.float32, 1e-40), (torch.float64, 1e-310)):
+        g = torch.Generator().manual_seed(3)
+        m = torch.rand(4000, dtype=dt, generator=g) * 10.0 ** torch.randint(-30, 30, (4000,), generator=g).to(dt)
+        m = torch.cat([m, torch.tensor([0, 1, 2, 0.5, 3, tiny, 2.0 ** -126, 2.0 ** 127], dtype=dt)])
+        m = torch.cat([m, torch.nextafter(m, torch.zeros_like(m)), torch.nextafter(m, torch.full_like(m, float("inf")))])
+        torch.testing.assert_close(_pow2_scale_traced(m), pow2_scale(m), rtol=0, atol=0)

@@ -5,7 +5,11 @@
     layer = vidops.nn.MotionBandPass(channels=3)                       # drop-in modules
     with vidops.use_backend("reference"): ...                          # backend choice
 
+    model = vidops.models.tsm_resnet50(400)                            # the thesis's models
+
 `python -m vidops.info` prints the backends available for every op and the build configuration.
+The subpackages `vidops.models`, `vidops.export`, `vidops.bench` load on first attribute access;
+`import vidops` itself loads only the ops, their modules and the compiled extension.
 """
 from __future__ import annotations
 
@@ -43,9 +47,30 @@ from .ops import temporal_shift  # noqa: E402,F401
 from . import nn, reference  # noqa: E402,F401
 from . import training  # noqa: E402,F401
 from .training import joint_training_step, mgda_alpha, scale_schedule  # noqa: E402,F401
+from . import onnx_support as _onnx_support  # noqa: E402
+
+_onnx_support.register_all()  # torch.onnx.export(..., dynamo=True) decomposes the ops by itself
 
 __version__ = "0.1.0"
 EXTENSION_LOADED = _ext.EXTENSION_LOADED
+
+
+# loaded on first access (`vidops.models.tsm_resnet50(...)` after a bare `import vidops`)
+_LAZY_SUBMODULES = ("models", "export", "bench", "selftest", "demo", "kernel_report", "train_ddp")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        module = importlib.import_module(f".{name}", __name__)
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'vidops' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))
 
 
 def available_backends(op: str, device="cpu") -> dict:

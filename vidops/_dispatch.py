@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -204,7 +205,17 @@ def _requested(op: str, explicit: Optional[str]):
     return None, None
 
 
-@torch.compiler.assume_constant_result
+def _assume_constant_result(fn: Callable) -> Callable:
+    """torch.compiler.assume_constant_result, without importing torch._dynamo at `import vidops`
+    (a second of import time): in torch 2.13 the public decorator imports torch._dynamo and then
+    only sets this mark on the function (tests/test_import_light.py checks that it still does)."""
+    if "torch._dynamo" in sys.modules:
+        return torch.compiler.assume_constant_result(fn)
+    fn._dynamo_marked_constant = True
+    return fn
+
+
+@_assume_constant_result
 def _device_reason(op: str, backend: str, device_type: str) -> str:
     """Why `backend` cannot run `op` on this device type ("" when it can): fixed for the process
     (what was built, what is installed), so torch.compile takes it as a constant."""

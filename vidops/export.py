@@ -6,15 +6,17 @@ chosen at export time as a constant argument), so the exported program runs the 
     ep = torch.export.export(model.eval(), (clip,))        # nothing vidops-specific needed
     ep.module()(clip)
 
-ONNX has no such ops, and vidops adds no custom ONNX domain. `export_onnx` first replaces each
-vidops node by the op's reference implementation (plain PyTorch: grouped convolutions and pads
-for the band-pass filter, slices and concatenation for the temporal shift, matrix products and an
-unrolled LDL^T solve with elementwise ops for the D <= 4 projections, matmul + softmax for the
-attention), which the exporter lowers to standard ONNX operators:
+ONNX has no such ops, and vidops adds no custom ONNX domain: `import vidops` registers each op's
+reference implementation (plain PyTorch: grouped convolutions and pads for the band-pass filter,
+slices and concatenation for the temporal shift, a Conv with group = C for the depthwise conv,
+matrix products and an unrolled LDL^T solve with elementwise ops for the D <= 4 projections,
+matmul + softmax for the attention) as the op's decomposition (vidops.onnx_support), which the
+standard exporter applies by itself and lowers to standard ONNX operators:
 
-    onnx_program = vidops.export.export_onnx(model.eval(), (clip,), "model.onnx")
+    torch.onnx.export(model.eval(), (clip,), "model.onnx", dynamo=True)   # nothing vidops-specific
+    onnx_program = vidops.export.export_onnx(model.eval(), (clip,), "model.onnx")  # the same call
 
-`decompose(ep)` gives the same decomposed program for other consumers (TensorRT, ExecuTorch).
+`decompose(ep)` gives the decomposed program for other consumers (TensorRT, ExecuTorch).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from typing import Optional
 
 import torch
 
-from . import _op
+from . import _op, onnx_support
 from . import ops as _ops  # noqa: F401  (declares every op)
 
 
@@ -45,9 +47,9 @@ def decompose(ep: "torch.export.ExportedProgram") -> "torch.export.ExportedProgr
 
 def export_onnx(model: torch.nn.Module, args: tuple, f: Optional[str] = None, *,
                 kwargs: Optional[dict] = None, **onnx_kwargs):
-    """torch.onnx.export (the dynamo exporter) of a model with vidops ops, through their
-    reference decompositions: standard ONNX operators only. Returns the ONNXProgram (saved to
-    `f` when given). Needs the `onnx` and `onnxscript` packages.
+    """`torch.onnx.export(model, args, f, kwargs=kwargs, dynamo=True, **onnx_kwargs)`, after making
+    sure every declared vidops op has its decomposition registered: standard ONNX operators only.
+    Returns the ONNXProgram (saved to `f` when given). Needs the `onnx` and `onnxscript` packages.
 
     Export the model in eval mode for inference: BatchNorm's running statistics and dropout's
     identity are what the graph then holds.
@@ -57,5 +59,5 @@ def export_onnx(model: torch.nn.Module, args: tuple, f: Optional[str] = None, *,
     except ImportError as e:
         raise ImportError("vidops.export.export_onnx: needs the onnx and onnxscript packages "
                           "(pip install onnx onnxscript)") from e
-    ep = decompose(torch.export.export(model, tuple(args), kwargs=kwargs))
-    return torch.onnx.export(ep, tuple(args), f, kwargs=kwargs, dynamo=True, **onnx_kwargs)
+    onnx_support.register_all()
+    return torch.onnx.export(model, tuple(args), f, kwargs=kwargs, dynamo=True, **onnx_kwargs)
