@@ -22,3 +22,12 @@ __all__ = ["tsm_resnet50", "bqn_resnet50", "rnl_tsm_resnet50", "nl_tsm_resnet50"
            "DynamicAppearanceNet", "TeSNet", "FrameClassifier", "ResNet", "DiagonalwiseRegionNonLocal",
            "make_temporal_shift", "count_flops", "FlopCount"]
 from .flops import FlopCount, count_flops  # noqa: E402,F401
+from .x3d import X3D, x3d_l, x3d_m, x3d_s, x3d_xs  # noqa: E402,F401
+from .x3d_keys import export_x3d_state_dict  # noqa: E402,F401
+
+from .bqn_x3d import BQNX3D, bqn_x3d_m  # noqa: E402,F401
+from .busy_x3d import BusyX3D, busy_x3d_m  # noqa: E402,F401
+from .dan_x3d import DynamicAppearanceX3D, dan_x3d_m, dan_x3d_xs  # noqa: E402,F401
+
+__all__ += ["X3D", "x3d_xs", "x3d_s", "x3d_m", "x3d_l", "export_x3d_state_dict", "BQNX3D", "bqn_x3d_m",
+            "BusyX3D", "busy_x3d_m", "DynamicAppearanceX3D", "dan_x3d_xs", "dan_x3d_m"]

@@ -177,9 +177,11 @@ class X3DStage(nn.Module):
         return x
 
 
-def head_pool(x: torch.Tensor, pool_size: Sequence[int]) -> torch.Tensor:
+def head_pool(x: torch.Tensor, pool_size: Optional[Sequence[int]]) -> torch.Tensor:
     """Average pool with stride 1, kernel min(pool_size, feature size) per axis (the rule in the
-    module docstring)."""
+    module docstring); pool_size None: the global average."""
+    if pool_size is None:
+        return x.mean((2, 3, 4), keepdim=True)
     kernel = tuple(min(int(k), int(s)) for k, s in zip(pool_size, x.shape[2:]))
     if kernel == tuple(x.shape[2:]):
         return x.mean((2, 3, 4), keepdim=True)
@@ -189,12 +191,12 @@ def head_pool(x: torch.Tensor, pool_size: Sequence[int]) -> torch.Tensor:
 class ProjectedPool(nn.Module):
     """pre_conv 1x1x1 -> BN -> ReLU -> head_pool -> post_conv 1x1x1 -> ReLU."""
 
-    def __init__(self, cin: int, inner: int, cout: int, pool_size: Sequence[int]):
+    def __init__(self, cin: int, inner: int, cout: int, pool_size: Optional[Sequence[int]]):
         super().__init__()
         self.pre_conv = conv1x1(cin, inner)
         self.pre_norm = nn.BatchNorm3d(inner)
         self.pre_act = nn.ReLU(inplace=True)
-        self.pool_size = tuple(pool_size)
+        self.pool_size = None if pool_size is None else tuple(pool_size)
         self.post_conv = conv1x1(inner, cout)
         self.post_act = nn.ReLU(inplace=True)
 
