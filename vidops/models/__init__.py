@@ -31,3 +31,7 @@ from .dan_x3d import DynamicAppearanceX3D, dan_x3d_m, dan_x3d_xs  # noqa: E402,F
 
 __all__ += ["X3D", "x3d_xs", "x3d_s", "x3d_m", "x3d_l", "export_x3d_state_dict", "BQNX3D", "bqn_x3d_m",
             "BusyX3D", "busy_x3d_m", "DynamicAppearanceX3D", "dan_x3d_xs", "dan_x3d_m"]
+
+from .imagenet import ImageNetLoadReport, load_imagenet_backbone  # noqa: E402,F401
+
+__all__ += ["load_imagenet_backbone", "ImageNetLoadReport"]
