@@ -3,6 +3,7 @@
     report = vidops.nn.swap(model, to="vidops")      # every known layer now runs vidops kernels
     print(report)                                     # what was replaced, where, by what
     vidops.nn.swap(model, to="reference")             # the plain-PyTorch formulation, same weights
+    vidops.nn.swap(model, to="torch")                 # also give back the nn.Conv3d depthwise layers
 
 Layers it knows:
 - vidops's own layers (anything with an ``impl`` attribute of "vidops" or "reference"): the
@@ -17,6 +18,13 @@ Layers it knows:
   in the authors' code and is left as it is). Each becomes its vidops counterpart with the same weights (loaded
   strictly, so a layout that does not match raises instead of loading half), on the same device,
   dtype and training mode, taking the same input layout and giving the same output.
+
+- Any depthwise ``nn.Conv3d`` (groups == in_channels == out_channels, dilation 1, zero padding;
+  pytorchvideo's, SlowFast's and mmaction2's X3D, CSN, a user's channel-separated network):
+  it becomes ``vidops.nn.DepthwiseConv3d`` sharing its weight and bias Parameters (so an
+  optimizer built before the swap still updates them). ``to="torch"`` turns every
+  DepthwiseConv3d back into the ``nn.Conv3d(groups=C)`` it stands for (same Parameters) and
+  switches the other vidops layers to "reference" (they have no plain-PyTorch module class).
 
 The authors' stand-alone ``LoG`` and ``LO`` convolutions have no fused counterpart on their own
 (vidops fuses the pair); they are swapped as part of their ``MotionBandPassFilter``.
@@ -34,6 +42,7 @@ from torch import nn
 from .motion_band_pass import MotionBandPass
 
 IMPLS = ("vidops", "reference")
+TARGETS = IMPLS + ("torch",)
 
 
 @dataclass
@@ -173,9 +182,22 @@ def _authors_temporal_shift(m: nn.Module) -> Optional[nn.Module]:
     return TemporalShift(m.net, int(m.n_segment), fold_div=fold_div)
 
 
+def _depthwise_conv3d(m: nn.Module) -> Optional[nn.Module]:
+    """A depthwise nn.Conv3d (exactly that class: a subclass may compute something else)."""
+    if type(m) is not nn.Conv3d or not (m.groups == m.in_channels == m.out_channels):
+        return None
+    if tuple(m.dilation) != (1, 1, 1) or m.padding_mode != "zeros":
+        return None
+    if m.padding == "same" and any(k % 2 == 0 for k in m.kernel_size):
+        return None                    # torch pads an even 'same' kernel unevenly: no DepthwiseConv3d
+    from .depthwise_conv3d import DepthwiseConv3d
+
+    return DepthwiseConv3d.from_conv3d(m)
+
+
 AUTHORS_LAYERS: tuple[Callable[[nn.Module], Optional[nn.Module]], ...] = (
     _authors_motion_band_pass, _authors_region_non_local, _authors_non_local,
-    _authors_channel_gate, _authors_temporal_shift,
+    _authors_channel_gate, _authors_temporal_shift, _depthwise_conv3d,
 )
 
 
@@ -198,6 +220,12 @@ class AuthorsStemMotionBandPass(MotionBandPass):
 def _counterpart(m: nn.Module, to: str):
     """(new module or None, how) for one layer."""
     impl = getattr(m, "impl", None)
+    if to == "torch":
+        if _class_name(m) == "DepthwiseConv3d" and _is_vidops(m):
+            return m.to_conv3d(), "replaced"
+        if _is_vidops(m) and impl in IMPLS:
+            return (None, None) if impl == "reference" else (m, "impl switched")
+        return None, None
     if _is_vidops(m) and impl in IMPLS:
         return (None, None) if impl == to else (m, "impl switched")
     if _is_vidops(m):
@@ -217,12 +245,13 @@ def swap(model: nn.Module, to: str = "vidops") -> SwapReport:
 
     to="vidops": vidops's layers run their fused ops and the authors' layers are replaced by vidops
     layers; to="reference": vidops's layers run their plain-PyTorch formulation (as the authors'
-    code computes it) and the authors' layers are replaced by vidops layers in reference mode.
-    Weights, device, dtype and training mode are kept. Returns a `SwapReport` (its `.model` is the
+    code computes it) and the authors' layers are replaced by vidops layers in reference mode;
+    to="torch": vidops.nn.DepthwiseConv3d layers become nn.Conv3d(groups=C) again and the other
+    vidops layers run "reference". Weights, device, dtype and training mode are kept. Returns a `SwapReport` (its `.model` is the
     model, or the new root when the root itself was an authors' layer).
     """
-    if to not in IMPLS:
-        raise ValueError(f"vidops.nn.swap: to must be one of {IMPLS}, got {to!r}")
+    if to not in TARGETS:
+        raise ValueError(f"vidops.nn.swap: to must be one of {TARGETS}, got {to!r}")
     if not isinstance(model, nn.Module):
         raise TypeError(f"vidops.nn.swap: model must be a torch.nn.Module, got {type(model).__name__}")
     report = SwapReport(to=to, model=model)
@@ -234,7 +263,7 @@ def swap(model: nn.Module, to: str = "vidops") -> SwapReport:
             return module
         before = _class_name(module)
         if how == "impl switched":
-            module.impl = to
+            module.impl = "reference" if to == "torch" else to
         else:
             place(new)
         report.swapped.append(Swapped(qual, before, _class_name(new), how))
