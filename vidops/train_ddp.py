@@ -9,6 +9,12 @@ The clips here are synthetic (random frames and labels, the same global batch on
 each rank taking its slice): replace `global_batch` with your data loader and a
 DistributedSampler. The loss is the cross-entropy of the logits plus `aux_weight` times the
 mean of a model's auxiliary outputs (DAN's ENoPR, TeSNet's projection loss).
+
+The optimizer is SGD (momentum 0.9) on the thesis's parameter groups (vidops.models.param_groups:
+the classifier at --classifier-lr-mult times the learning rate and weight decay, no weight decay
+on BatchNorm, biases and band-pass filters); --partial-bn freezes every BatchNorm but the first
+(vidops.models.freeze_bn), as the thesis fine-tunes; --imagenet loads torchvision's ImageNet
+ResNet-50 into the backbone (vidops.models.load_imagenet_backbone).
 """
 from __future__ import annotations
 
@@ -70,14 +76,23 @@ def train(name: str, *, steps: int = 2, batch: int = 2, segments: int = 2, size:
           num_classes: int = 5, dropout: float = 0.5, lr: float = 0.01, aux_weight: float = 0.1,
           freeze_bn: bool = False, sync_bn: bool = False, device: str = "cpu",
           dtype: torch.dtype = torch.float32, seed: int = 0, rank: int = 0, world: int = 1,
-          initial_state: Optional[dict] = None) -> tuple:
-    """Train `name` for `steps` SGD steps (momentum 0.9) on the synthetic batches, each of the
-    `world` processes on its slice of every global batch of `batch` clips (DDP when world > 1).
-    Returns (initial state_dict, final state_dict), on the CPU."""
+          initial_state: Optional[dict] = None, weight_decay: float = 1e-4, classifier_lr_mult: float = 5.0,
+          partial_bn: bool = False, imagenet: Optional[str] = None) -> tuple:
+    """Train `name` for `steps` SGD steps (momentum 0.9, vidops.models.param_groups with
+    `weight_decay` and `classifier_lr_mult`) on the synthetic batches, each of the `world`
+    processes on its slice of every global batch of `batch` clips (DDP when world > 1).
+    freeze_bn: every BatchNorm on running statistics (a split batch then trains exactly like the
+    whole one); partial_bn: the fine-tuning recipe (vidops.models.freeze_bn). imagenet: a
+    torchvision resnet50 state_dict file for the backbone. Returns (initial state_dict, final
+    state_dict), on the CPU."""
     if batch % world:
         raise ValueError(f"vidops.train_ddp: the global batch {batch} must split evenly over {world} processes")
     torch.manual_seed(seed)
     model, frames = build(name, num_classes, segments, dropout)
+    if imagenet is not None:
+        report = M.load_imagenet_backbone(model, imagenet)
+        if rank == 0:
+            print(report, flush=True)
     if initial_state is not None:
         model.load_state_dict(initial_state)
     start = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -86,11 +101,13 @@ def train(name: str, *, steps: int = 2, batch: int = 2, segments: int = 2, size:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if freeze_bn:
         freeze_batchnorm(model)
+    if partial_bn:
+        M.freeze_bn(model)
     net = model
     if world > 1:
         dev = torch.device(device)
         net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    opt = torch.optim.SGD(M.param_groups(model, lr, weight_decay, classifier_lr_mult), momentum=0.9)
     per_rank = batch // world
     for step in range(steps):
         clips, labels = global_batch(step, batch, frames, size, num_classes, dtype)
@@ -115,7 +132,14 @@ def main(argv=None) -> None:
     p.add_argument("--num-classes", type=int, default=400)
     p.add_argument("--dropout", type=float, default=0.5)
     p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--weight-decay", type=float, default=1e-4,
+                   help="L2 on conv and linear weights (the classifier's times --classifier-lr-mult)")
+    p.add_argument("--classifier-lr-mult", type=float, default=5.0,
+                   help="the classification layer's learning rate and weight decay multiplier (thesis: 5)")
     p.add_argument("--freeze-bn", action="store_true", help="BatchNorm with running statistics")
+    p.add_argument("--partial-bn", action="store_true",
+                   help="freeze every BatchNorm but the first (the thesis's fine-tuning recipe)")
+    p.add_argument("--imagenet", default=None, help="torchvision resnet50-*.pth: ImageNet backbone initialisation")
     p.add_argument("--sync-bn", action="store_true", help="torch.nn.SyncBatchNorm (GPU)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--init", default=None,
@@ -137,7 +161,9 @@ def main(argv=None) -> None:
             start, final = train(name, steps=a.steps, batch=a.batch_size or 2 * world, segments=a.segments,
                                  size=a.size, num_classes=a.num_classes, dropout=a.dropout, lr=a.lr,
                                  freeze_bn=a.freeze_bn, sync_bn=a.sync_bn, device=device, rank=rank, world=world,
-                                 initial_state=init)
+                                 initial_state=init, weight_decay=a.weight_decay,
+                                 classifier_lr_mult=a.classifier_lr_mult, partial_bn=a.partial_bn,
+                                 imagenet=a.imagenet)
             if a.out:
                 os.makedirs(a.out, exist_ok=True)
                 torch.save({"initial": start, "final": final}, os.path.join(a.out, f"{name}_rank{rank}.pt"))
