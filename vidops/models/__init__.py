@@ -35,3 +35,6 @@ __all__ += ["X3D", "x3d_xs", "x3d_s", "x3d_m", "x3d_l", "export_x3d_state_dict",
 from .imagenet import ImageNetLoadReport, load_imagenet_backbone  # noqa: E402,F401
 
 __all__ += ["load_imagenet_backbone", "ImageNetLoadReport"]
+from .recipes import classifier_modules, freeze_bn, param_groups  # noqa: E402,F401
+
+__all__ += ["param_groups", "freeze_bn", "classifier_modules"]
