@@ -38,3 +38,6 @@ __all__ += ["load_imagenet_backbone", "ImageNetLoadReport"]
 from .recipes import classifier_modules, freeze_bn, param_groups  # noqa: E402,F401
 
 __all__ += ["param_groups", "freeze_bn", "classifier_modules"]
+from .predict import Sampling, decode_video, predict, sampling_of  # noqa: E402,F401
+
+__all__ += ["predict", "decode_video", "sampling_of", "Sampling"]
