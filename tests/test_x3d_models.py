@@ -191,3 +191,16 @@ def test_compile_fullgraph():
         want = model(x)
         got = torch.compile(model, fullgraph=True, backend="aot_eager")(x)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_bench_breakdown_knows_the_depthwise_convs():
+    from vidops.bench.breakdown import layer_breakdown, layer_kind
+
+    assert layer_kind(DepthwiseConv3d(4, 3)) == "depthwise conv"
+    assert layer_kind(torch.nn.Conv3d(4, 4, 3, groups=4)) == "depthwise conv"
+    assert layer_kind(torch.nn.Conv3d(4, 8, 3, groups=4)) is None and layer_kind(torch.nn.Conv3d(4, 4, 1)) is None
+    model = M.x3d_xs(3)
+    x = torch.randn(TINY)
+    ms = layer_breakdown(model, lambda: model(x).sum().backward())
+    assert ms["depthwise conv"] > 0 and ms["rest"] > 0
+    assert abs(ms["depthwise conv"] + ms["rest"] - ms["total"]) < 1e-6 * ms["total"] + 1e-9

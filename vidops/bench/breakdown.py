@@ -16,7 +16,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-KINDS = ("band-pass", "shift", "attention", "region conv", "projection", "squeeze")
+KINDS = ("band-pass", "shift", "attention", "region conv", "projection", "squeeze", "depthwise conv")
 
 _BY_CLASS = {
     "MotionBandPass": "band-pass", "AuthorsStemMotionBandPass": "band-pass", "BusyQuietSplit": "band-pass",
@@ -26,12 +26,20 @@ _BY_CLASS = {
     "SpatioTemporalSE": "attention", "ConvPyramidAttention": "attention", "AttentionChain": "attention",
     "RegionConv": "region conv", "DiagonalwisePenta": "region conv",
     "PixelWiseTemporalProjection": "projection", "TemporalSqueezePooling": "squeeze",
+    "DepthwiseConv3d": "depthwise conv",     # vidops.nn's, in either impl (X3D's channel-wise convs)
 }
+
+
+def _depthwise_conv3d_kind(m: nn.Module) -> Optional[str]:
+    """A plain depthwise nn.Conv3d (groups == in == out channels: an X3D as pytorchvideo builds it)."""
+    if isinstance(m, nn.Conv3d) and m.groups > 1 and m.groups == m.in_channels == m.out_channels:
+        return "depthwise conv"
+    return None
 
 
 def layer_kind(m: nn.Module) -> Optional[str]:
     """The thesis layer a module is, by class name (vidops's and the reference's), else None."""
-    return _BY_CLASS.get(type(m).__name__)
+    return _BY_CLASS.get(type(m).__name__) or _depthwise_conv3d_kind(m)
 
 
 def _sync(device) -> None:

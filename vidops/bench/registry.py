@@ -55,7 +55,7 @@ import torch
 
 CASE_MODULES = ("motion_band_pass", "busy_quiet", "pixelwise_temporal_projection", "temporal_relation",
                 "temporal_squeeze", "region_attention", "region_non_local", "depthwise_conv3d", "temporal_shift",
-                "models")
+                "x3d", "models")
 # Whole models take minutes per case on a CPU: they run when asked for (`--ops models`), not by default.
 OPT_IN = ("models",)
 

@@ -14,6 +14,12 @@ torch.compile), "vidops_<backend>" (impl="vidops"; the layers pick their backend
 Shapes: CPU (and --quick) N=1 (RNL's training step N=2) and 8 segments, float32: BQN-R50, DAN, TSM-R50 and TeSNet at 112x112,
 RNL-TSM-R50 at 224x224 (where its attention matters: L = 6272 at res3). GPU: N=2 at 224x224 for
 every model (bf16 where asked).
+
+X3D models (X3D-M 16 x 224^2, BQN X3D-M 48 x 256^2, DAN-X3D-XS 32 x 160^2; N = 1 on the CPU, 8 on
+GPUs), each in NCDHW and in channels_last_3d: providers "reference" / "vidops_<dev>" take the
+NCDHW clip, "reference_cl3d" / "vidops_<dev>_cl3d" the clip (and the 5-D weights) in
+channels_last_3d; no compiled provider (inductor takes minutes per X3D on 2 cores). X3D-M alone
+is also the default run's `x3d` group (vidops/bench/cases/x3d.py).
 Each case records the parameter count, the multiply-adds of one forward (`count_flops`) and, per
 provider, the time of every thesis layer in a step (`breakdown`, the median of BREAKDOWN_RUNS steps,
 see vidops/bench/breakdown.py).
@@ -42,6 +48,9 @@ class Spec:
     frames: int              # frames of the clip
     kwargs: tuple = ()
     train_batch: int = 1     # the fewest clips a training step takes
+    layouts: tuple = ("ncdhw",)   # "cl3d": also channels_last_3d providers
+    compile: bool = True     # a reference_compiled provider
+    batch: int = 0           # clips per step (0: the group's default)
 
     def build(self, impl: str):
         import vidops.models as models
@@ -49,7 +58,22 @@ class Spec:
         return getattr(models, self.factory)(NUM_CLASSES, impl=impl, **dict(self.kwargs))
 
 
-def specs(size: str) -> list:
+def x3d_specs(size: str, gpu: bool = False) -> list:
+    """X3D-M (16 x 224^2), BQN X3D-M (48 x 256^2) and DAN-X3D-XS (4 segments of 8 frames, 160^2),
+    N = 1 on the CPU and 8 on GPUs; smoke: X3D-XS at 4 x 32^2."""
+    both = ("ncdhw", "cl3d")
+    if size == "smoke":
+        return [Spec("X3D-XS", "x3d_xs", 32, 4, layouts=both, compile=False, batch=1)]
+    n = 8 if gpu else 1
+    return [
+        Spec("X3D-M", "x3d_m", 224, 16, layouts=both, compile=False, batch=n),
+        Spec("BQN-X3D-M", "bqn_x3d_m", 256, 48, (("num_segments", 16),), layouts=both, compile=False, batch=n),
+        Spec("DAN-X3D-XS", "dan_x3d_xs", 160, 32, (("num_segments", 4), ("frames_per_segment", 8)),
+             layouts=both, compile=False, batch=n),
+    ]
+
+
+def specs(size: str, gpu: bool = False) -> list:
     S = 8
     if size == "smoke":
         return [Spec("TSM-R50", "tsm_resnet50", 32, 2, (("num_segments", 2),))]
@@ -62,7 +86,7 @@ def specs(size: str) -> list:
         Spec("TeSNet-R50", "tesnet_resnet50", small, 10, (("K", 10),)),
         # its channel gate's BatchNorm1d normalises over the clips: training needs two
         Spec("RNL-TSM-R50", "rnl_tsm_resnet50", 224, S, (("num_segments", S),), train_batch=2),
-    ]
+    ] + x3d_specs(size, gpu)
 
 
 def _logits(out):
@@ -95,35 +119,60 @@ def _size_of(spec: Spec) -> tuple:
 def cases(device: torch.device, quick: bool, options: CaseOptions | None = None) -> list:
     options = options or CaseOptions()
     size = _size(quick, options)
+    return build_cases(specs(size, device.type == "cuda"), device, size, options, OP)
+
+
+CL3D = torch.channels_last_3d
+
+
+def _to_layout(model, layout: str):
+    """channels_last_3d for the model's 5-D weights (its 4-D ones, e.g. BQN's lateral Conv2d, stay)."""
+    if layout == "cl3d":
+        for p in model.parameters():
+            if p.dim() == 5:
+                p.data = p.data.contiguous(memory_format=CL3D)
+    return model
+
+
+def build_cases(spec_list: list, device: torch.device, size: str, options: CaseOptions, op: str) -> list:
     base_n = 1 if size != "full" else 2
     out = []
-    for spec in specs(size):
+    for spec in spec_list:
         params, macs, note = _size_of(spec)
         for dtype in options.dtypes:
             for mode in options.modes:
-                N = max(base_n, spec.train_batch) if mode == "fwd+bwd" else base_n
+                N = spec.batch or (max(base_n, spec.train_batch) if mode == "fwd+bwd" else base_n)
+                keys = [(impl, layout) for layout in spec.layouts for impl in ("reference", "vidops")]
 
-                def setup(spec=spec, dtype=dtype, mode=mode, N=N):
+                def setup(spec=spec, dtype=dtype, mode=mode, N=N, keys=keys):
                     torch.manual_seed(0)
                     dt = dtype_of(dtype)
                     models = {}
-                    ref = spec.build("reference").to(device=device, dtype=dt)
-                    fused = spec.build("vidops").to(device=device, dtype=dt)
-                    fused.load_state_dict(ref.state_dict())
-                    for name, m in (("reference", ref), ("vidops", fused)):
+                    first = None
+                    for impl, layout in keys:
+                        m = spec.build(impl).to(device=device, dtype=dt)
+                        if first is None:
+                            first = m
+                        else:
+                            m.load_state_dict(first.state_dict())
                         m.train(mode == "fwd+bwd")
-                        models[name] = m
+                        models[_key(impl, layout)] = _to_layout(m, layout)
                     x = torch.randn(N, 3, spec.frames, spec.size, spec.size,
                                     generator=torch.Generator().manual_seed(1)).to(device=device, dtype=dt)
                     target = torch.randint(0, NUM_CLASSES, (N,), generator=torch.Generator().manual_seed(2)).to(device)
                     opt = {k: torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9) for k, m in models.items()}
-                    return {"x": x, "target": target, "models": models, "opt": opt}
+                    inputs = {"x": x, "target": target, "models": models, "opt": opt}
+                    if "cl3d" in spec.layouts:
+                        inputs["x_cl3d"] = x.contiguous(memory_format=CL3D)
+                    return inputs
 
-                def make(which, compile_it=False):
+                def make(which, layout="ncdhw", compile_it=False):
                     state = {}
+                    key = _key(which, layout)
+                    xname = "x_cl3d" if layout == "cl3d" else "x"
 
                     def model_of(i):
-                        m = i["models"][which]
+                        m = i["models"][key]
                         if compile_it:
                             if "fn" not in state:
                                 state["fn"] = torch.compile(m, dynamic=False)
@@ -133,21 +182,26 @@ def cases(device: torch.device, quick: bool, options: CaseOptions | None = None)
                     if mode == "fwd":
                         def run(i):
                             with torch.no_grad():
-                                return _logits(model_of(i)(i["x"]))
+                                return _logits(model_of(i)(i[xname]))
                     else:
                         def run(i):
-                            o = i["opt"][which]
+                            o = i["opt"][key]
                             o.zero_grad(set_to_none=True)
-                            loss = _loss(model_of(i)(i["x"]), i["target"])
+                            loss = _loss(model_of(i)(i[xname]), i["target"])
                             loss.backward()
                             o.step()
                             return loss.detach()
-                    run.model_key = which
+                    run.model_key = key
                     return run
 
-                providers = {"reference": make("reference"),
-                             "reference_compiled": make("reference", compile_it=True),
-                             f"vidops_{device.type}": make("vidops")}
+                providers = {}
+                for layout in spec.layouts:
+                    sfx = "" if layout == "ncdhw" else "_cl3d"
+                    providers["reference" + sfx] = make("reference", layout)
+                    if spec.compile and layout == "ncdhw":
+                        providers["reference_compiled"] = make("reference", compile_it=True)
+                    providers[f"vidops_{device.type}{sfx}"] = make("vidops", layout)
+
                 def breakdown(provider, i, providers=providers):
                     run = providers[provider]
                     if "compiled" in provider:
@@ -160,17 +214,27 @@ def cases(device: torch.device, quick: bool, options: CaseOptions | None = None)
                     return ms
 
                 targets = _targets(spec.label, mode, device)
+                itemsize = torch.empty((), dtype=dtype_of(dtype)).element_size()
+                clip_bytes = N * 3 * spec.frames * spec.size * spec.size * itemsize
+                # minimum traffic: the clip read, the weights read (and, training, their gradients
+                # written and the weights updated)
+                traffic = clip_bytes + params * itemsize * (1 if mode == "fwd" else 3)
+                layouts = "" if spec.layouts == ("ncdhw",) else " (NCDHW and channels_last_3d)"
                 out.append(Case(
-                    op=OP, name=f"{spec.label} N={N} T={spec.frames} {spec.size}x{spec.size}", mode=mode,
-                    dtype=dtype, setup=setup, providers=providers, bytes=0,
+                    op=op, name=f"{spec.label} N={N} T={spec.frames} {spec.size}x{spec.size}", mode=mode,
+                    dtype=dtype, setup=setup, providers=providers, bytes=traffic if op != OP else 0,
                     flops=None if macs is None else 2 * macs * N * (1 if mode == "fwd" else 3),
                     shape={"model": spec.label, "N": N, "frames": spec.frames, "size": spec.size,
                            "params": params, "gmacs_per_clip": None if macs is None else macs / 1e9},
                     targets=targets, breakdown=breakdown, interleave=True,
                     note=note or ("training step: forward, cross-entropy (+ ENoPR for DAN), backward, SGD"
-                                  if mode == "fwd+bwd" else "inference, eval mode"),
+                                  if mode == "fwd+bwd" else "inference, eval mode") + layouts,
                 ))
     return out
+
+
+def _key(impl: str, layout: str) -> str:
+    return impl if layout == "ncdhw" else f"{impl}_cl3d"
 
 
 def _median_breakdown(runs: list) -> dict:
@@ -179,8 +243,25 @@ def _median_breakdown(runs: list) -> dict:
     return {k: statistics.median(r.get(k, 0.0) for r in runs) for k in kinds}
 
 
+X3D_TARGETS = {  # (label, mode): ((baseline provider, value), ...), CPU, 2 threads
+    ("X3D-M", "fwd+bwd"): (("reference", 2.0), ("reference_cl3d", 1.6)),
+    ("X3D-M", "fwd"): (("reference", 1.3), ("reference_cl3d", 1.1)),
+    ("BQN-X3D-M", "fwd+bwd"): (("reference", 2.0),),
+}
+
+
 def _targets(label: str, mode: str, device: torch.device) -> list:
     src = "models: training step and forward vs the reference impl"
+    if "X3D" in label:
+        if device.type == "cuda":
+            if label == "DAN-X3D-XS":
+                return []
+            return [Target("speedup", 1.5, b, source=f"X3D on GPU: {label} training step >= 1.5x the reference impl "
+                                                      f"in PyTorch's best layout") for b in ("reference", "reference_cl3d")
+                    if mode == "fwd+bwd"]
+        return [Target("speedup", v, b, source=f"{label} {mode} >= {v}x the reference impl"
+                                                 f"{' in channels_last_3d' if b.endswith('cl3d') else ' (NCDHW)'}")
+                for b, v in X3D_TARGETS.get((label, mode), ())]
     if device.type == "cuda":
         return [Target("speedup", 1.5, "reference", source="models on GPU: every model >= 1.5x the reference impl")]
     goal = {("BQN-R50", "fwd+bwd"): 1.5, ("RNL-TSM-R50", "fwd+bwd"): 1.5,
