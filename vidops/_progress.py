@@ -141,3 +141,42 @@ class Progress:
     def _write(self, s: str) -> None:
         self.stream.write(s)
         self.stream.flush()
+
+
+class StatusLine:
+    """A progress callable for counters that need no line of their own ("compiled 12/540"): on
+    a terminal each call redraws one status line in place (cleared by close()); anywhere else (a
+    pipe, a file, a CI log) it prints nothing, so the output holds only the result.
+
+        with StatusLine() as status:
+            for i, item in enumerate(items, 1):
+                status(f"compiled {i}/{len(items)}")
+    """
+
+    def __init__(self, stream: Optional[TextIO] = None, interactive: Optional[bool] = None):
+        self.stream = stream if stream is not None else sys.stderr
+        self.interactive = is_terminal(self.stream) if interactive is None else interactive
+        self._shown = False
+
+    def __call__(self, text: str) -> None:
+        if not self.interactive:
+            return
+        width = shutil.get_terminal_size((120, 24)).columns
+        if len(text) > width - 1:
+            text = text[:max(0, width - 2)] + "…"
+        self.stream.write("\r\x1b[K" + text)
+        self.stream.flush()
+        self._shown = True
+
+    def close(self) -> None:
+        if self._shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self._shown = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
