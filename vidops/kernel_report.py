@@ -896,7 +896,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-cuda", action="store_true", help="skip the CUDA C++ part")
     p.add_argument("--no-triton", action="store_true", help="skip the Triton part")
     p.add_argument("--json", default="", help="also write the report as JSON here")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--quiet", action="store_true", help="no progress line (there is none when stderr is not a terminal)")
     p.add_argument("--quick", action="store_true",
                    help="bfloat16 only, attention mode softmax only, the bench's kernel sizes only")
     p.add_argument("--sample", action="store_true",
@@ -917,10 +917,12 @@ def main(argv=None) -> int:
     for op in ops or ():
         if op not in PLANS:
             p.error(f"unknown op {op!r} (known: {', '.join(PLANS)})")
-    progress = None if a.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
-    report = full_report(archs, ops, tuple(a.dtypes.split(",")), a.jobs or None, not a.no_cache,
-                         not a.no_cuda, progress, a.sample, _binaries_at(a.cuda_objects) if a.cuda_objects else None,
-                         not a.no_triton)
+    from ._progress import StatusLine
+
+    with StatusLine() as status:  # one line redrawn on a terminal; nothing when piped
+        report = full_report(archs, ops, tuple(a.dtypes.split(",")), a.jobs or None, not a.no_cache,
+                             not a.no_cuda, None if a.quiet else status, a.sample,
+                             _binaries_at(a.cuda_objects) if a.cuda_objects else None, not a.no_triton)
     print(format_table(report))
     if a.json:
         with open(a.json, "w") as f:
