@@ -9,7 +9,6 @@ import torch.nn.functional as F
 
 import vidops
 from vidops.ops.pixelwise_temporal_projection import OP as PWTP_OP
-from vidops.reference.pixelwise_temporal_projection import TINY
 from vidops.reference.pixelwise_temporal_projection import pixelwise_temporal_projection as ref
 from vidops.reference.pixelwise_temporal_projection import pixelwise_temporal_projection_backward as ref_bwd
 
@@ -44,7 +43,7 @@ def gram_condition(basis, T, H, W, eps=1e-6):
     A = F.interpolate(basis.double(), size=(H, W), mode="bilinear", align_corners=False)
     A = A.view(basis.shape[0], T, D, H, W).permute(0, 3, 4, 1, 2)
     G0 = A.transpose(-1, -2) @ A
-    lam = eps * (G0.diagonal(dim1=-2, dim2=-1).sum(-1) / D + TINY)
+    lam = eps * (G0.diagonal(dim1=-2, dim2=-1).sum(-1) / D)
     G = G0 + lam[..., None, None] * torch.eye(D, dtype=G0.dtype, device=G0.device)
     return torch.linalg.cond(G).max().item() if G.numel() else 1.0
 
@@ -222,7 +221,7 @@ def test_reference_against_lstsq(shape):
     x, basis = make(*shape)
     eps = 1e-3
     A = _upsample_by_hand(basis, H, W).view(N, T, D, H, W).permute(0, 3, 4, 1, 2)   # (N, H, W, T, D)
-    lam = eps * (A.square().sum((-2, -1)) / D + TINY)
+    lam = eps * (A.square().sum((-2, -1)) / D)
     # ridge least squares as an ordinary one: [A; sqrt(lam) I] y = [x; 0]
     aug = torch.cat([A, lam.sqrt()[..., None, None] * torch.eye(D, dtype=A.dtype)], -2)
     rhs = torch.cat([x.permute(0, 3, 4, 2, 1), torch.zeros(N, H, W, D, C, dtype=x.dtype)], -2)
@@ -271,7 +270,7 @@ def test_enopr_is_mean_squared_residual_and_orthogonal(device, backend):
     # A^T p = lam y: orthogonal up to the regularisation
     A = F.interpolate(basis, size=(H, W), mode="bilinear", align_corners=False)
     A = A.view(N, T, D, H, W).permute(0, 3, 4, 1, 2)
-    lam = eps * (A.square().sum((-2, -1)) / D + TINY)
+    lam = eps * (A.square().sum((-2, -1)) / D)
     Atp = A.transpose(-1, -2) @ p.permute(0, 3, 4, 2, 1)
     y = torch.linalg.solve(A.transpose(-1, -2) @ A + lam[..., None, None] * torch.eye(D, dtype=A.dtype),
                            A.transpose(-1, -2) @ x.permute(0, 3, 4, 2, 1))

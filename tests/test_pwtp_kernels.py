@@ -12,7 +12,7 @@ import importlib
 import pytest
 import torch
 
-from vidops.reference.pixelwise_temporal_projection import (TINY, pixelwise_temporal_projection,
+from vidops.reference.pixelwise_temporal_projection import (pixelwise_temporal_projection,
                                                             pixelwise_temporal_projection_backward)
 from vidops.reference.temporal_relation import temporal_relation, temporal_relation_backward
 from vidops.reference.temporal_squeeze import temporal_squeeze, temporal_squeeze_backward

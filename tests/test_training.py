@@ -61,3 +61,18 @@ def test_joint_training_step():
     assert any(not torch.equal(a, p) for a, p in zip(before, pwtp.parameters()))
     out2 = vidops.joint_training_step(pwtp, classifier, opt, clip, target, num_segments=2, alpha=0.25)
     assert out2["alpha"] == 0.25
+
+
+def test_mgda_alpha_sparse_gradients():
+    """Sparse gradients (an nn.Embedding(sparse=True)) give the alpha of their dense values, as a
+    tensor pair and inside a per-parameter sequence next to a None."""
+    emb = torch.nn.Embedding(10, 3, sparse=True)
+    emb(torch.tensor([1, 4, 4])).sum().backward()
+    g1 = emb.weight.grad.coalesce()
+    g2 = torch.randn(10, 3)
+    want = vidops.mgda_alpha(g1.to_dense(), g2)
+    torch.testing.assert_close(vidops.mgda_alpha(g1, g2), want)
+    torch.testing.assert_close(vidops.mgda_alpha(g2.to_sparse(), g1), vidops.mgda_alpha(g2, g1.to_dense()))
+    torch.testing.assert_close(vidops.mgda_alpha([g1, None], [g2, torch.ones(2)]),
+                               vidops.mgda_alpha([g1.to_dense(), torch.zeros(2)], [g2, torch.ones(2)]))
+    torch.testing.assert_close(vidops.mgda_alpha(g2.to_sparse_csr(), g1), vidops.mgda_alpha(g2, g1.to_dense()))

@@ -1,10 +1,12 @@
 """Helpers shared by the PWTP and TSP Triton kernels: the D <= 4 LDL^T solve, fully unrolled.
 
-The kernels solve with G = A^T A + lam I, lam = e * (trace(A^T A) / D + TINY),
+The kernels solve with G = A^T A + lam I, lam = e * trace(A^T A) / D (e for A = 0),
 e = max(eps, FLOOR_ULPS * u) (u the accumulation type's machine epsilon; `effective_eps` on the
 host), the same algorithm as the C++/CUDA kernels and the reference: G = L diag(d) L^T with each
 pivot floored at lam (exact pivots of G are >= lam, so the floor only absorbs the rounding that
-makes a rank-deficient G indefinite), then forward/back substitution. The Gram matrix A^T A is
+makes a rank-deficient G indefinite), then forward/back substitution. A is first scaled by the
+power of two `pow2_scale` of its largest entry (to [0.5, 1)), so that nothing over- or underflows
+and the projection does not depend on the basis's scale. The Gram matrix A^T A is
 held as its 10 upper entries (g00 .. g33), each a tensor of any shape (a scalar per sample for
 TSP, a [BLOCK] vector of pixels for PWTP). Entries of unused dimensions (d >= D) are ignored:
 `ldl_factor` returns zeros for them and `ldl_solve` returns y_d = 0 there, so callers never build
@@ -29,7 +31,6 @@ def device_fn(fn):
     return fn if interpreted() else triton.jit(fn)
 
 
-TINY = 1e-20  # lam = e * (trace(A^T A) / D + TINY) > 0 for A = 0 (as the reference's TINY)
 FLOOR_ULPS = 8  # e >= FLOOR_ULPS machine epsilons of the accumulation type
 MACHINE_EPS = {32: 2.0 ** -23, 64: 2.0 ** -52}
 
@@ -74,9 +75,27 @@ def join(hi, lo, ACC: tl.constexpr):
 
 
 @device_fn
-def regulariser(g00, g11, g22, g33, e, tiny, D: tl.constexpr):
-    """lam = e * (trace / D + tiny); g_dd for d >= D must be zero."""
-    return e * ((g00 + g11 + g22 + g33) / D + tiny)
+def regulariser(g00, g11, g22, g33, e, D: tl.constexpr):
+    """lam = e * trace / D, e where the trace is 0 (A = 0); g_dd for d >= D must be zero."""
+    tr = g00 + g11 + g22 + g33
+    return e * tl.where(tr > 0.0, tr / D, 1.0)
+
+
+@device_fn
+def pow2_scale(m, ACC: tl.constexpr):
+    """The power of two s with s m in [0.5, 1) for m > 0, from m's exponent bits, clamped to the
+    normal numbers (a subnormal m gets 2^126, float64 2^1022); 0 where m = 0 (a zero basis: y = s y'
+    and grad_A = s grad_A' are 0 there). The C++/CUDA
+    kernels' pow2_scale and the reference's (frexp) give the same s."""
+    if ACC == tl.float64:
+        ex = (m.to(tl.int64, bitcast=True) >> 52) & 0x7FF
+        sb = tl.minimum(tl.maximum(2045 - ex, 1), 2046)
+        s = (sb << 52).to(tl.float64, bitcast=True)
+    else:
+        ex = (m.to(tl.int32, bitcast=True) >> 23) & 0xFF
+        sb = tl.minimum(tl.maximum(253 - ex, 1), 254)
+        s = (sb << 23).to(tl.float32, bitcast=True)
+    return tl.where(m > 0.0, s, 0.0)
 
 
 @device_fn

@@ -2,12 +2,14 @@
 
 x (N, C, T, H, W), basis (N, T*D, h, w) bilinearly upsampled to (H, W) inside the kernel
 (F.interpolate(size=(H, W), mode="bilinear", align_corners=False); never materialised). Per pixel
-A (T, D) with A[t, d] = up(basis)[t*D + d], G = A^T A + lam I, lam = e (trace(A^T A)/D + TINY),
+A (T, D) with A[t, d] = up(basis)[t*D + d], G = A^T A + lam I, lam = e trace(A^T A)/D (e for A = 0),
 e = max(eps, 8 u) (see _linalg), and per channel y = G^{-1} A^T x_c, p = x_c - A y. Outputs
 pbar = mean_t p (N, C, H, W) and ENoPR[n] = sum_{i,c} ||p||^2 / (H W C) (N,).
 
 Forward, one pass over x: a program owns BLOCK pixels of one sample, builds A (D columns of
-[BLOCK, T_PAD]) from the 4 bilinear neighbours, A^T A, factors G once (LDL^T, D <= 4 unrolled,
+[BLOCK, T_PAD]) from the 4 bilinear neighbours, scales it per pixel by the power of two that
+puts max |A| in [0.5, 1) (pow2_scale: the result does not depend on the basis's scale, and the
+backward's grad_A is s times the scaled one), A^T A, factors G once (LDL^T, D <= 4 unrolled,
 pivots floored at lam), then reads x[n, c, :, pixels] once per channel, solves y = G^{-1} A^T x_c
 by substitution, forms p = x_c - A y explicitly (no x^T x - b^T y cancellation), writes
 pbar = mean_t p and accumulates ||p||^2.
@@ -26,8 +28,8 @@ import triton
 import triton.language as tl
 
 from ._common import acc_dtype as acc_torch
-from ._linalg import (TINY, acc_dtype, block_size, device_fn, effective_eps, join, ldl_factor, ldl_solve,
-                      next_pow2, regulariser, split_f64)
+from ._linalg import (acc_dtype, block_size, device_fn, effective_eps, join, ldl_factor, ldl_solve, next_pow2,
+                      pow2_scale, regulariser, split_f64)
 
 OP = "pixelwise_temporal_projection"
 MAX_D = 4
@@ -79,9 +81,9 @@ def _column(bp, o00, o01, o10, o11, c00, c01, c10, c11, mask, ACC: tl.constexpr)
 
 @device_fn
 def _prologue(b_ptr, n, pix, pm, tt, m2, W, h_in, w_in, sh_hi, sh_lo, sw_hi, sw_lo,
-              sbn, sbc, sbh, sbw, eps, tiny,
+              sbn, sbc, sbh, sbw, eps,
               T: tl.constexpr, D: tl.constexpr, ACC: tl.constexpr):
-    """A's columns and the Cholesky factor of G for BLOCK pixels."""
+    """The scaled columns A'_d = s A_d, the LDL^T factor of G and s ([BLOCK]) for BLOCK pixels."""
     o00, o01, o10, o11, c00, c01, c10, c11 = _neighbours(pix, W, h_in, w_in, sh_hi, sh_lo, sw_hi, sw_lo,
                                                          sbh, sbw, ACC)
     bp = b_ptr + n * sbn + (tt.to(tl.int64) * (D * sbc))[None, :]
@@ -89,6 +91,21 @@ def _prologue(b_ptr, n, pix, pm, tt, m2, W, h_in, w_in, sh_hi, sh_lo, sw_hi, sw_
     A1 = A0
     A2 = A0
     A3 = A0
+    m = tl.max(tl.abs(A0), axis=1)
+    if D >= 2:
+        A1 = _column(bp + sbc, o00, o01, o10, o11, c00, c01, c10, c11, m2, ACC)
+        m = tl.maximum(m, tl.max(tl.abs(A1), axis=1))
+    if D >= 3:
+        A2 = _column(bp + 2 * sbc, o00, o01, o10, o11, c00, c01, c10, c11, m2, ACC)
+        m = tl.maximum(m, tl.max(tl.abs(A2), axis=1))
+    if D >= 4:
+        A3 = _column(bp + 3 * sbc, o00, o01, o10, o11, c00, c01, c10, c11, m2, ACC)
+        m = tl.maximum(m, tl.max(tl.abs(A3), axis=1))
+    s = pow2_scale(m, ACC)
+    A0 = A0 * s[:, None]
+    A1 = A1 * s[:, None]
+    A2 = A2 * s[:, None]
+    A3 = A3 * s[:, None]
     g00 = tl.sum(A0 * A0, axis=1)
     zero = tl.full(g00.shape, 0.0, g00.dtype)
     g01 = zero
@@ -101,24 +118,21 @@ def _prologue(b_ptr, n, pix, pm, tt, m2, W, h_in, w_in, sh_hi, sh_lo, sw_hi, sw_
     g23 = zero
     g33 = zero
     if D >= 2:
-        A1 = _column(bp + sbc, o00, o01, o10, o11, c00, c01, c10, c11, m2, ACC)
         g01 = tl.sum(A0 * A1, axis=1)
         g11 = tl.sum(A1 * A1, axis=1)
     if D >= 3:
-        A2 = _column(bp + 2 * sbc, o00, o01, o10, o11, c00, c01, c10, c11, m2, ACC)
         g02 = tl.sum(A0 * A2, axis=1)
         g12 = tl.sum(A1 * A2, axis=1)
         g22 = tl.sum(A2 * A2, axis=1)
     if D >= 4:
-        A3 = _column(bp + 3 * sbc, o00, o01, o10, o11, c00, c01, c10, c11, m2, ACC)
         g03 = tl.sum(A0 * A3, axis=1)
         g13 = tl.sum(A1 * A3, axis=1)
         g23 = tl.sum(A2 * A3, axis=1)
         g33 = tl.sum(A3 * A3, axis=1)
-    lam = regulariser(g00, g11, g22, g33, eps, tiny, D)
+    lam = regulariser(g00, g11, g22, g33, eps, D)
     l10, l20, l30, l21, l31, l32, i00, i11, i22, i33 = ldl_factor(
         g00, g01, g02, g03, g11, g12, g13, g22, g23, g33, lam, D)
-    return A0, A1, A2, A3, l10, l20, l30, l21, l31, l32, i00, i11, i22, i33
+    return A0, A1, A2, A3, l10, l20, l30, l21, l31, l32, i00, i11, i22, i33, s
 
 
 @device_fn
@@ -149,7 +163,7 @@ def _project(xv, A0, A1, A2, A3, l10, l20, l30, l21, l31, l32, i00, i11, i22, i3
 def _pwtp_fwd_kernel(x_ptr, b_ptr, pbar_ptr, part_ptr,
                      C, HW, W, h_in, w_in, n_tiles,
                      sxn, sxc, sxt, sxh, sxw, sbn, sbc, sbh, sbw,
-                     sh_hi, sh_lo, sw_hi, sw_lo, eps_hi, eps_lo, tiny,
+                     sh_hi, sh_lo, sw_hi, sw_lo, eps_hi, eps_lo,
                      T: tl.constexpr, T_PAD: tl.constexpr, D: tl.constexpr, BLOCK: tl.constexpr,
                      ACC: tl.constexpr):
     tile = tl.program_id(0)
@@ -159,9 +173,9 @@ def _pwtp_fwd_kernel(x_ptr, b_ptr, pbar_ptr, part_ptr,
     tt = tl.arange(0, T_PAD)
     m2 = pm[:, None] & (tt < T)[None, :]
     eps = join(eps_hi, eps_lo, ACC)
-    A0, A1, A2, A3, l10, l20, l30, l21, l31, l32, i00, i11, i22, i33 = _prologue(
+    A0, A1, A2, A3, l10, l20, l30, l21, l31, l32, i00, i11, i22, i33, s = _prologue(
         b_ptr, n, pix, pm, tt, m2, W, h_in, w_in, sh_hi, sh_lo, sw_hi, sw_lo, sbn, sbc, sbh, sbw,
-        eps, tl.full([], tiny, ACC), T, D, ACC)
+        eps, T, D, ACC)
 
     hh = pix // W
     ww = pix - hh * W
@@ -185,7 +199,7 @@ def _pwtp_bwd_kernel(gp_ptr, ge_ptr, x_ptr, b_ptr, gx_ptr, gb_ptr,
                      C, HW, W, h_in, w_in,
                      sgpn, sgpc, sgph, sgpw, sge,
                      sxn, sxc, sxt, sxh, sxw, sbn, sbc, sbh, sbw,
-                     sh_hi, sh_lo, sw_hi, sw_lo, eps_hi, eps_lo, tiny,
+                     sh_hi, sh_lo, sw_hi, sw_lo, eps_hi, eps_lo,
                      T: tl.constexpr, T_PAD: tl.constexpr, D: tl.constexpr, BLOCK: tl.constexpr,
                      HAS_GP: tl.constexpr, HAS_GE: tl.constexpr, ACC: tl.constexpr):
     tile = tl.program_id(0)
@@ -195,9 +209,9 @@ def _pwtp_bwd_kernel(gp_ptr, ge_ptr, x_ptr, b_ptr, gx_ptr, gb_ptr,
     tt = tl.arange(0, T_PAD)
     m2 = pm[:, None] & (tt < T)[None, :]
     eps = join(eps_hi, eps_lo, ACC)
-    A0, A1, A2, A3, l10, l20, l30, l21, l31, l32, i00, i11, i22, i33 = _prologue(
+    A0, A1, A2, A3, l10, l20, l30, l21, l31, l32, i00, i11, i22, i33, s = _prologue(
         b_ptr, n, pix, pm, tt, m2, W, h_in, w_in, sh_hi, sh_lo, sw_hi, sw_lo, sbn, sbc, sbh, sbw,
-        eps, tl.full([], tiny, ACC), T, D, ACC)
+        eps, T, D, ACC)
 
     hh = pix // W
     ww = pix - hh * W
@@ -243,16 +257,17 @@ def _pwtp_bwd_kernel(gp_ptr, ge_ptr, x_ptr, b_ptr, gx_ptr, gb_ptr,
 
     # back through the upsampling: each pixel adds its 4 weighted shares to the low-res basis
     k = (2.0 * eps / D) * qy[:, None]
+    sc = s[:, None]  # grad_A = s grad_A'
     o00, o01, o10, o11, c00, c01, c10, c11 = _neighbours(pix, W, h_in, w_in, sh_hi, sh_lo, sw_hi, sw_lo,
                                                          w_in, 1, ACC)
     gbp = gb_ptr + n * (T * D) * h_in * w_in + (tt.to(tl.int64) * (D * h_in * w_in))[None, :]
-    _scatter(gbp, ga0 + k * A0, o00, o01, o10, o11, c00, c01, c10, c11, m2)
+    _scatter(gbp, (ga0 + k * A0) * sc, o00, o01, o10, o11, c00, c01, c10, c11, m2)
     if D >= 2:
-        _scatter(gbp + h_in * w_in, ga1 + k * A1, o00, o01, o10, o11, c00, c01, c10, c11, m2)
+        _scatter(gbp + h_in * w_in, (ga1 + k * A1) * sc, o00, o01, o10, o11, c00, c01, c10, c11, m2)
     if D >= 3:
-        _scatter(gbp + 2 * h_in * w_in, ga2 + k * A2, o00, o01, o10, o11, c00, c01, c10, c11, m2)
+        _scatter(gbp + 2 * h_in * w_in, (ga2 + k * A2) * sc, o00, o01, o10, o11, c00, c01, c10, c11, m2)
     if D >= 4:
-        _scatter(gbp + 3 * h_in * w_in, ga3 + k * A3, o00, o01, o10, o11, c00, c01, c10, c11, m2)
+        _scatter(gbp + 3 * h_in * w_in, (ga3 + k * A3) * sc, o00, o01, o10, o11, c00, c01, c10, c11, m2)
 
 
 @device_fn
@@ -296,7 +311,7 @@ def _config(x, basis, D, eps):
     # (sm_90 bf16, T = 8: backward 152 B at D = 3, 672 B at D = 4; forward 72 B at D = 4)
     warps = 8 if D >= 3 else 4
     return dict(T=T, T_PAD=T_PAD, D=D, BLOCK=BLOCK, ACC=acc, num_warps=warps), \
-        (sh[0], sh[1], sw[0], sw[1], *split_f64(effective_eps(eps, acc)), TINY), h_in, w_in
+        (sh[0], sh[1], sw[0], sw[1], *split_f64(effective_eps(eps, acc))), h_in, w_in
 
 
 def forward(x, basis, D, eps):

@@ -1,8 +1,10 @@
 """Triton kernels of `vidops.temporal_squeeze`.
 
 x (N, C, K, H, W), basis A (N, K, D) shared by every (c, h, w) of a sample,
-G = A^T A + lam I, lam = e_r (trace(A^T A)/D + TINY), e_r = max(eps, 8 u) (see _linalg),
+G = A^T A + lam I, lam = e_r trace(A^T A)/D (e_r for A = 0), e_r = max(eps, 8 u) (see _linalg),
 y = G^{-1} A^T x -> (N, C, D, H, W), r = x - A y, l_proj[n] = mean over (c, h, w) of ||r||_2.
+The kernels work with A' = s A (s = pow2_scale of max |A|, per sample): y = s y',
+dL/dy' = s dL/dy, grad_A = s grad_A'.
 
 Each program owns BLOCK rows (c, h, w) of one sample. It first builds Q = G^{-1} A^T (D x K) from
 the sample's basis (the LDL^T factor is one scalar set per program; solving it against A's rows
@@ -19,22 +21,38 @@ import torch
 import triton
 import triton.language as tl
 
-from ._linalg import (TINY, acc_dtype, block_size, device_fn, effective_eps, join, ldl_factor, ldl_solve,
-                      next_pow2, regulariser, split_f64)
+from ._linalg import (acc_dtype, block_size, device_fn, effective_eps, join, ldl_factor, ldl_solve, next_pow2,
+                      pow2_scale, regulariser, split_f64)
 
 OP = "temporal_squeeze"
 MAX_D = 4
 
 
 @device_fn
-def _setup(b_ptr, n, kk, km, sbn, sbk, sbd, eps, tiny,
+def _setup(b_ptr, n, kk, km, sbn, sbk, sbd, eps,
            D: tl.constexpr, ACC: tl.constexpr):
-    """The sample's basis columns A_d and Q_d = (G^{-1} A^T)_d as [K_PAD] vectors, and G's factor."""
+    """The sample's scaled basis columns A'_d = s A_d and Q_d = (G^{-1} A'^T)_d as [K_PAD] vectors,
+    G's factor and s."""
     bp = b_ptr + n * sbn + kk.to(tl.int64) * sbk
     A0 = tl.load(bp, mask=km, other=0.0).to(ACC)
     A1 = A0
     A2 = A0
     A3 = A0
+    m = tl.max(tl.abs(A0), axis=0)
+    if D >= 2:
+        A1 = tl.load(bp + sbd, mask=km, other=0.0).to(ACC)
+        m = tl.maximum(m, tl.max(tl.abs(A1), axis=0))
+    if D >= 3:
+        A2 = tl.load(bp + 2 * sbd, mask=km, other=0.0).to(ACC)
+        m = tl.maximum(m, tl.max(tl.abs(A2), axis=0))
+    if D >= 4:
+        A3 = tl.load(bp + 3 * sbd, mask=km, other=0.0).to(ACC)
+        m = tl.maximum(m, tl.max(tl.abs(A3), axis=0))
+    s = pow2_scale(m, ACC)
+    A0 = A0 * s
+    A1 = A1 * s
+    A2 = A2 * s
+    A3 = A3 * s
     g00 = tl.sum(A0 * A0, axis=0)
     zero = tl.full(g00.shape, 0.0, g00.dtype)
     g01 = zero
@@ -47,25 +65,22 @@ def _setup(b_ptr, n, kk, km, sbn, sbk, sbd, eps, tiny,
     g23 = zero
     g33 = zero
     if D >= 2:
-        A1 = tl.load(bp + sbd, mask=km, other=0.0).to(ACC)
         g01 = tl.sum(A0 * A1, axis=0)
         g11 = tl.sum(A1 * A1, axis=0)
     if D >= 3:
-        A2 = tl.load(bp + 2 * sbd, mask=km, other=0.0).to(ACC)
         g02 = tl.sum(A0 * A2, axis=0)
         g12 = tl.sum(A1 * A2, axis=0)
         g22 = tl.sum(A2 * A2, axis=0)
     if D >= 4:
-        A3 = tl.load(bp + 3 * sbd, mask=km, other=0.0).to(ACC)
         g03 = tl.sum(A0 * A3, axis=0)
         g13 = tl.sum(A1 * A3, axis=0)
         g23 = tl.sum(A2 * A3, axis=0)
         g33 = tl.sum(A3 * A3, axis=0)
-    lam = regulariser(g00, g11, g22, g33, eps, tiny, D)
+    lam = regulariser(g00, g11, g22, g33, eps, D)
     l10, l20, l30, l21, l31, l32, i00, i11, i22, i33 = ldl_factor(
         g00, g01, g02, g03, g11, g12, g13, g22, g23, g33, lam, D)
     Q0, Q1, Q2, Q3 = ldl_solve(l10, l20, l30, l21, l31, l32, i00, i11, i22, i33, A0, A1, A2, A3, D)
-    return A0, A1, A2, A3, Q0, Q1, Q2, Q3, l10, l20, l30, l21, l31, l32, i00, i11, i22, i33
+    return A0, A1, A2, A3, Q0, Q1, Q2, Q3, l10, l20, l30, l21, l31, l32, i00, i11, i22, i33, s
 
 
 @device_fn
@@ -103,15 +118,15 @@ def _squeeze(xv, A0, A1, A2, A3, Q0, Q1, Q2, Q3, D: tl.constexpr):
 def _tsp_fwd_kernel(x_ptr, b_ptr, y_ptr, part_ptr,
                     C, HW, W, M, n_tiles,
                     sxn, sxc, sxk, sxh, sxw, sbn, sbk, sbd,
-                    eps_hi, eps_lo, tiny,
+                    eps_hi, eps_lo,
                     K: tl.constexpr, K_PAD: tl.constexpr, D: tl.constexpr, BLOCK: tl.constexpr,
                     ACC: tl.constexpr):
     tile = tl.program_id(0)
     n = tl.program_id(1).to(tl.int64)
     kk = tl.arange(0, K_PAD)
     km = kk < K
-    A0, A1, A2, A3, Q0, Q1, Q2, Q3, l10, l20, l30, l21, l31, l32, i00, i11, i22, i33 = _setup(
-        b_ptr, n, kk, km, sbn, sbk, sbd, join(eps_hi, eps_lo, ACC), tl.full([], tiny, ACC), D, ACC)
+    A0, A1, A2, A3, Q0, Q1, Q2, Q3, l10, l20, l30, l21, l31, l32, i00, i11, i22, i33, s = _setup(
+        b_ptr, n, kk, km, sbn, sbk, sbd, join(eps_hi, eps_lo, ACC), D, ACC)
     rm, c, hw, hh, ww = _rows(tile, HW, W, M, BLOCK)
     m2 = rm[:, None] & km[None, :]
     xv = tl.load(x_ptr + n * sxn + (c * sxc + hh * sxh + ww * sxw)[:, None] + (kk.to(tl.int64) * sxk)[None, :],
@@ -119,13 +134,13 @@ def _tsp_fwd_kernel(x_ptr, b_ptr, y_ptr, part_ptr,
     y0, y1, y2, y3, r = _squeeze(xv, A0, A1, A2, A3, Q0, Q1, Q2, Q3, D)
     yp = y_ptr + (n * C + c) * D * HW + hw
     ty = y_ptr.dtype.element_ty
-    tl.store(yp, y0.to(ty), mask=rm)
+    tl.store(yp, (y0 * s).to(ty), mask=rm)
     if D >= 2:
-        tl.store(yp + HW, y1.to(ty), mask=rm)
+        tl.store(yp + HW, (y1 * s).to(ty), mask=rm)
     if D >= 3:
-        tl.store(yp + 2 * HW, y2.to(ty), mask=rm)
+        tl.store(yp + 2 * HW, (y2 * s).to(ty), mask=rm)
     if D >= 4:
-        tl.store(yp + 3 * HW, y3.to(ty), mask=rm)
+        tl.store(yp + 3 * HW, (y3 * s).to(ty), mask=rm)
     nr = tl.sqrt(tl.sum(r * r, axis=1))
     tl.store(part_ptr + n * n_tiles + tile, tl.sum(nr, axis=0))
 
@@ -135,7 +150,7 @@ def _tsp_bwd_kernel(gy_ptr, gl_ptr, x_ptr, b_ptr, gx_ptr, part_ptr,
                     C, HW, W, M, n_tiles,
                     sgyn, sgyc, sgyd, sgyh, sgyw, sgl,
                     sxn, sxc, sxk, sxh, sxw, sbn, sbk, sbd,
-                    eps_hi, eps_lo, tiny,
+                    eps_hi, eps_lo,
                     K: tl.constexpr, K_PAD: tl.constexpr, D: tl.constexpr, BLOCK: tl.constexpr,
                     HAS_GY: tl.constexpr, HAS_GL: tl.constexpr, ACC: tl.constexpr):
     tile = tl.program_id(0)
@@ -143,8 +158,8 @@ def _tsp_bwd_kernel(gy_ptr, gl_ptr, x_ptr, b_ptr, gx_ptr, part_ptr,
     kk = tl.arange(0, K_PAD)
     km = kk < K
     eps = join(eps_hi, eps_lo, ACC)
-    A0, A1, A2, A3, Q0, Q1, Q2, Q3, l10, l20, l30, l21, l31, l32, i00, i11, i22, i33 = _setup(
-        b_ptr, n, kk, km, sbn, sbk, sbd, eps, tl.full([], tiny, ACC), D, ACC)
+    A0, A1, A2, A3, Q0, Q1, Q2, Q3, l10, l20, l30, l21, l31, l32, i00, i11, i22, i33, s = _setup(
+        b_ptr, n, kk, km, sbn, sbk, sbd, eps, D, ACC)
     rm, c, hw, hh, ww = _rows(tile, HW, W, M, BLOCK)
     m2 = rm[:, None] & km[None, :]
     xv = tl.load(x_ptr + n * sxn + (c * sxc + hh * sxh + ww * sxw)[:, None] + (kk.to(tl.int64) * sxk)[None, :],
@@ -175,16 +190,16 @@ def _tsp_bwd_kernel(gy_ptr, gl_ptr, x_ptr, b_ptr, gx_ptr, part_ptr,
     e3 = -q3
     if HAS_GY:
         gyp = gy_ptr + n * sgyn + c * sgyc + hh * sgyh + ww * sgyw
-        b0 = tl.load(gyp, mask=rm, other=0.0).to(ACC)
+        b0 = tl.load(gyp, mask=rm, other=0.0).to(ACC) * s    # dL/dy' = s dL/dy
         b1 = b0
         b2 = b0
         b3 = b0
         if D >= 2:
-            b1 = tl.load(gyp + sgyd, mask=rm, other=0.0).to(ACC)
+            b1 = tl.load(gyp + sgyd, mask=rm, other=0.0).to(ACC) * s
         if D >= 3:
-            b2 = tl.load(gyp + 2 * sgyd, mask=rm, other=0.0).to(ACC)
+            b2 = tl.load(gyp + 2 * sgyd, mask=rm, other=0.0).to(ACC) * s
         if D >= 4:
-            b3 = tl.load(gyp + 3 * sgyd, mask=rm, other=0.0).to(ACC)
+            b3 = tl.load(gyp + 3 * sgyd, mask=rm, other=0.0).to(ACC) * s
         g0, g1, g2, g3 = ldl_solve(l10, l20, l30, l21, l31, l32, i00, i11, i22, i33, b0, b1, b2, b3, D)
         e0 += g0
         e1 += g1
@@ -212,14 +227,14 @@ def _tsp_bwd_kernel(gy_ptr, gl_ptr, x_ptr, b_ptr, gx_ptr, part_ptr,
         ey += tl.sum(e2 * y2, axis=0)
     if D >= 4:
         ey += tl.sum(e3 * y3, axis=0)
-    pp = part_ptr + (n * n_tiles + tile) * K * D + kk * D
-    tl.store(pp, ga - k2 * ey * A0, mask=km)
+    pp = part_ptr + (n * n_tiles + tile) * K * D + kk * D   # grad_A = s grad_A'
+    tl.store(pp, (ga - k2 * ey * A0) * s, mask=km)
     if D >= 2:
-        tl.store(pp + 1, tl.sum(r * e1[:, None] - gx * y1[:, None], axis=0) - k2 * ey * A1, mask=km)
+        tl.store(pp + 1, (tl.sum(r * e1[:, None] - gx * y1[:, None], axis=0) - k2 * ey * A1) * s, mask=km)
     if D >= 3:
-        tl.store(pp + 2, tl.sum(r * e2[:, None] - gx * y2[:, None], axis=0) - k2 * ey * A2, mask=km)
+        tl.store(pp + 2, (tl.sum(r * e2[:, None] - gx * y2[:, None], axis=0) - k2 * ey * A2) * s, mask=km)
     if D >= 4:
-        tl.store(pp + 3, tl.sum(r * e3[:, None] - gx * y3[:, None], axis=0) - k2 * ey * A3, mask=km)
+        tl.store(pp + 3, (tl.sum(r * e3[:, None] - gx * y3[:, None], axis=0) - k2 * ey * A3) * s, mask=km)
 
 
 # ---- launchers ---------------------------------------------------------------------------------
@@ -260,7 +275,7 @@ def forward(x, basis, eps):
     part = torch.zeros((N, max(n_tiles, 1)), dtype=part_t, device=x.device)
     if N > 0 and n_tiles > 0:
         _tsp_fwd_kernel[(n_tiles, N)](x, basis, y, part, C, HW, W, M, n_tiles,
-                                      *x.stride(), *basis.stride(), *split_f64(effective_eps(eps, meta["ACC"])), TINY,
+                                      *x.stride(), *basis.stride(), *split_f64(effective_eps(eps, meta["ACC"])),
                                       **meta)
     l_proj = part.sum(dim=1) / M if M > 0 else part.sum(dim=1) * float("nan")
     return y, l_proj
@@ -290,6 +305,6 @@ def backward(grad_y, grad_l, x, basis, eps):
         gl_stride = grad_l.stride(0) if grad_l is not None else 0
         _tsp_bwd_kernel[(n_tiles, N)](gy, gl, x, basis, gx, part, C, HW, W, M, n_tiles,
                                       *gy_strides, gl_stride, *x.stride(), *basis.stride(),
-                                      *split_f64(effective_eps(eps, meta["ACC"])), TINY,
+                                      *split_f64(effective_eps(eps, meta["ACC"])),
                                       HAS_GY=grad_y is not None, HAS_GL=grad_l is not None, **meta)
     return gx, part.sum(dim=1).to(basis.dtype)

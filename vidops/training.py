@@ -26,6 +26,11 @@ def _check_grad(name: str, t) -> None:
         raise TypeError(f"vidops.mgda_alpha: {name} must be a real floating-point tensor, got {t.dtype}")
 
 
+def _dense(t: torch.Tensor) -> torch.Tensor:
+    """Sparse gradients (nn.Embedding(sparse=True), COO/CSR/...) as their dense values."""
+    return t if t.layout == torch.strided else t.to_dense()
+
+
 def _pairs(g1: GradLike, g2: GradLike) -> list:
     """[(a, b)] of the flattened per-parameter gradients (a zero tensor for None), checked:
     both tensors of one shape, or equally long sequences of tensors of pairwise equal shapes."""
@@ -35,7 +40,7 @@ def _pairs(g1: GradLike, g2: GradLike) -> list:
         if g1.shape != g2.shape:
             raise ValueError(f"vidops.mgda_alpha: g1 and g2 must have the same shape, got "
                              f"{tuple(g1.shape)} and {tuple(g2.shape)}")
-        return [(g1.reshape(-1), g2.reshape(-1))]
+        return [(_dense(g1).reshape(-1), _dense(g2).reshape(-1))]
     for name, g in (("g1", g1), ("g2", g2)):
         if isinstance(g, (str, bytes)) or not isinstance(g, abc.Sequence):
             raise TypeError(f"vidops.mgda_alpha: {name} must be a tensor or a sequence of per-parameter "
@@ -50,8 +55,8 @@ def _pairs(g1: GradLike, g2: GradLike) -> list:
         for name, t in ((f"g1[{i}]", a), (f"g2[{i}]", b)):
             if t is not None:
                 _check_grad(name, t)
-        a = torch.zeros_like(b) if a is None else a
-        b = torch.zeros_like(a) if b is None else b
+        a = torch.zeros_like(_dense(b)) if a is None else _dense(a)
+        b = torch.zeros_like(a) if b is None else _dense(b)
         if a.shape != b.shape:
             raise ValueError(f"vidops.mgda_alpha: g1[{i}] and g2[{i}] must have the same shape, got "
                              f"{tuple(a.shape)} and {tuple(b.shape)}")
@@ -67,7 +72,7 @@ def mgda_alpha(g1: GradLike, g2: GradLike) -> torch.Tensor:
 
     g1, g2: the gradients of L1 and L2 w.r.t. the shared parameters, as tensors of one shape or as
     equally long sequences of per-parameter tensors of pairwise equal shapes (None means zero);
-    real floating point. When g1 == g2 every alpha gives the same combined gradient; 0.5 is
+    real floating point, dense or sparse (sparse ones are densified). When g1 == g2 every alpha gives the same combined gradient; 0.5 is
     returned (never NaN). alpha does not change when both gradients are scaled by the same factor,
     so they are divided by max(|g1|, |g2|) first: float32 gradients of any finite magnitude (1e30
     or 1e-30) give the same alpha, no overflow or underflow of the squares. Returns a 0-d float

@@ -1,6 +1,9 @@
 // Small-matrix least-squares math of the subspace projections (pixelwise_temporal_projection and
 // temporal_squeeze), shared by the CPU kernels (g++) and the CUDA kernels (nvcc):
-//   - the regulariser lam = e (trace(A^T A)/D + kTiny), e = max(eps, kFloorUlps * machine epsilon);
+//   - the power-of-two scale of a basis (pow2_scale): callers solve with A' = s A, whose largest
+//     entry lies in [0.5, 1), so that nothing in A'^T A over- or underflows and the result does
+//     not depend on the scale of A (multiplying by a power of two is exact);
+//   - the regulariser lam = e trace(A^T A)/D (1 for A = 0), e = max(eps, kFloorUlps * machine epsilon);
 //   - the LDL^T factorisation of G = A^T A + lam I with pivots floored at lam, and its solve by
 //     substitution, D <= 4 fully unrolled (no sqrt, so the CPU loops over pixels vectorise).
 // Every pivot of the exact G is >= lam, so the floor only absorbs rounding: with e >= 8 u the
@@ -12,6 +15,7 @@
 // same code then runs SIMD across pixels; constants go through splat, comparisons through ?:).
 #pragma once
 #include <cstdint>
+#include <cstring>
 
 #include "common/host_device.h"
 
@@ -35,9 +39,6 @@
 namespace vidops {
 namespace subspace {
 
-// lam = e * (trace(A^T A) / D + kTiny): positive for A = 0, and large enough there that the
-// derivative of G^{-1} A^T x w.r.t. A (x / lam at A = 0) stays finite in float32.
-constexpr double kTiny = 1e-20;
 // e = max(eps, kFloorUlps * machine epsilon of the compute type): below it the rounding of A^T A
 // exceeds lam and a rank-deficient G is no longer positive definite in floating point.
 constexpr double kFloorUlps = 8.0;
@@ -75,13 +76,47 @@ VIDOPS_SUBSPACE_HD S splat(double c) {
 // Index of the packed lower triangle entry (i, j), j <= i.
 VIDOPS_SUBSPACE_HD constexpr int tri(int i, int j) { return i * (i + 1) / 2 + j; }
 
-// lam from the packed Gram matrix g (lower triangle of A^T A).
+// lam = e * trace(A^T A) / D from the packed Gram matrix g (lower triangle of A^T A): purely
+// relative, so G(s A) = s^2 G(A) and the projection does not depend on the scale of A. A = 0 (trace
+// 0) has no scale: lam = e there gives G = e I, y = 0 and the exact answer p = x (pow2_scale's
+// s = 0 zeroes the gradient w.r.t. A there). Callers pass the scaled A' of pow2_scale, whose trace
+// is >= 1/4 unless A = 0.
 template <int D, typename S>
 VIDOPS_SUBSPACE_HD S regulariser(const S* g, S eps) {
   S tr = splat<S>(0);
 VIDOPS_UNROLL
   for (int d = 0; d < D; ++d) tr += g[tri(d, d)];
-  return eps * (tr / splat<S>(D) + splat<S>(kTiny));
+  return eps * (tr > splat<S>(0) ? tr / splat<S>(D) : splat<S>(1));
+}
+
+template <typename S>
+struct FloatBits;
+template <>
+struct FloatBits<float> {
+  using U = uint32_t;
+  static constexpr int kMantissa = 23, kExpMask = 0xff, kMaxBiased = 254, kFlip = 253;
+};
+template <>
+struct FloatBits<double> {
+  using U = uint64_t;
+  static constexpr int kMantissa = 52, kExpMask = 0x7ff, kMaxBiased = 2046, kFlip = 2045;
+};
+
+// The power of two s with s m in [0.5, 1) for m = max |A_ij| > 0 (s = 2^-e for m = f 2^e,
+// f in [0.5, 1), from m's exponent bits), clamped to the normal numbers (a subnormal m takes the
+// largest scale the format allows: 2^126 / 2^1022); 0 for m = 0, so that a zero basis gives y = 0
+// and a zero gradient w.r.t. the basis through the callers' y = s y', grad_A = s grad_A'. Scalar S.
+template <typename S>
+VIDOPS_SUBSPACE_HD S pow2_scale(S m) {
+  using FB = FloatBits<S>;
+  typename FB::U u;
+  memcpy(&u, &m, sizeof(S));
+  int sb = FB::kFlip - static_cast<int>((u >> FB::kMantissa) & FB::kExpMask);
+  sb = sb < 1 ? 1 : (sb > FB::kMaxBiased ? FB::kMaxBiased : sb);
+  const typename FB::U su = static_cast<typename FB::U>(sb) << FB::kMantissa;
+  S s;
+  memcpy(&s, &su, sizeof(S));
+  return m > S(0) ? s : S(0);
 }
 
 // G = L diag(d) L^T with unit lower L: `l` packed strictly-lower (l[tri(i,j)], j < i), `dinv`

@@ -3,7 +3,8 @@
 //
 // Forward, one pass over x: per row the basis is interpolated vertically into a low-res row
 // buffer (never to the full image); per block of L pixels (L = SIMD lanes) the horizontal
-// interpolation gives A (T*D vectors), then the packed Gram matrix, lam and the LDL^T factor of
+// interpolation gives A (T*D vectors), scaled by a power of two per pixel (max |A| in [0.5, 1):
+// the result does not depend on the basis's scale), then the packed Gram matrix, lam and the LDL^T factor of
 // G = A^T A + lam I (D <= 4 unrolled, pivots floored at lam) are formed once in registers and
 // shared by all channels; per channel x is read once into a T-vector buffer with b = A^T x, then
 // y = G^{-1} b by substitution and p = x - A y explicitly (pbar = mean_t p, ||p||^2 summed: no
@@ -98,11 +99,13 @@ VIDOPS_AI const S* vertical_row(const Problem<scalar_t, S>& pb, int64_t n, int64
   return buf;
 }
 
-// The per-pixel solve data of a block of L pixels: the LDL^T factor of G and lam.
+// The per-pixel solve data of a block of L pixels: the LDL^T factor of G = A'^T A' + lam I for
+// the scaled basis A' = s A (pow2_scale per pixel), lam and s.
 template <int D, typename V>
 struct Block {
   Ldl<D, V> f;
   V lam;
+  V scale;
 };
 
 template <int D, typename V, typename S, typename scalar_t>
@@ -127,6 +130,14 @@ VIDOPS_AI void block_basis(const Problem<scalar_t, S>& pb, const S* rb, int64_t 
       A[td] = a0 + lx * (a1 - a0);
     }
   }
+  // A' = s A with max |A'| in [0.5, 1) per pixel (the lanes past the row are 0: s = 0 there)
+  V m = V{};
+  for (int64_t td = 0; td < TD; ++td) {
+    const V a = A[td] < V{} ? -A[td] : A[td];
+    m = a > m ? a : m;
+  }
+  for (int l = 0; l < L; ++l) blk.scale[l] = pow2_scale<S>(m[l]);
+  for (int64_t td = 0; td < TD; ++td) A[td] *= blk.scale;
   V g[P];
   for (int k = 0; k < P; ++k) g[k] = V{};
   for (int64_t t = 0; t < T; ++t) {
@@ -284,6 +295,7 @@ VIDOPS_AI void backward_rows_impl(const Problem<scalar_t, S>& pb, int64_t begin,
           g[e] += v;
         }
       }
+      for (int64_t td = 0; td < TD; ++td) ga[td] *= blk.scale;  // back from A' = s A to A
       // adjoint of the horizontal interpolation
       if (w == W) {
         for (int64_t td = 0; td < TD; ++td) vstore<V, S>(dst + td * dst_stride + i0, ga[td], nl);

@@ -2,8 +2,10 @@
 //
 // Forward, one thread per pixel, one pass over x: the thread builds A (T x D) from
 // the 4 bilinear neighbours of the low-resolution basis (F.interpolate(size=(H, W), "bilinear",
-// align_corners=False) arithmetic; the full-resolution basis is never stored), forms
-// G = A^T A + lam I, lam = e (trace/D + TINY), e = max(eps, 8 u), and its LDL^T factor (pivots
+// align_corners=False) arithmetic; the full-resolution basis is never stored), scales it by the
+// power of two s that puts max |A| in [0.5, 1) (nothing depends on the basis's scale; the
+// backward's grad_A is s times that of the scaled A), forms
+// G = A^T A + lam I, lam = e trace/D (e for A = 0), e = max(eps, 8 u), and its LDL^T factor (pivots
 // floored at lam) once (the shared math header, common/subspace_math.h, also used by
 // the CPU kernels), then for every channel reads x[n, c, :, pixel] (coalesced across the warp
 // along W), solves y = G^{-1} A^T x_c by substitution, forms
@@ -138,7 +140,7 @@ struct Gram {
 #pragma unroll
       for (int j = 0; j <= i; ++j) g[vidops::subspace::tri(i, j)] += At[i] * At[j];
   }
-  // G = A^T A + lam I, lam = e (trace/D + kTiny), e = the effective eps of make_args
+  // G = A^T A + lam I, lam = e trace/D (e for A = 0), e = the effective eps of make_args
   __device__ __forceinline__ void factor(acc_t eps, Chol<acc_t, D>& chol) const {
     vidops::subspace::ldl_factor<D, acc_t>(g, vidops::subspace::regulariser<D, acc_t>(g, eps), chol.f);
   }
@@ -148,16 +150,28 @@ struct Gram {
 
 template <typename acc_t, int D, int TMAX>
 struct Pixel {
-  acc_t A[TMAX][D];
+  acc_t A[TMAX][D];  // A' = scale * A
+  acc_t scale;
   Chol<acc_t, D> chol;
 
   __device__ __forceinline__ void build(const acc_t* __restrict__ bn, const Neighbours<acc_t>& nb, const Args<acc_t>& a) {
+    acc_t m = acc_t(0);
+#pragma unroll
+    for (int t = 0; t < TMAX; ++t) {
+#pragma unroll
+      for (int d = 0; d < D; ++d) {
+        A[t][d] = t < a.T ? nb.sample(bn + static_cast<int>(t * D + d) * static_cast<int>(a.hw_in)) : acc_t(0);
+        const acc_t v = A[t][d] < acc_t(0) ? -A[t][d] : A[t][d];
+        m = v > m ? v : m;
+      }
+    }
+    scale = vidops::subspace::pow2_scale<acc_t>(m);
     Gram<acc_t, D> G;
     G.zero();
 #pragma unroll
     for (int t = 0; t < TMAX; ++t) {
 #pragma unroll
-      for (int d = 0; d < D; ++d) A[t][d] = t < a.T ? nb.sample(bn + static_cast<int>(t * D + d) * static_cast<int>(a.hw_in)) : acc_t(0);
+      for (int d = 0; d < D; ++d) A[t][d] *= scale;
       G.add(A[t]);
     }
     G.factor(a.eps, chol);
@@ -316,7 +330,7 @@ __global__ void __launch_bounds__(kBwdThreads, (sizeof(acc_t) == 8 || D >= 2) ? 
         if (t < a.T) {
 #pragma unroll
           for (int d = 0; d < D; ++d) {
-            const acc_t g = gA[t][d] + k * px.A[t][d];
+            const acc_t g = (gA[t][d] + k * px.A[t][d]) * px.scale;  // grad_A = s grad_A'
             const int64_t td = t * D + d;
             if (fp.use_smem)
               nb.scatter(sacc + td * plane, fp.fw, fp.fy0, fp.fx0, g);
@@ -343,22 +357,35 @@ __global__ void __launch_bounds__(kBwdThreads, (sizeof(acc_t) == 8 || D >= 2) ? 
 // ---- shared-memory path: any T; each thread keeps its pixel's A (and vectors) in its own column
 // of shared memory, [row][blockDim.x], so the T loops need no unrolling ---------------------------
 
+// A' = s A into this thread's column of shared memory, G's factor; returns s.
 template <typename acc_t, int D>
-__device__ __forceinline__ void build_columns(acc_t* __restrict__ sA, int B, const acc_t* __restrict__ bn,
-                                              const Neighbours<acc_t>& nb, const Args<acc_t>& a,
-                                              Chol<acc_t, D>& chol) {
+__device__ __forceinline__ acc_t build_columns(acc_t* __restrict__ sA, int B, const acc_t* __restrict__ bn,
+                                               const Neighbours<acc_t>& nb, const Args<acc_t>& a,
+                                               Chol<acc_t, D>& chol) {
+  acc_t m = acc_t(0);
+  for (int64_t t = 0; t < a.T; ++t) {
+#pragma unroll
+    for (int d = 0; d < D; ++d) {
+      const acc_t v = nb.sample(bn + static_cast<int>(t * D + d) * static_cast<int>(a.hw_in));
+      sA[(t * D + d) * B] = v;
+      const acc_t av = v < acc_t(0) ? -v : v;
+      m = av > m ? av : m;
+    }
+  }
+  const acc_t s = vidops::subspace::pow2_scale<acc_t>(m);
   Gram<acc_t, D> G;
   G.zero();
   for (int64_t t = 0; t < a.T; ++t) {
     acc_t At[D];
 #pragma unroll
     for (int d = 0; d < D; ++d) {
-      At[d] = nb.sample(bn + static_cast<int>(t * D + d) * static_cast<int>(a.hw_in));
+      At[d] = sA[(t * D + d) * B] * s;
       sA[(t * D + d) * B] = At[d];
     }
     G.add(At);
   }
   G.factor(a.eps, chol);
+  return s;
 }
 
 template <typename scalar_t, typename acc_t, int D>
@@ -433,7 +460,7 @@ __global__ void __launch_bounds__(kGenMaxThreads)
   nb.init(hh, ww, a);
   for (int64_t n = blockIdx.y; n < a.N; n += gridDim.y) {
     Chol<acc_t, D> chol;
-    build_columns<acc_t, D>(sA, B, basis + n * a.T * D * a.hw_in, nb, a, chol);
+    const acc_t sc = build_columns<acc_t, D>(sA, B, basis + n * a.T * D * a.hw_in, nb, a, chol);
     for (int64_t i = 0; i < TD; ++i) sG[i * B] = acc_t(0);
     const acc_t two_alpha = ge != nullptr ? ge[n * a.sge] * a.two_alpha_scale : acc_t(0);
     const scalar_t* xp = x + n * a.sxn + hh * a.sxh + ww * a.sxw;
@@ -480,7 +507,7 @@ __global__ void __launch_bounds__(kGenMaxThreads)
     }
     const acc_t k = acc_t(2) * a.eps / acc_t(D) * qy;
     for (int64_t i = 0; i < TD; ++i)
-      nb.scatter(gb + (n * TD + i) * a.h * a.w, a.w, 0, 0, sG[i * B] + k * sA[i * B]);
+      nb.scatter(gb + (n * TD + i) * a.h * a.w, a.w, 0, 0, (sG[i * B] + k * sA[i * B]) * sc);  // s grad_A'
   }
 }
 

@@ -1,5 +1,7 @@
 // CPU kernels of temporal squeeze pooling, OpenMP over (sample, channel, chunk of pixels).
-// Per sample G = A^T A + lam I (A (K, D), lam = e (trace/D + TINY), e = max(eps, 8 u)) is
+// Per sample the basis is scaled by a power of two, A' = s A with max |A'| in [0.5, 1) (nothing then
+// depends on the basis's scale: y = s y', grad_A = s grad_A'), and
+// G = A'^T A' + lam I (A' (K, D), lam = e trace/D, e = max(eps, 8 u)) is
 // factorised once (LDL^T with pivots floored at lam, common/subspace_math.h) and Pm = G^{-1} A^T
 // (D, K) formed by substitution; per position y = Pm x, p = x - A y formed explicitly (the norm is
 // not squared, so the cancellation of the closed form would cost half the digits) and ||p||
@@ -32,10 +34,15 @@ constexpr int64_t kChunk = 512;  // positions per task
 template <int D, typename S>
 struct SampleBasis {  // per-sample solve data
   static constexpr int P = D * (D + 1) / 2;
-  std::vector<S> A, Pm;  // A (K, D), Pm = G^{-1} A^T (D, K)
+  std::vector<S> A, Pm;  // A' = s A (K, D), Pm = G^{-1} A'^T (D, K)
   subspace::Ldl<D, S> f;
-  S lam;
-  SampleBasis(const S* a, int64_t K, S eps) : A(a, a + K * D), Pm(D * K) {
+  S lam, scale;
+  SampleBasis(const S* a_in, int64_t K, S eps) : A(a_in, a_in + K * D), Pm(D * K) {
+    S m = S(0);
+    for (const S v : A) m = std::max(m, std::abs(v));
+    scale = subspace::pow2_scale<S>(m);
+    for (S& v : A) v *= scale;
+    const S* a = A.data();
     S g[P];
     for (int k = 0; k < P; ++k) g[k] = S(0);
     for (int64_t t = 0; t < K; ++t)
@@ -102,7 +109,7 @@ void tsp_forward(const scalar_t* x, const S* basis, scalar_t* yout, double* task
       project_chunk<D, false, scalar_t, S>(sbs[n], x + nc * K * HW + j0, K, HW, len, y.data(), nrm2.data());
       for (int d = 0; d < D; ++d) {
         scalar_t* o = yout + (nc * D + d) * HW + j0;
-        for (int64_t j = 0; j < len; ++j) o[j] = static_cast<scalar_t>(y[d * kChunk + j]);
+        for (int64_t j = 0; j < len; ++j) o[j] = static_cast<scalar_t>(y[d * kChunk + j] * sbs[n].scale);
       }
       double acc = 0.0;
       for (int64_t j = 0; j < len; ++j) acc += static_cast<double>(std::sqrt(nrm2[j]));
@@ -131,6 +138,7 @@ void tsp_backward(const S* grad_y, const double* grad_l, const scalar_t* x, cons
       scalar_t* gxc = grad_x + nc * K * HW + j0;
       const S* gy = grad_y + nc * D * HW + j0;
       const S gl = static_cast<S>(grad_l[n] / static_cast<double>(C * HW));
+      const S ys = sb.scale;  // dL/dy' = s dL/dy
       double* part = partial.data() + task * R;
       project_chunk<D, true, scalar_t, S>(sb, xc, K, HW, len, y.data(), nrm2.data(), atp.data());
       // SoA loops over the positions j (innermost, vectorised)
@@ -148,7 +156,7 @@ void tsp_backward(const S* grad_y, const double* grad_l, const scalar_t* x, cons
         S* __restrict__ zi = zv + i * kChunk;
         const S* __restrict__ ai = ap + i * kChunk;
         const S* __restrict__ gi = gy + i * HW;
-        for (int64_t j = 0; j < len; ++j) zi[j] = iv[j] * ai[j] - gi[j];
+        for (int64_t j = 0; j < len; ++j) zi[j] = iv[j] * ai[j] - ys * gi[j];
         for (int k = 0; k < i; ++k) {
           const S l = sb.f.l[tri(i, k)];
           const S* __restrict__ zk = zv + k * kChunk;
@@ -220,7 +228,7 @@ void tsp_backward(const S* grad_y, const double* grad_l, const scalar_t* x, cons
       for (int e = 0; e < D; ++e) {
         double v = -sum[k * D + e] - sum[K * D + k * D + e] + te * A[k * D + e];
         for (int d = 0; d < D; ++d) v += static_cast<double>(A[k * D + d]) * szy[d * D + e];
-        grad_basis[(n * K + k) * D + e] = static_cast<S>(v);
+        grad_basis[(n * K + k) * D + e] = static_cast<S>(v * static_cast<double>(sbs[n].scale));
       }
   }
 }

@@ -1,8 +1,10 @@
 // CUDA kernels of temporal_squeeze (operators.md §4), runtime only (no torch headers).
 //
 // x (N, C, K, H, W), basis A (N, K, D) shared by every row j = (c, h, w) of a sample,
-// G = A^T A + lam I, lam = e (trace/D + TINY), e = max(eps, 8 u), y_j = G^{-1} A^T x_j, r_j = x_j - A y_j,
-// l_proj[n] = mean_j ||r_j||_2.
+// G = A^T A + lam I, lam = e trace/D (e for A = 0), e = max(eps, 8 u), y_j = G^{-1} A^T x_j,
+// r_j = x_j - A y_j, l_proj[n] = mean_j ||r_j||_2. The kernels solve with A' = s A (s = pow2_scale of
+// max |A|, per sample: nothing over- or underflows whatever the basis's scale), y = s y',
+// dL/dy' = s dL/dy, grad_A = s grad_A'.
 //
 // A block serves rows of one sample (grid-stride over the sample's C*H*W rows). It stages A and
 // Q = G^{-1} A^T (computed by K threads, one row of Q^T each) in shared memory; every thread
@@ -46,14 +48,20 @@ struct Args {
 template <typename acc_t, int D>
 using Ldl = vidops::subspace::Ldl<D, acc_t>;
 
-// Stage A (K x D) and Q^T (K x D, row k = G^{-1} A[k, :]^T) of sample n; every thread gets G's
-// LDL^T factor (common/subspace_math.h).
+// Stage A' = s A (K x D) and Q^T (K x D, row k = G^{-1} A'[k, :]^T) of sample n; every thread gets
+// G's LDL^T factor (common/subspace_math.h) and returns s.
 template <typename acc_t, int D>
-__device__ __forceinline__ void setup(const acc_t* __restrict__ bn, acc_t* sA, acc_t* sQ, const Args<acc_t>& a,
-                                      Ldl<acc_t, D>& chol) {
+__device__ __forceinline__ acc_t setup(const acc_t* __restrict__ bn, acc_t* sA, acc_t* sQ, const Args<acc_t>& a,
+                                       Ldl<acc_t, D>& chol) {
   const int64_t KD = a.K * D;
+  acc_t m = acc_t(0);  // every thread reads the (small) basis for its scale
+  for (int64_t i = 0; i < KD; ++i) {
+    const acc_t v = bn[i] < acc_t(0) ? -bn[i] : bn[i];
+    m = v > m ? v : m;
+  }
+  const acc_t s = vidops::subspace::pow2_scale<acc_t>(m);
   __syncthreads();  // the previous sample's readers are done
-  for (int64_t i = threadIdx.x; i < KD; i += blockDim.x) sA[i] = bn[i];
+  for (int64_t i = threadIdx.x; i < KD; i += blockDim.x) sA[i] = bn[i] * s;
   __syncthreads();
   acc_t g[D * (D + 1) / 2];
 #pragma unroll
@@ -73,6 +81,7 @@ __device__ __forceinline__ void setup(const acc_t* __restrict__ bn, acc_t* sA, a
     for (int d = 0; d < D; ++d) sQ[k * D + d] = q[d];
   }
   __syncthreads();
+  return s;
 }
 
 template <typename scalar_t, typename acc_t>
@@ -95,7 +104,7 @@ __global__ void __launch_bounds__(kMaxThreads)
   const int64_t HW = a.H * a.W, M = a.C * HW;
   for (int64_t n = blockIdx.y; n < a.N; n += gridDim.y) {
     Ldl<acc_t, D> chol;
-    setup<acc_t, D>(basis + n * a.K * D, sA, sQ, a, chol);
+    const acc_t sc = setup<acc_t, D>(basis + n * a.K * D, sA, sQ, a, chol);
     acc_t norms = acc_t(0);
     for (int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < M;
          j += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -111,7 +120,7 @@ __global__ void __launch_bounds__(kMaxThreads)
       }
       scalar_t* yp = y + (n * a.C + c) * D * HW + hw;
 #pragma unroll
-      for (int d = 0; d < D; ++d) store(yp + d * HW, yv[d]);
+      for (int d = 0; d < D; ++d) store(yp + d * HW, yv[d] * sc);
       acc_t s2 = acc_t(0);
       for (int64_t k = 0; k < a.K; ++k) {
         acc_t r = load<acc_t>(xp + k * a.sxk);
@@ -144,7 +153,7 @@ __global__ void __launch_bounds__(kMaxThreads)
   const acc_t k2 = acc_t(2) * a.eps / acc_t(D);
   for (int64_t n = blockIdx.y; n < a.N; n += gridDim.y) {
     Ldl<acc_t, D> chol;
-    setup<acc_t, D>(basis + n * KD, sA, sQ, a, chol);
+    const acc_t sc = setup<acc_t, D>(basis + n * KD, sA, sQ, a, chol);
     for (int64_t i = 0; i < KD; ++i) mine[i * B] = acc_t(0);
     const acc_t beta = gl != nullptr ? gl[n * a.sgl] / static_cast<acc_t>(M) : acc_t(0);
     acc_t ey = acc_t(0);
@@ -181,7 +190,7 @@ __global__ void __launch_bounds__(kMaxThreads)
         const scalar_t* gp = gy + n * a.sgn + c * a.sgc + (hw / a.W) * a.sgh + (hw % a.W) * a.sgw;
         acc_t b[D];
 #pragma unroll
-        for (int d = 0; d < D; ++d) b[d] = load<acc_t>(gp + d * a.sgd);
+        for (int d = 0; d < D; ++d) b[d] = load<acc_t>(gp + d * a.sgd) * sc;  // dL/dy' = s dL/dy
         vidops::subspace::ldl_solve<D, acc_t>(chol, b, e);
 #pragma unroll
         for (int d = 0; d < D; ++d) e[d] -= q[d];
@@ -210,7 +219,7 @@ __global__ void __launch_bounds__(kMaxThreads)
     for (int64_t i = threadIdx.x; i < KD; i += B) {
       acc_t s = acc_t(0);
       for (int t = 0; t < B; ++t) s += sAcc[i * B + t];
-      partial[(n * a.blocks + blockIdx.x) * KD + i] = s - k2 * ey_total * sA[i];
+      partial[(n * a.blocks + blockIdx.x) * KD + i] = (s - k2 * ey_total * sA[i]) * sc;  // grad_A = s grad_A'
     }
   }
 }

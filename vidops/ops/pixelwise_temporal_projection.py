@@ -3,7 +3,7 @@
 Per pixel i (basis bilinearly upsampled to (H, W) inside the kernels) and channel c:
 
     A_i (T, D) = basis[n, t*D + d, i]
-    e   = max(eps, 8 u)  (u: machine epsilon of the compute dtype),  lam = e (trace(A^T A) / D + 1e-20)
+    e   = max(eps, 8 u)  (u: machine epsilon of the compute dtype),  lam = e trace(A^T A) / D  (e for A = 0)
     G   = A^T A + lam I = L diag(d) L^T  (pivots floored at lam),  y = G^{-1} A^T x_c,  p = x_c - A y
     pbar[n, c, i] = mean_t p[t],   enopr[n] = 1/(H W C) sum_{i,c} ||p||^2
 
@@ -139,12 +139,16 @@ def pixelwise_temporal_projection(x: torch.Tensor, basis: torch.Tensor, eps: flo
 
         A_i (T, D) = Upsample(basis)[n, t*D + d, i]   (bilinear, align_corners=False, in-kernel)
         e = max(eps, 8 u),  u = machine epsilon of the compute dtype (float32: 2^-23, float64: 2^-52)
-        lam = e * (trace(A^T A) / D + 1e-20)
+        lam = e * trace(A^T A) / D                                (e for A = 0)
         G = A^T A + lam I,  y = G^{-1} A^T x_c,  x_hat = A y,  p = x_c - x_hat   (per pixel, channel)
         pbar[n, c, i] = mean_t p[t]                               (dynamic appearance, eq. 3.12)
         enopr[n] = 1/(H W C) sum_{i,c} ||p||^2                    (ENoPR, eq. 3.13)
 
-    eps is the relative ridge regulariser: lam is eps times the mean squared column norm of A.
+    eps is the relative ridge regulariser: lam is eps times the mean squared column norm of A, so
+    the projection (pbar, ENoPR, the gradient w.r.t. x) does not depend on the scale of the basis
+    and the gradient w.r.t. the basis scales as its inverse, over the whole range the dtype
+    represents (every backend solves with the basis scaled per pixel by the power of two that puts
+    its largest entry in [0.5, 1): exact, and nothing in A^T A over- or underflows).
     It is floored at 8 u because below that the rounding of A^T A exceeds lam and a singular
     A^T A (rank-deficient A) is no longer positive definite in floating point; at the default
     1e-6 the floor is inactive in float32 and float64. Every backend (reference included) then
@@ -156,8 +160,9 @@ def pixelwise_temporal_projection(x: torch.Tensor, basis: torch.Tensor, eps: flo
 
     Any rank of A: the directions of the column space with squared singular values >> lam are
     projected out, the rest (the null space of a rank-deficient A) are not, so the result is the
-    projection onto the column space of A, finite for any finite input. A = 0 gives y = 0,
-    p = x (pbar = mean_t x, enopr = mean ||x||^2) and a zero gradient w.r.t. the basis. For
+    projection onto the column space of A, finite for any finite input. A = 0, the one basis
+    without a scale, gives y = 0, p = x (pbar = mean_t x, enopr = mean ||x||^2) and a zero gradient
+    w.r.t. the basis (the projection jumps there: along A = t V it is V's for every t != 0). For
     independent columns the projection differs from the exact least-squares one by a relative
     O(e cond(A^T A)). The gradient w.r.t. the basis along directions that would raise the rank of
     a rank-deficient A is the ridge solution's: it amplifies rounding by ~1/lam (a relative

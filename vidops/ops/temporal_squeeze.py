@@ -1,7 +1,7 @@
 """`vidops.temporal_squeeze`: temporal squeeze pooling (thesis 3.2, TSP paper eqs. 4-5).
 
     A = basis[n] (K, D), shared by every position j = (c, h, w) of sample n
-    e = max(eps, 8 u),  lam = e (trace(A^T A) / D + 1e-20),  G = A^T A + lam I   (PWTP's solve)
+    e = max(eps, 8 u),  lam = e trace(A^T A) / D (e for A = 0),  G = A^T A + lam I   (PWTP's solve)
     y_j = G^{-1} A^T x_j             squeezed frames (N, C, D, H, W)
     l_proj[n] = 1/(C H W) sum_j ||x_j - A y_j||_2
 
@@ -77,7 +77,7 @@ def temporal_squeeze(x: torch.Tensor, basis: torch.Tensor, eps: float = 1e-6, *,
     """Temporal squeeze pooling: project every (c, h, w) K-vector onto one subspace per sample.
 
         A = basis[n] (K, D);  e = max(eps, 8 u)  (u: machine epsilon of the compute dtype)
-        lam = e * (trace(A^T A) / D + 1e-20),  G = A^T A + lam I
+        lam = e * trace(A^T A) / D  (e for A = 0),  G = A^T A + lam I
         y_j = G^{-1} A^T x_j                     -> squeezed frames (N, C, D, H, W)  (eq. 3.4)
         l_proj[n] = 1/(C H W) sum_j ||x_j - A y_j||_2     (eq. 3.5: the L2 norm, not squared)
 
@@ -86,8 +86,11 @@ def temporal_squeeze(x: torch.Tensor, basis: torch.Tensor, eps: float = 1e-6, *,
     Every result is finite for finite inputs and the residual is that of the projection onto the
     column space of A whatever its rank. For a rank-deficient A, y is the ridge (minimum-norm
     like) solution: its components along the null space, and the gradient w.r.t. the basis along
-    directions that would raise the rank (x / lam at A = 0), carry a relative uncertainty of about
-    u / e. A zero basis gives y = 0 and l_proj = mean ||x_j||. The gradient of ||p_j|| is
+    directions that would raise the rank, carry a relative uncertainty of about u / e. The
+    regulariser is relative to the basis's own scale: l_proj, s y and the gradient w.r.t. x do not
+    depend on a scale s of the basis and its gradient scales as 1/s, over the dtype's whole range
+    (the solve runs on the basis scaled by a power of two per sample). A zero basis gives y = 0,
+    l_proj = mean ||x_j|| and a zero gradient w.r.t. the basis. The gradient of ||p_j|| is
     p_j / ||p_j||, and 0 where the residual is exactly 0 (never NaN).
 
     Args:

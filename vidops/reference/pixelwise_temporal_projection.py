@@ -3,7 +3,7 @@ solve the D x D regularised normal equations per pixel, with the same algorithm 
 
     A_i = reshape(Upsample_bilinear(basis)[:, :, i], (T, D))          index t*D + d
     e   = max(eps, 8 u)          u = the compute dtype's machine epsilon (float32: 2^-23)
-    lam = e * (trace(A^T A) / D + TINY)                                 (the regulariser)
+    lam = e * trace(A^T A) / D   (lam = e for A = 0)                    (the regulariser)
     G   = A^T A + lam I = L diag(d) L^T                                 (LDL^T, pivots d_j >= lam)
     y   = G^{-1} A^T x_c,  x_hat = A y,  p = x_c - x_hat                (per pixel i, channel c)
     pbar[n,c,i] = mean_t p[t]                                           (dynamic appearance)
@@ -15,10 +15,17 @@ by 1/lam. With lam >= 8 u trace / D every pivot of the exact G is >= lam, the fa
 the computed pivots at lam (a no-op in exact arithmetic, it only absorbs rounding), and the
 solve is stable: the columns of A that carry singular values s with s^2 >> lam are projected
 out, those with s^2 << lam (the null space of a rank-deficient A, A = 0 included) are not, so
-x_hat is the projection onto the column space of A whatever its rank. TINY = 1e-20 keeps lam
-positive for A = 0 (a basis whose entries are below ~1e-10 counts as zero) and keeps the
-derivative of y = G^{-1} A^T x there, x / lam, finite in float32. For eps >= 8 u (the default
-1e-6 in float32 and float64) this is the plain ridge lam = eps (trace/D + TINY).
+x_hat is the projection onto the column space of A whatever its rank. For eps >= 8 u (the default
+1e-6 in float32 and float64) this is the plain ridge lam = eps trace/D.
+
+Scale: lam is relative to A's own size, so G(s A) = s^2 G(A) and the projection (x_hat, p, pbar,
+ENoPR) does not depend on the scale of the basis, y scales as 1/s and the gradient w.r.t. the
+basis as 1/s. So that this holds in floating point over the whole range (A^T A would underflow
+for float32 entries below ~1e-19 and overflow above ~1e19), every backend solves with
+A' = s A, s = pow2_scale(max |A|) the power of two that puts the largest entry of A in [0.5, 1)
+(exact: only the exponent changes), per pixel (per sample for TSP): y = s y', grad_A = s grad_A'.
+A = 0 is the one basis without a scale: lam = e there, y = 0, p = x exactly, and the gradient
+w.r.t. the basis is 0 (the projection jumps at A = 0: along A = t V it is V's for every t != 0).
 
 What the regulariser costs: for independent columns y differs from the least-squares solution by
 a relative O(e cond(A^T A)); the coefficients y along the null space of a rank-deficient A (and
@@ -44,7 +51,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-TINY = 1e-20  # lam = e * (trace(A^T A) / D + TINY) > 0 for A = 0; see the module doc
 FLOOR_ULPS = 8  # the regulariser is at least FLOOR_ULPS machine epsilons of the compute dtype
 
 
@@ -81,9 +87,32 @@ def per_pixel_basis(basis: torch.Tensor, T: int, H: int, W: int) -> torch.Tensor
 
 
 def regulariser(G0: torch.Tensor, e: float) -> torch.Tensor:
-    """lam = e * (trace(G0) / D + TINY) for Gram matrices G0 (..., D, D)."""
+    """lam = e * trace(G0) / D for Gram matrices G0 (..., D, D); e where trace(G0) = 0 (A = 0)."""
     D = G0.shape[-1]
-    return e * (G0.diagonal(dim1=-2, dim2=-1).sum(-1) / D + TINY)
+    tr = G0.diagonal(dim1=-2, dim2=-1).sum(-1)
+    return e * torch.where(tr > 0, tr / D, torch.ones_like(tr))
+
+
+# the exponent range that keeps 2^-e a normal number, per compute dtype
+_EXP_LIMIT = {torch.float32: 126, torch.float64: 1022}
+
+
+def pow2_scale(m: torch.Tensor) -> torch.Tensor:
+    """The power of two s with s m in [0.5, 1) for m > 0 (s = 2^-e for m = f 2^e, f in [0.5, 1),
+    e clamped so that s is a normal number); 0 for m = 0 (a zero basis: y = s y' = 0 and
+    grad_A = s grad_A' = 0). The kernels compute the same from m's
+    exponent bits."""
+    _, ex = torch.frexp(m)
+    lim = _EXP_LIMIT[m.dtype]
+    s = torch.ldexp(torch.ones_like(m), -ex.clamp(-lim, lim))
+    return torch.where(m > 0, s, torch.zeros_like(s))
+
+
+def scaled_basis(A: torch.Tensor):
+    """A (..., T, D) -> (A' = s A, s (...)): s = pow2_scale(max |A|) per matrix (a constant for
+    autograd: the projection does not depend on it)."""
+    s = pow2_scale(A.detach().abs().amax((-2, -1)))
+    return A * s[..., None, None], s
 
 
 class Ldl:
@@ -140,7 +169,7 @@ def pixelwise_temporal_projection(x, basis, eps=1e-6, return_full=False):
     Plain PyTorch (differentiable by autograd), computed in float32 for half inputs."""
     N, C, T, H, W = x.shape
     dt = compute_dtype(x.dtype)
-    A = per_pixel_basis(basis.to(dt), T, H, W)                  # (N, H, W, T, D)
+    A, _ = scaled_basis(per_pixel_basis(basis.to(dt), T, H, W))  # (N, H, W, T, D), max |A| in [0.5, 1)
     xs = x.to(dt).permute(0, 3, 4, 2, 1)                        # (N, H, W, T, C)
     f, _ = factor(A, effective_eps(eps, dt))
     y = f.solve(A.transpose(-1, -2) @ xs)                       # (N, H, W, D, C)
@@ -161,7 +190,7 @@ def pixelwise_temporal_projection_backward(grad_pbar, grad_enopr, x, basis, eps=
     D = basis.shape[1] // T
     dt = compute_dtype(x.dtype)
     e = effective_eps(eps, dt)
-    A = per_pixel_basis(basis.to(dt), T, H, W)                  # (N, H, W, T, D)
+    A, sc = scaled_basis(per_pixel_basis(basis.to(dt), T, H, W))  # (N, H, W, T, D), (N, H, W)
     xs = x.to(dt).permute(0, 3, 4, 2, 1)                        # (N, H, W, T, C)
     f, _ = factor(A, e)
     y = f.solve(A.transpose(-1, -2) @ xs)
@@ -172,5 +201,6 @@ def pixelwise_temporal_projection_backward(grad_pbar, grad_enopr, x, basis, eps=
     gx = q - A @ z
     gA = -(gx @ y.transpose(-1, -2)) - p @ z.transpose(-1, -2)
     gA = gA + (2.0 * e / D) * (z * y).sum((-2, -1))[..., None, None] * A
+    gA = gA * sc[..., None, None]                               # back from A' = s A to A
     gb = upsample_basis_backward(gA.permute(0, 3, 4, 1, 2).reshape(N, T * D, H, W), h, w)
     return gx.permute(0, 4, 3, 1, 2).to(x.dtype).contiguous(), gb.to(basis.dtype).contiguous()
