@@ -180,6 +180,10 @@ CHART_COLUMNS = 3          # panels per row (a panel with many cases spans more 
 PANEL_W_IN, PANEL_H_IN = 6.4, 4.3   # one column's panel, in inches: 3 columns are 1920 pixels
 GROUPS_PER_COLUMN = 6      # cases per panel column before the panel spans another column
 BREAKDOWN_H_IN = 4.8
+MIN_CHART_W_IN = 9.6       # a chart of one or two panels is still this wide: its title and legend fit
+HEADER_H_IN = 1.0          # title + legend + bottom margin, for a one-line title and a one-row legend
+TITLE_PT, LEGEND_PT = 10, 8
+CHAR_W = 0.62              # a generous mean character width of the chart font, in font sizes
 MAX_LAYERS = 15            # breakdown layers drawn by name; the rest are summed as "other layers"
 
 
@@ -234,10 +238,42 @@ def chart_layout(result: dict) -> dict:
         panels.append((op, span, row, columns - rows_free[row]))
         rows_free[row] -= span
     breakdown = [r for r in result["records"] if r.get("breakdown")]
-    height = 1.0 + PANEL_H_IN * len(rows_free) + (BREAKDOWN_H_IN if breakdown else 0)
+    width = max(PANEL_W_IN * columns, MIN_CHART_W_IN)
+    header = chart_header(result, width)
+    height = header["height_in"] + PANEL_H_IN * len(rows_free) + (BREAKDOWN_H_IN if breakdown else 0)
     return {"panels": panels, "columns": columns, "rows": len(rows_free), "groups": groups,
-            "breakdown": breakdown,
-            "size_px": (round(PANEL_W_IN * columns * CHART_DPI), round(height * CHART_DPI))}
+            "breakdown": breakdown, "header": header,
+            "size_px": (round(width * CHART_DPI), round(height * CHART_DPI))}
+
+
+def _providers(result: dict) -> list:
+    out = []
+    for r in result["records"]:
+        if r.get("speedup") and r["provider"] not in out:
+            out.append(r["provider"])
+    return out
+
+
+LEGEND_EXTRA = ["speedup target over the reference", "target over another provider (e.g. 1.5x sdpa)"]
+
+
+def chart_header(result: dict, width_in: float) -> dict:
+    """The chart's title wrapped to the width and the legend's columns, so that both fit whole:
+    {"title": lines, "legend": names, "ncol", "legend_rows", "height_in"}. Text widths are
+    estimated from the font size (CHAR_W, on the generous side)."""
+    h = result.get("header", {})
+    title = (f"vidops.bench: speedup over the reference (log scale, higher is better); {h.get('device_name', '?')} "
+             f"({h.get('threads', '?')} threads), torch {h.get('torch', '?')}, commit {str(h.get('git_commit', ''))[:10]}, "
+             f"{h.get('timestamp', '')}")
+    usable = width_in * 72 - 2 * 18  # points, less a margin on each side
+    per_line = max(20, int(usable / (TITLE_PT * CHAR_W)))
+    lines = textwrap.wrap(title, per_line) or [""]
+    names = _providers(result) + LEGEND_EXTRA
+    entry = max(len(n) for n in names) * LEGEND_PT * CHAR_W + 2.5 * LEGEND_PT + 8  # text + handle + gap
+    ncol = max(1, min(8, len(names), int(usable // entry)))
+    legend_rows = math.ceil(len(names) / ncol)
+    height = HEADER_H_IN + 0.2 * (len(lines) - 1) + 0.2 * (legend_rows - 1)
+    return {"title": lines, "legend": names, "ncol": ncol, "legend_rows": legend_rows, "height_in": height}
 
 
 def write_chart(result: dict, path: str) -> Optional[str]:
@@ -246,8 +282,9 @@ def write_chart(result: dict, path: str) -> Optional[str]:
     reference, a dotted one a target over another provider (drawn at that provider's speedup
     times the factor); vidops bars are labelled with their speedup. When records carry a
     per-layer `breakdown`, a last full-width panel stacks each record's step time by layer.
-    The image is PANEL_W_IN * columns * CHART_DPI pixels wide (1920 for 3 columns). Returns None,
-    or why no chart was drawn."""
+    The image is PANEL_W_IN * columns * CHART_DPI pixels wide (1920 for 3 columns), at least
+    MIN_CHART_W_IN; the title wraps and the legend takes more rows where the width needs it
+    (chart_header). Returns None, or why no chart was drawn."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -320,16 +357,17 @@ def write_chart(result: dict, path: str) -> Optional[str]:
         ax.grid(axis="y", which="major", lw=0.3, alpha=0.5)
     if layout["breakdown"]:
         _draw_breakdown(fig.add_subplot(grid[n_rows - 1, :]), layout["breakdown"], plt)
-    h = result["header"]
     handles = [plt.Rectangle((0, 0), 1, 1, color=color[p]) for p in providers]
     handles += [Line2D([], [], color="black", lw=1.8), Line2D([], [], color="black", lw=1.8, ls=":")]
-    names = providers + ["speedup target over the reference", "target over another provider (e.g. 1.5x sdpa)"]
-    fig.legend(handles, names, loc="upper center", ncol=min(8, len(names)), fontsize=8, frameon=False,
-               bbox_to_anchor=(0.5, 1 - 0.45 / (h_px / CHART_DPI)))
-    fig.suptitle(f"vidops.bench: speedup over the reference (log scale, higher is better); {h['device_name']} "
-                 f"({h['threads']} threads), torch {h['torch']}, commit {h['git_commit'][:10]}, {h['timestamp']}",
-                 fontsize=10, y=1 - 0.12 / (h_px / CHART_DPI), va="top")
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.75 / (h_px / CHART_DPI)))
+    head = layout["header"]
+    names = providers + LEGEND_EXTRA
+    fig_h = h_px / CHART_DPI
+    title_h = 0.2 * (len(head["title"]) - 1)   # the lines the title takes beyond one
+    legend_h = 0.2 * (head["legend_rows"] - 1)
+    fig.legend(handles, names, loc="upper center", ncol=head["ncol"], fontsize=LEGEND_PT, frameon=False,
+               bbox_to_anchor=(0.5, 1 - (0.45 + title_h) / fig_h))
+    fig.suptitle("\n".join(head["title"]), fontsize=TITLE_PT, y=1 - 0.12 / fig_h, va="top")
+    fig.tight_layout(rect=(0, 0, 1, 1 - (0.75 + title_h + legend_h) / fig_h))
     fig.savefig(path, dpi=CHART_DPI)
     plt.close(fig)
     return None
