@@ -1,14 +1,21 @@
-// CPU kernels of the depthwise 3-D convolution (operators.md §2): OpenMP over (plane, frame-chunk) tasks
-// through at::parallel_for, vectorised along W (depthwise_conv3d_cpu_kernels.inc, compiled for the
-// baseline ISA, AVX2+FMA and AVX-512 and picked once per process by common/cpu_isa.h;
-// VIDOPS_CPU_ISA=base|avx2 caps it, e.g. to test all three on one machine).
-//   forward: per task, the needed input frames of one (n, c) plane are copied into a W-padded
-//            scratch, then 8-accumulator register blocks (rows x vectors) sweep the outputs.
-//   grad_x:  the forward on grad_out with the kernel reversed on every axis.
-//   grad_w:  per channel, the N*T output frames are cut into shape-determined chunks
-//            (dwc::wgrad_chunks), each summed by one task into its own partial buffer, then the
-//            partials are added in chunk order: the same bits for any thread count.
-// float16/bfloat16 inputs are computed in float32 (converted copies) and cast back.
+// CPU kernels of the depthwise 3-D convolution (operators.md §2): OpenMP tasks through
+// at::parallel_for, micro-kernels in depthwise_conv3d_cpu_kernels.inc compiled for the baseline
+// ISA, AVX2+FMA and AVX-512 and picked once per process by common/cpu_isa.h (VIDOPS_CPU_ISA=base|avx2
+// caps it, e.g. to test all three on one machine).
+//   NCDHW x, vectorised along W; tasks (n, c) plane x output-frame chunk:
+//     forward: the needed source rows of the plane are copied into padded, phase-split rows
+//              (stride along W becomes unit-stride loads), then register blocks (rows x vectors)
+//              sweep the outputs.
+//     grad_x:  the same correlation of grad_y with the kernel reversed on every axis, grad_y read
+//              dilated by the stride (the transposed convolution).
+//     grad_w:  per channel, the N*To output frames are cut into shape-determined chunks
+//              (dwc::wgrad_chunks), each summed by one task into its own partial buffer, then the
+//              partials are added in chunk order: the same bits for any thread count.
+//   channels_last_3d x, vectorised along C (the output and grad_x channels_last_3d too): tasks
+//     (n, output frame, row block); the source rows are copied with W padding and C padded to
+//     whole vectors, the kernel transposed to (taps, C); grad_w chunks (n, t) units likewise.
+// float16/bfloat16 inputs are computed in float32 (converted copies) and cast back. grad_bias is
+// the sum of grad_y over (N, To, Ho, Wo).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -28,14 +35,36 @@ namespace vidops {
 namespace dwc {
 namespace cpu_impl {
 
-template <typename S>
-struct Padded {
-  const S* base;  // frame f0, row 0
-  int64_t f0;
-  int64_t H;
-  int64_t rs;     // row stride
-  inline const S* row(int64_t f, int64_t r) const { return base + ((f - f0) * H + r) * rs; }
+// Output o of an axis, tap j: virtual source index v = o*s + j - p, source index v/d when
+// v % d == 0 and v/d < the source length (see the .inc's header).
+struct Geom {
+  int64_t N, C, T, H, W;  // source (x, or grad_y for grad_x)
+  int64_t To, Ho, Wo;     // output
+  int kt, kh, kw;
+  int st, sh, sw;
+  int dt, dh, dw;
+  int64_t pt, ph, pw;
+  int taps() const { return kt * kh * kw; }
+  int64_t Hv() const { return (H - 1) * dh + 1; }
 };
+
+// Source rows of a task's scratch: frames [f0, ...) of `nrows` rows from r0, rows of rs elements;
+// off[e]: where tap e of output column 0 reads in a phase-split NCDHW row.
+template <typename S>
+struct Rows {
+  const S* base;
+  int64_t f0, r0, nrows, rs;
+  const int64_t* off;
+  inline const S* row(int64_t f, int64_t r) const { return base + ((f - f0) * nrows + (r - r0)) * rs; }
+};
+
+inline int64_t src_index(int64_t v, int dd, int64_t n) {
+  if (v < 0) return -1;
+  if (dd == 1) return v < n ? v : -1;
+  if (v % dd) return -1;
+  const int64_t i = v / dd;
+  return i < n ? i : -1;
+}
 
 namespace generic {
 #define VIDOPS_DWC_VEC_BYTES 16
@@ -67,118 +96,156 @@ template <typename S>
 struct Table {
   const char* isa;
   int lanes;
-  void (*fwd)(const Shape&, const Padded<S>&, const S*, int64_t, int64_t, S*, int64_t);
-  void (*wgrad)(const Shape&, const Padded<S>&, const Padded<S>&, int64_t, int64_t, S*);
+  void (*fwd)(const Geom&, const Rows<S>&, const S*, S, int64_t, int64_t, S*, int64_t);
+  void (*wgrad)(const Geom&, const Rows<S>&, const Rows<S>&, int64_t, int64_t, S*);
   int (*block_width)(int64_t W);
+  void (*cl_fwd)(const Geom&, const Rows<S>&, const S*, const S*, int64_t, int64_t, int64_t, int64_t, S*);
+  void (*cl_wgrad)(const Geom&, const Rows<S>&, const S*, int64_t, int64_t, S*);
 };
 
+#define VIDOPS_DWC_TABLE(NS, NAME)                                                                  \
+  Table<S> {                                                                                        \
+    NAME, NS::V<S>::L, &NS::fwd_frames<S>, &NS::wgrad_frames<S>, &NS::fwd_block_width<S>,           \
+        &NS::cl_fwd_rows<S>, &NS::cl_wgrad_frame<S>                                                 \
+  }
+
 template <typename S>
-Table<S> make_table(const char* isa, int lanes, decltype(Table<S>::fwd) fwd, decltype(Table<S>::wgrad) wgrad,
-                    decltype(Table<S>::block_width) block_width) {
-  Table<S> t;
-  t.isa = isa;
-  t.lanes = lanes;
-  t.fwd = fwd;
-  t.wgrad = wgrad;
-  t.block_width = block_width;
-  return t;
+Table<S> table_of(cpu_isa::Isa isa) {
+#ifdef VIDOPS_DWC_X86
+  if (isa == cpu_isa::Isa::kAvx512) return VIDOPS_DWC_TABLE(avx512, "avx512");
+  if (isa == cpu_isa::Isa::kAvx2) return VIDOPS_DWC_TABLE(avx2, "avx2");
+#endif
+  (void)isa;
+  return VIDOPS_DWC_TABLE(generic, "base");
 }
 
 // The kernels of the CPU's widest ISA (common/cpu_isa.h: detected once, VIDOPS_CPU_ISA caps it).
 template <typename S>
-Table<S> table() {
-#ifdef VIDOPS_DWC_X86
-  switch (cpu_isa::detect_isa()) {
-    case cpu_isa::Isa::kAvx512: {
-      decltype(Table<S>::fwd) f = &avx512::fwd_frames<S>;
-      decltype(Table<S>::wgrad) g = &avx512::wgrad_frames<S>;
-      decltype(Table<S>::block_width) bw = &avx512::fwd_block_width<S>;
-      return make_table<S>("avx512", avx512::V<S>::L, f, g, bw);
-    }
-    case cpu_isa::Isa::kAvx2: {
-      decltype(Table<S>::fwd) f = &avx2::fwd_frames<S>;
-      decltype(Table<S>::wgrad) g = &avx2::wgrad_frames<S>;
-      decltype(Table<S>::block_width) bw = &avx2::fwd_block_width<S>;
-      return make_table<S>("avx2", avx2::V<S>::L, f, g, bw);
-    }
-    default: break;
-  }
-#endif
-  decltype(Table<S>::fwd) f = &generic::fwd_frames<S>;
-  decltype(Table<S>::wgrad) g = &generic::wgrad_frames<S>;
-  decltype(Table<S>::block_width) bw = &generic::fwd_block_width<S>;
-  return make_table<S>("base", generic::V<S>::L, f, g, bw);
-}
+Table<S> table() { return table_of<S>(cpu_isa::detect_isa()); }
 
 inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+// Channels_last kernels: the widest vectors, unless half as wide ones pad C less (C = 54: 56
+// rather than 64 floats; AVX-512 halves the instructions, not the FMA work, on such C).
+template <typename S>
+Table<S> cl_table(int64_t C) {
+  Table<S> t = table<S>();
+  if (std::string(t.isa) == "avx512" && round_up(C, t.lanes / 2) < round_up(C, t.lanes))
+    return table_of<S>(cpu_isa::Isa::kAvx2);
+  return t;
+}
 
 // Tasks handed to one thread at a time: at least ~kMinParallelWork multiply-adds, so that small
 // problems run inline instead of waking the thread pool (which costs more than they do).
 constexpr int64_t kMinParallelWork = 1 << 17;
+constexpr int64_t kL2Bytes = 512 << 10;  // the scratch a task keeps in cache between copy and use
 inline int64_t grain_for(int64_t work_per_task) {
   return std::max<int64_t>(1, kMinParallelWork / std::max<int64_t>(1, work_per_task));
 }
 
-// Copy frames [f0, f1) of a contiguous (T, H, W) plane into rows of rs elements starting at
-// column `left`, zeros before and after.
+// The source range [i0, i1) read by outputs [o0, o1) of an axis (empty: i0 == i1).
+inline void source_range(int64_t o0, int64_t o1, int s, int k, int64_t p, int d, int64_t n, int64_t& i0,
+                         int64_t& i1) {
+  const int64_t v0 = o0 * s - p, v1 = (o1 - 1) * s - p + k;  // virtual [v0, v1)
+  i0 = v0 <= 0 ? 0 : (v0 + d - 1) / d;
+  i1 = v1 <= 0 ? 0 : std::min<int64_t>(n, (v1 - 1) / d + 1);
+  i0 = std::min(i0, n);
+  if (i1 < i0) i1 = i0;
+}
+
+// One source row of W elements as `sw` phase rows of rsq elements at dst: element i of phase q
+// is virtual column i*sw + q - pw.
 template <typename S>
-void pad_frames(const S* plane, const Shape& d, int64_t f0, int64_t f1, int64_t rs, int64_t left,
-                std::vector<S>& buf) {
-  const int64_t rows = std::max<int64_t>(f1 - f0, 0) * d.H;
-  buf.resize(static_cast<size_t>(rows * rs));
-  const int64_t right = rs - left - d.W;
-  for (int64_t i = 0; i < rows; ++i) {
-    S* row = buf.data() + i * rs;
-    std::fill(row, row + left, S(0));
-    std::memcpy(row + left, plane + (f0 * d.H + i) * d.W, sizeof(S) * d.W);
-    std::fill(row + left + d.W, row + left + d.W + right, S(0));
+void build_row(const S* src, int64_t W, int dw, int64_t pw, int sw, int64_t rsq, S* dst) {
+  if (sw == 1 && dw == 1 && pw >= 0 && pw + W <= rsq) {
+    std::fill(dst, dst + pw, S(0));
+    std::memcpy(dst + pw, src, sizeof(S) * W);
+    std::fill(dst + pw + W, dst + rsq, S(0));
+    return;
+  }
+  for (int q = 0; q < sw; ++q)
+    for (int64_t i = 0; i < rsq; ++i) {
+      const int64_t j = src_index(i * sw + q - pw, dw, W);
+      dst[q * rsq + i] = j >= 0 ? src[j] : S(0);
+    }
+}
+
+// One channels_last source row (W pixels of C) as `cols` virtual columns of cp elements.
+template <typename S>
+void build_cl_row(const S* src, int64_t W, int64_t C, int dw, int64_t pw, int64_t cols, int64_t cp, S* dst) {
+  if (cp == C && dw == 1) {
+    const int64_t lo = std::min<int64_t>(std::max<int64_t>(pw, 0), cols);
+    const int64_t hi = std::max<int64_t>(lo, std::min<int64_t>(cols, pw + W));
+    std::fill(dst, dst + lo * C, S(0));
+    if (hi > lo) std::memcpy(dst + lo * C, src + (lo - pw) * C, sizeof(S) * (hi - lo) * C);
+    std::fill(dst + hi * C, dst + cols * C, S(0));
+    return;
+  }
+  for (int64_t P = 0; P < cols; ++P) {
+    S* d = dst + P * cp;
+    const int64_t j = src_index(P - pw, dw, W);
+    if (j >= 0) {
+      std::memcpy(d, src + j * C, sizeof(S) * C);
+      std::fill(d + C, d + cp, S(0));
+    } else {
+      std::fill(d, d + cp, S(0));
+    }
   }
 }
 
-// y = depthwise_conv3d(x, k) on contiguous buffers; k (C, taps).
+// y (N, C, To, Ho, Wo) = the correlation of g on contiguous buffers; k (C, taps), bias (C) or null.
 template <typename S>
-void forward(const S* x, const S* k, S* y, const Shape& d) {
+void conv_ncdhw(const S* x, const S* k, const S* bias, S* y, const Geom& g) {
   const Table<S> tb = table<S>();
-  const int64_t planes = d.N * d.C;
+  const int64_t planes = g.N * g.C;
   const int64_t threads = at::get_num_threads();
   // Enough tasks for the threads when there are few planes; the result does not depend on it.
-  const int64_t tch = std::min<int64_t>(d.T, std::max<int64_t>(1, (4 * threads + planes - 1) / planes));
-  const int64_t ys = round_up(d.W, tb.block_width(d.W));  // output scratch rows: whole blocks
-  const int64_t rs = ys + d.kw - 1;                         // input rows: the blocks plus the taps
-  const int taps = d.taps();
-  const int64_t work = ((d.T + tch - 1) / tch) * d.frame() * taps;
+  const int64_t tch = std::min<int64_t>(g.To, std::max<int64_t>(1, (4 * threads + planes - 1) / planes));
+  const int64_t ys = round_up(g.Wo, tb.block_width(g.Wo));  // output scratch rows: whole blocks
+  const int64_t rsq = ys + (g.kw - 1) / g.sw;                // phase rows: the blocks plus the taps
+  const int64_t rs = g.sw * rsq;
+  std::vector<int64_t> off(g.kw);
+  for (int e = 0; e < g.kw; ++e) off[e] = (e % g.sw) * rsq + e / g.sw;
+  const int taps = g.taps();
+  const int64_t work = ((g.To + tch - 1) / tch) * g.Ho * g.Wo * taps;
+  const int64_t src_plane = g.T * g.H * g.W, out_frame = g.Ho * g.Wo;
   at::parallel_for(0, planes * tch, grain_for(work), [&](int64_t begin, int64_t end) {
     std::vector<S> scratch, out;
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t plane = task / tch, c = plane % d.C;
-      int64_t t0, t1;
-      chunk_range(task % tch, tch, d.T, t0, t1);
+      const int64_t plane = task / tch, c = plane % g.C;
+      int64_t t0, t1, f0, f1;
+      chunk_range(task % tch, tch, g.To, t0, t1);
       if (t0 >= t1) continue;
-      const int64_t f0 = std::max<int64_t>(0, t0 - d.pt());
-      const int64_t f1 = std::min<int64_t>(d.T, t1 - 1 - d.pt() + d.kt);
-      pad_frames<S>(x + plane * d.plane(), d, f0, f1, rs, d.pw(), scratch);
-      Padded<S> xp{scratch.data(), f0, d.H, rs};
-      out.resize(static_cast<size_t>((t1 - t0) * d.H * ys));
-      tb.fwd(d, xp, k + c * taps, t0, t1, out.data(), ys);
-      S* yp = y + plane * d.plane() + t0 * d.frame();
-      for (int64_t i = 0; i < (t1 - t0) * d.H; ++i)
-        std::memcpy(yp + i * d.W, out.data() + i * ys, sizeof(S) * d.W);
+      source_range(t0, t1, g.st, g.kt, g.pt, g.dt, g.T, f0, f1);
+      scratch.resize(static_cast<size_t>(std::max<int64_t>(1, (f1 - f0) * g.H * rs)));
+      const S* xs = x + plane * src_plane;
+      for (int64_t i = 0; i < (f1 - f0) * g.H; ++i)
+        build_row<S>(xs + (f0 * g.H + i) * g.W, g.W, g.dw, g.pw, g.sw, rsq, scratch.data() + i * rs);
+      Rows<S> xp{scratch.data(), f0, 0, g.H, rs, off.data()};
+      out.resize(static_cast<size_t>((t1 - t0) * g.Ho * ys));
+      tb.fwd(g, xp, k + c * taps, bias ? bias[c] : S(0), t0, t1, out.data(), ys);
+      S* yp = y + plane * g.To * out_frame + t0 * out_frame;
+      for (int64_t i = 0; i < (t1 - t0) * g.Ho; ++i)
+        std::memcpy(yp + i * g.Wo, out.data() + i * ys, sizeof(S) * g.Wo);
     }
   });
 }
 
-// gk (C, taps) = sum over n, t, h, w of g * shifted x; deterministic chunked reduction.
+// gk (C, taps) = sum over n, t, h, w of grad_y * strided x; deterministic chunked reduction.
 template <typename S>
-void weight_grad(const S* g, const S* x, S* gk, const Shape& d) {
+void wgrad_ncdhw(const S* gy, const S* x, S* gk, const Geom& g) {
   const Table<S> tb = table<S>();
-  const int taps = d.taps();
-  const int64_t units = d.N * d.T;
-  const int64_t chunks = wgrad_chunks(d.C, units, 64);
-  const int64_t tasks = d.C * chunks;
-  const int64_t gs = round_up(d.W, tb.lanes);  // grad_out rows: whole vectors, zeros past W
-  const int64_t rs = gs + d.kw - 1;             // input rows: the vectors plus the taps
+  const int taps = g.taps();
+  const int64_t units = g.N * g.To;
+  const int64_t chunks = wgrad_chunks(g.C, units, 64);
+  const int64_t tasks = g.C * chunks;
+  const int64_t gs = round_up(g.Wo, tb.lanes);  // grad_y rows: whole vectors, zeros past Wo
+  const int64_t rsq = gs + (g.kw - 1) / g.sw;
+  const int64_t rs = g.sw * rsq;
+  std::vector<int64_t> off(g.kw);
+  for (int e = 0; e < g.kw; ++e) off[e] = (e % g.sw) * rsq + e / g.sw;
   std::vector<S> partial(static_cast<size_t>(tasks * taps), S(0));
-  const int64_t work = ((units + chunks - 1) / chunks) * d.frame() * taps;
+  const int64_t work = ((units + chunks - 1) / chunks) * g.Ho * g.Wo * taps;
   at::parallel_for(0, tasks, grain_for(work), [&](int64_t begin, int64_t end) {
     std::vector<S> xs, gsb;
     for (int64_t task = begin; task < end; ++task) {
@@ -187,21 +254,27 @@ void weight_grad(const S* g, const S* x, S* gk, const Shape& d) {
       chunk_range(task % chunks, chunks, units, u0, u1);
       S* pk = partial.data() + task * taps;
       for (int64_t u = u0; u < u1;) {
-        const int64_t n = u / d.T, t0 = u % d.T;
-        const int64_t t1 = std::min<int64_t>(d.T, t0 + (u1 - u));
-        const int64_t plane = n * d.C + c;
-        const int64_t f0 = std::max<int64_t>(0, t0 - d.pt());
-        const int64_t f1 = std::min<int64_t>(d.T, t1 - 1 - d.pt() + d.kt);
-        pad_frames<S>(x + plane * d.plane(), d, f0, f1, rs, d.pw(), xs);
-        pad_frames<S>(g + plane * d.plane(), d, t0, t1, gs, 0, gsb);
-        Padded<S> xp{xs.data(), f0, d.H, rs};
-        Padded<S> gp{gsb.data(), t0, d.H, gs};
-        tb.wgrad(d, xp, gp, t0, t1, pk);
+        const int64_t n = u / g.To, t0 = u % g.To;
+        const int64_t t1 = std::min<int64_t>(g.To, t0 + (u1 - u));
+        const int64_t plane = n * g.C + c;
+        int64_t f0, f1;
+        source_range(t0, t1, g.st, g.kt, g.pt, 1, g.T, f0, f1);
+        xs.resize(static_cast<size_t>(std::max<int64_t>(1, (f1 - f0) * g.H * rs)));
+        const S* xpl = x + plane * g.T * g.H * g.W;
+        for (int64_t i = 0; i < (f1 - f0) * g.H; ++i)
+          build_row<S>(xpl + (f0 * g.H + i) * g.W, g.W, 1, g.pw, g.sw, rsq, xs.data() + i * rs);
+        gsb.resize(static_cast<size_t>((t1 - t0) * g.Ho * gs));
+        const S* gpl = gy + plane * g.To * g.Ho * g.Wo;
+        for (int64_t i = 0; i < (t1 - t0) * g.Ho; ++i)
+          build_row<S>(gpl + (t0 * g.Ho + i) * g.Wo, g.Wo, 1, 0, 1, gs, gsb.data() + i * gs);
+        Rows<S> xp{xs.data(), f0, 0, g.H, rs, off.data()};
+        Rows<S> gp{gsb.data(), t0, 0, g.Ho, gs, nullptr};
+        tb.wgrad(g, xp, gp, t0, t1, pk);
         u += t1 - t0;
       }
     }
   });
-  for (int64_t c = 0; c < d.C; ++c) {
+  for (int64_t c = 0; c < g.C; ++c) {
     S* out = gk + c * taps;
     for (int i = 0; i < taps; ++i) out[i] = S(0);
     for (int64_t ch = 0; ch < chunks; ++ch) {
@@ -211,97 +284,262 @@ void weight_grad(const S* g, const S* x, S* gk, const Shape& d) {
   }
 }
 
+// The (taps, cp) transposed kernel (zeros past C) of a (C, taps) one.
+template <typename S>
+std::vector<S> transpose_kernel(const S* k, int64_t C, int taps, int64_t cp) {
+  std::vector<S> kT(static_cast<size_t>(taps * cp), S(0));
+  for (int64_t c = 0; c < C; ++c)
+    for (int i = 0; i < taps; ++i) kT[i * cp + c] = k[c * taps + i];
+  return kT;
+}
+
+// y (N, To, Ho, Wo, C) = the correlation of x (N, T, H, W, C); k (C, taps), bias (C) or null.
+template <typename S>
+void conv_cl(const S* x, const S* k, const S* bias, S* y, const Geom& g) {
+  const Table<S> tb = cl_table<S>(g.C);
+  const int64_t cp = round_up(g.C, tb.lanes);
+  const std::vector<S> kT = transpose_kernel(k, g.C, g.taps(), cp);
+  std::vector<S> bp;
+  if (bias) {
+    bp.assign(static_cast<size_t>(cp), S(0));
+    std::copy(bias, bias + g.C, bp.begin());
+  }
+  const int64_t units = g.N * g.To;
+  const int64_t threads = at::get_num_threads();
+  const int64_t cols = (g.Wo - 1) * g.sw + g.kw;
+  const int64_t rs = cols * cp;
+  // Row blocks: enough tasks for the threads, and a scratch (kt frames of the block's source
+  // rows) that stays in L2 between its copy and its use.
+  const int64_t row_bytes = static_cast<int64_t>(sizeof(S)) * rs * g.kt;
+  const int64_t rows_fit = std::max<int64_t>(1, (kL2Bytes / row_bytes - g.kh) / g.sh + 1);
+  const int64_t hsplit = std::min<int64_t>(
+      g.Ho, std::max<int64_t>((g.Ho + rows_fit - 1) / rows_fit, (4 * threads + units - 1) / units));
+  const int64_t work = ((g.Ho + hsplit - 1) / hsplit) * g.Wo * cp * g.taps();
+  at::parallel_for(0, units * hsplit, grain_for(work), [&](int64_t begin, int64_t end) {
+    std::vector<S> scratch;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t u = task / hsplit, n = u / g.To, t = u % g.To;
+      int64_t h0, h1, f0, f1, r0, r1;
+      chunk_range(task % hsplit, hsplit, g.Ho, h0, h1);
+      if (h0 >= h1) continue;
+      source_range(t, t + 1, g.st, g.kt, g.pt, g.dt, g.T, f0, f1);
+      source_range(h0, h1, g.sh, g.kh, g.ph, g.dh, g.H, r0, r1);
+      const int64_t nrows = r1 - r0;
+      scratch.resize(static_cast<size_t>(std::max<int64_t>(1, (f1 - f0) * nrows * rs)));
+      for (int64_t f = f0; f < f1; ++f)
+        for (int64_t r = r0; r < r1; ++r)
+          build_cl_row<S>(x + (((n * g.T + f) * g.H + r) * g.W) * g.C, g.W, g.C, g.dw, g.pw, cols, cp,
+                          scratch.data() + ((f - f0) * nrows + (r - r0)) * rs);
+      Rows<S> xp{scratch.data(), f0, r0, nrows, rs, nullptr};
+      tb.cl_fwd(g, xp, kT.data(), bias ? bp.data() : nullptr, t, h0, h1, cp,
+                y + (n * g.To + t) * g.Ho * g.Wo * g.C);
+    }
+  });
+}
+
+// gk (C, taps) of channels_last grad_y and x; deterministic chunked reduction over (n, t).
+template <typename S>
+void wgrad_cl(const S* gy, const S* x, S* gk, const Geom& g) {
+  const Table<S> tb = cl_table<S>(g.C);
+  const int64_t cp = round_up(g.C, tb.lanes);
+  const int taps = g.taps();
+  const int64_t units = g.N * g.To;
+  const int64_t chunks = wgrad_chunks(1, units, 16);
+  const int64_t cols = (g.Wo - 1) * g.sw + g.kw;
+  const int64_t rs = cols * cp;
+  std::vector<S> partial(static_cast<size_t>(chunks * taps * cp), S(0));
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<S> xs, gf;
+    for (int64_t task = begin; task < end; ++task) {
+      int64_t u0, u1;
+      chunk_range(task, chunks, units, u0, u1);
+      S* pk = partial.data() + task * taps * cp;
+      for (int64_t u = u0; u < u1; ++u) {
+        const int64_t n = u / g.To, t = u % g.To;
+        int64_t f0, f1;
+        source_range(t, t + 1, g.st, g.kt, g.pt, 1, g.T, f0, f1);
+        xs.resize(static_cast<size_t>(std::max<int64_t>(1, (f1 - f0) * g.H * rs)));
+        for (int64_t f = f0; f < f1; ++f)
+          for (int64_t r = 0; r < g.H; ++r)
+            build_cl_row<S>(x + (((n * g.T + f) * g.H + r) * g.W) * g.C, g.W, g.C, 1, g.pw, cols, cp,
+                            xs.data() + ((f - f0) * g.H + r) * rs);
+        gf.resize(static_cast<size_t>(g.Ho * g.Wo * cp));
+        for (int64_t h = 0; h < g.Ho; ++h)
+          build_cl_row<S>(gy + (((n * g.To + t) * g.Ho + h) * g.Wo) * g.C, g.Wo, g.C, 1, 0, g.Wo, cp,
+                          gf.data() + h * g.Wo * cp);
+        Rows<S> xp{xs.data(), f0, 0, g.H, rs, nullptr};
+        tb.cl_wgrad(g, xp, gf.data(), t, cp, pk);
+      }
+    }
+  });
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int i = 0; i < taps; ++i) {
+      S s = 0;
+      for (int64_t ch = 0; ch < chunks; ++ch) s += partial[(ch * taps + i) * cp + c];
+      gk[c * taps + i] = s;
+    }
+}
+
 }  // namespace cpu_impl
 
 namespace {
 
-Shape check_and_shape(const char* fn, const at::Tensor& x, const at::Tensor& w) {
+using cpu_impl::Geom;
+
+constexpr const char* kFwd = "_depthwise_conv3d_fwd";
+constexpr const char* kBwd = "_depthwise_conv3d_bwd";
+
+// The forward's geometry: x is the source, stride s, padding p, no dilation.
+Geom check_and_geom(const char* fn, const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias,
+                    at::IntArrayRef stride, at::IntArrayRef padding) {
   TORCH_CHECK(x.dim() == 5, "vidops::", fn, ": x must be 5-D (N, C, T, H, W), got shape ", x.sizes());
-  TORCH_CHECK(w.dim() == 4 || (w.dim() == 5 && w.size(1) == 1), "vidops::", fn,
-              ": weight must be (C, kt, kh, kw) or (C, 1, kt, kh, kw), got shape ", w.sizes());
-  const auto ws = w.dim() == 5 ? w.sizes().slice(2) : w.sizes().slice(1);
-  Shape d{x.size(0), x.size(1), x.size(2), x.size(3), x.size(4), static_cast<int>(ws[0]),
-          static_cast<int>(ws[1]), static_cast<int>(ws[2])};
-  TORCH_CHECK(w.size(0) == d.C, "vidops::", fn, ": weight has ", w.size(0), " channels but x has ", d.C);
-  TORCH_CHECK(d.kt % 2 == 1 && d.kh % 2 == 1 && d.kw % 2 == 1, "vidops::", fn,
-              ": kernel sizes must be odd, got ", d.kt, "x", d.kh, "x", d.kw);
+  TORCH_CHECK(w.dim() == 4, "vidops::", fn, ": weight must be (C, kt, kh, kw), got shape ", w.sizes());
+  TORCH_CHECK(w.size(0) == x.size(1), "vidops::", fn, ": weight has ", w.size(0), " channels but x has ",
+              x.size(1));
+  TORCH_CHECK(stride.size() == 3 && padding.size() == 3, "vidops::", fn,
+              ": stride and padding must have 3 entries, got ", stride, " and ", padding);
   TORCH_CHECK(x.device().is_cpu() && w.device().is_cpu(), "vidops::", fn, ": CPU kernel called with ",
               x.device(), " and ", w.device(), " tensors");
   TORCH_CHECK(at::isFloatingType(x.scalar_type()) && at::isFloatingType(w.scalar_type()), "vidops::", fn,
               ": x and weight must be floating, got ", x.scalar_type(), " and ", w.scalar_type());
-  return d;
+  if (bias.has_value()) {
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == x.size(1) && bias->device().is_cpu(), "vidops::", fn,
+                ": bias must be a (C,) CPU tensor with C=", x.size(1), ", got shape ", bias->sizes());
+  }
+  Geom g{};
+  g.N = x.size(0);
+  g.C = x.size(1);
+  g.T = x.size(2);
+  g.H = x.size(3);
+  g.W = x.size(4);
+  g.kt = static_cast<int>(w.size(1));
+  g.kh = static_cast<int>(w.size(2));
+  g.kw = static_cast<int>(w.size(3));
+  g.st = static_cast<int>(stride[0]);
+  g.sh = static_cast<int>(stride[1]);
+  g.sw = static_cast<int>(stride[2]);
+  g.dt = g.dh = g.dw = 1;
+  g.pt = padding[0];
+  g.ph = padding[1];
+  g.pw = padding[2];
+  TORCH_CHECK(g.kt >= 1 && g.kh >= 1 && g.kw >= 1, "vidops::", fn, ": kernel sizes must be >= 1, got ", w.sizes());
+  TORCH_CHECK(g.st >= 1 && g.sh >= 1 && g.sw >= 1, "vidops::", fn, ": stride must be >= 1, got ", stride);
+  TORCH_CHECK(g.pt >= 0 && g.ph >= 0 && g.pw >= 0, "vidops::", fn, ": padding must be >= 0, got ", padding);
+  g.To = (g.T + 2 * g.pt - g.kt) / g.st + 1;
+  g.Ho = (g.H + 2 * g.ph - g.kh) / g.sh + 1;
+  g.Wo = (g.W + 2 * g.pw - g.kw) / g.sw + 1;
+  TORCH_CHECK(g.T + 2 * g.pt >= g.kt && g.H + 2 * g.ph >= g.kh && g.W + 2 * g.pw >= g.kw, "vidops::", fn,
+              ": padding ", padding, " leaves no output for x of shape ", x.sizes(), " and kernel ", w.sizes());
+  return g;
+}
+
+// grad_x's geometry: grad_y (the forward's output) read dilated by the stride, stride 1,
+// offset k - 1 - p, the output x's size (with the kernel reversed on every axis).
+Geom grad_x_geom(const Geom& f) {
+  Geom g = f;
+  g.T = f.To;
+  g.H = f.Ho;
+  g.W = f.Wo;
+  g.To = f.T;
+  g.Ho = f.H;
+  g.Wo = f.W;
+  g.dt = f.st;
+  g.dh = f.sh;
+  g.dw = f.sw;
+  g.st = g.sh = g.sw = 1;
+  g.pt = f.kt - 1 - f.pt;
+  g.ph = f.kh - 1 - f.ph;
+  g.pw = f.kw - 1 - f.pw;
+  return g;
+}
+
+bool channels_last(const at::Tensor& x) {
+  return x.is_contiguous(at::MemoryFormat::ChannelsLast3d) && !x.is_contiguous();
 }
 
 at::ScalarType compute_type(at::ScalarType t) {
   return (t == at::kHalf || t == at::kBFloat16) ? at::kFloat : t;
 }
 
-at::Tensor as_compute(const at::Tensor& t, at::ScalarType ct) {
-  return t.to(ct).contiguous();
-}
-
-void check_stride1_same(const char* fn, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                        at::IntArrayRef stride, at::IntArrayRef padding) {
-  for (int i = 0; i < 3; ++i) {
-    TORCH_CHECK(stride[i] == 1 && padding[i] == (weight.size(i + 1) - 1) / 2, "vidops::", fn,
-                " (cpu): stride and padding not implemented yet");
-  }
-  TORCH_CHECK(!bias.has_value(), "vidops::", fn, " (cpu): bias not implemented yet");
+template <typename S>
+void run_conv(bool cl, const S* x, const S* k, const S* bias, S* y, const Geom& g) {
+  if (cl)
+    cpu_impl::conv_cl<S>(x, k, bias, y, g);
+  else
+    cpu_impl::conv_ncdhw<S>(x, k, bias, y, g);
 }
 
 at::Tensor fwd_cpu(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                    at::IntArrayRef stride, at::IntArrayRef padding) {
-  check_stride1_same("_depthwise_conv3d_fwd", weight, bias, stride, padding);
-  const Shape d = check_and_shape("_depthwise_conv3d_fwd", x, weight);
+  const Geom g = check_and_geom(kFwd, x, weight, bias, stride, padding);
   const auto ct = compute_type(x.scalar_type());
-  auto xc = as_compute(x, ct);
-  auto wc = as_compute(weight, ct);
-  auto y = at::empty(x.sizes(), xc.options().memory_format(at::MemoryFormat::Contiguous));
+  const bool cl = channels_last(x);
+  const auto fmt = cl ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::Contiguous;
+  auto xc = x.to(ct).contiguous(fmt);
+  auto wc = weight.to(ct).contiguous();
+  at::Tensor bc = bias.has_value() ? bias->to(ct).contiguous() : at::Tensor();
+  auto y = at::empty({g.N, g.C, g.To, g.Ho, g.Wo}, xc.options().memory_format(fmt));
   if (y.numel() > 0) {
-    AT_DISPATCH_FLOATING_TYPES(ct, "_depthwise_conv3d_fwd", [&] {
-      cpu_impl::forward<scalar_t>(xc.const_data_ptr<scalar_t>(), wc.const_data_ptr<scalar_t>(),
-                                  y.mutable_data_ptr<scalar_t>(), d);
+    AT_DISPATCH_FLOATING_TYPES(ct, kFwd, [&] {
+      run_conv<scalar_t>(cl, xc.const_data_ptr<scalar_t>(), wc.const_data_ptr<scalar_t>(),
+                         bc.defined() ? bc.const_data_ptr<scalar_t>() : nullptr, y.mutable_data_ptr<scalar_t>(), g);
     });
   }
   return ct == x.scalar_type() ? y : y.to(x.scalar_type());
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> bwd_cpu(const at::Tensor& grad_out, const at::Tensor& x,
+std::tuple<at::Tensor, at::Tensor, at::Tensor> bwd_cpu(const at::Tensor& grad_y, const at::Tensor& x,
                                                        const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                                                        at::IntArrayRef stride, at::IntArrayRef padding,
-                                                       bool compute_grad_x, bool compute_grad_weight, bool) {
-  check_stride1_same("_depthwise_conv3d_bwd", weight, bias, stride, padding);
-  const Shape d = check_and_shape("_depthwise_conv3d_bwd", x, weight);
-  TORCH_CHECK(grad_out.sizes() == x.sizes(), "vidops::_depthwise_conv3d_bwd: grad_out has shape ",
-              grad_out.sizes(), " but x has shape ", x.sizes());
+                                                       bool need_x, bool need_weight, bool need_bias) {
+  const Geom g = check_and_geom(kBwd, x, weight, bias, stride, padding);
+  TORCH_CHECK(grad_y.dim() == 5 && grad_y.size(0) == g.N && grad_y.size(1) == g.C && grad_y.size(2) == g.To &&
+                  grad_y.size(3) == g.Ho && grad_y.size(4) == g.Wo,
+              "vidops::", kBwd, ": grad_y has shape ", grad_y.sizes(), " but the output has shape [", g.N, ", ",
+              g.C, ", ", g.To, ", ", g.Ho, ", ", g.Wo, "]");
+  TORCH_CHECK(grad_y.scalar_type() == x.scalar_type(), "vidops::", kBwd, ": grad_y has dtype ",
+              grad_y.scalar_type(), " but x has ", x.scalar_type());
   const auto ct = compute_type(x.scalar_type());
-  auto gc = as_compute(grad_out, ct);
-  auto wc = as_compute(weight, ct);
+  const bool cl = channels_last(x);
+  const auto fmt = cl ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::Contiguous;
+  auto gc = grad_y.to(ct).contiguous(fmt);
+  auto wc = weight.to(ct).contiguous();
   // Every element of a computed gradient is written by the kernels; the others are zeros.
-  const bool any = x.numel() > 0;
-  const auto gx_opts = gc.options().memory_format(at::MemoryFormat::Contiguous);
+  const bool any = x.numel() > 0 && gc.numel() > 0;
+  const auto gx_opts = gc.options().memory_format(fmt);
   const auto gw_opts = wc.options().memory_format(at::MemoryFormat::Contiguous);
-  auto gx = (any && compute_grad_x) ? at::empty(x.sizes(), gx_opts) : at::zeros(x.sizes(), gx_opts);
-  auto gw = (any && compute_grad_weight) ? at::empty(weight.sizes(), gw_opts) : at::zeros(weight.sizes(), gw_opts);
+  auto gx = (any && need_x) ? at::empty(x.sizes(), gx_opts) : at::zeros(x.sizes(), gx_opts);
+  auto gw = (any && need_weight) ? at::empty(weight.sizes(), gw_opts) : at::zeros(weight.sizes(), gw_opts);
   if (any) {
-    AT_DISPATCH_FLOATING_TYPES(ct, "_depthwise_conv3d_bwd", [&] {
-      if (compute_grad_x) {
-        const int taps = d.taps();
-        std::vector<scalar_t> flipped(static_cast<size_t>(d.C * taps));
+    AT_DISPATCH_FLOATING_TYPES(ct, kBwd, [&] {
+      if (need_x) {
+        const int taps = g.taps();
+        std::vector<scalar_t> flipped(static_cast<size_t>(g.C * taps));
         const scalar_t* k = wc.const_data_ptr<scalar_t>();
-        for (int64_t c = 0; c < d.C; ++c)
+        for (int64_t c = 0; c < g.C; ++c)
           for (int i = 0; i < taps; ++i) flipped[c * taps + flipped_flat_tap(i, taps)] = k[c * taps + i];
-        cpu_impl::forward<scalar_t>(gc.const_data_ptr<scalar_t>(), flipped.data(),
-                                    gx.mutable_data_ptr<scalar_t>(), d);
+        run_conv<scalar_t>(cl, gc.const_data_ptr<scalar_t>(), flipped.data(), nullptr,
+                           gx.mutable_data_ptr<scalar_t>(), grad_x_geom(g));
       }
-      if (compute_grad_weight) {
-        auto xc = as_compute(x, ct);
-        cpu_impl::weight_grad<scalar_t>(gc.const_data_ptr<scalar_t>(), xc.const_data_ptr<scalar_t>(),
-                                        gw.mutable_data_ptr<scalar_t>(), d);
+      if (need_weight) {
+        auto xc = x.to(ct).contiguous(fmt);
+        if (cl)
+          cpu_impl::wgrad_cl<scalar_t>(gc.const_data_ptr<scalar_t>(), xc.const_data_ptr<scalar_t>(),
+                                       gw.mutable_data_ptr<scalar_t>(), g);
+        else
+          cpu_impl::wgrad_ncdhw<scalar_t>(gc.const_data_ptr<scalar_t>(), xc.const_data_ptr<scalar_t>(),
+                                          gw.mutable_data_ptr<scalar_t>(), g);
       }
     });
   }
-  return {gx.to(x.scalar_type()), gw.to(weight.scalar_type()), x.new_empty({0})};
+  at::Tensor gb;
+  if (!bias.has_value())
+    gb = x.new_empty({0});
+  else if (need_bias && gc.numel() > 0)
+    gb = gc.sum({0, 2, 3, 4}).to(bias->scalar_type());
+  else
+    gb = at::zeros({g.C}, bias->options());
+  return {gx.to(x.scalar_type()), gw.to(weight.scalar_type()), gb};
 }
 
 }  // namespace

@@ -58,8 +58,9 @@ class DepthwiseConv3d(nn.Module):
         self.impl = impl
         kw = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(channels, 1, *self.kernel_size, **kw))
-        self.bias = nn.Parameter(torch.empty(channels, **kw)) if bias else None
-        if self.bias is None:
+        if bias:
+            self.bias = nn.Parameter(torch.empty(channels, **kw))
+        else:
             self.register_parameter("bias", None)
         self.reset_parameters()
 
