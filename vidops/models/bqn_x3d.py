@@ -198,7 +198,11 @@ def quiet_map_sizes(H: int) -> list:
 
 class BQNX3D(nn.Module):
     """BQN X3D-M on 3 * num_segments frames: (N, 3, 3S, H, W) or the TSN layout (N, 9S, H, W) ->
-    logits (N, num_classes). H, W >= 79 (see the module docstring)."""
+    logits (N, num_classes). H, W >= 79 (see the module docstring). The authors' input: [0, 1]
+    pixels normalised by mean 0.45, std 0.225, 256^2 crops."""
+
+    crop_size = 256
+    input_mean, input_std = (0.45, 0.45, 0.45), (0.225, 0.225, 0.225)
 
     def __init__(self, num_classes: int, num_segments: int = 16, dropout: float = 0.5, impl: str = "vidops"):
         super().__init__()

@@ -39,7 +39,11 @@ class BusyX3DNet(X3D):
 
 class BusyX3D(torch.nn.Module):
     """Busy X3D-M on 3 * num_segments frames: (N, 3, 3S, H, W) or the TSN layout (N, 9S, H, W)
-    -> logits (N, num_classes)."""
+    -> logits (N, num_classes). The authors' input: [0, 1] pixels normalised by mean 0.45, std
+    0.225, 224^2 crops."""
+
+    crop_size = 224
+    input_mean, input_std = (0.45, 0.45, 0.45), (0.225, 0.225, 0.225)
 
     def __init__(self, num_classes: int, num_segments: int = 16, dropout: float = 0.5, impl: str = "vidops"):
         super().__init__()
