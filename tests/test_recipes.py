@@ -137,7 +137,8 @@ def test_train_ddp_uses_the_recipe(tmp_path):
     path = tmp_path / "resnet50.pth"
     torch.save(SD, path)
     start, final = train_ddp.train("tsm_resnet50", steps=1, batch=2, segments=2, size=32, num_classes=5,
-                                   dropout=0.0, lr=0.01, partial_bn=True, imagenet=str(path))
+                                   dropout=0.0, lr=0.01, partial_bn=True, imagenet=str(path),
+                                   classifier_lr_mult=5.0, weight_decay=1e-4)
     torch.testing.assert_close(start["base_model.layer1.0.conv2.weight"], SD["layer1.0.conv2.weight"])
     for k in ("base_model.layer1.0.bn1.weight", "base_model.layer1.0.bn1.running_mean", "base_model.d_bn1.weight"):
         if k in start:
