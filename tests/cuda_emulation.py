@@ -25,6 +25,7 @@ SOURCES = [
     "csrc/motion_band_pass/motion_band_pass_kernel.cu",
     "csrc/motion_band_pass/motion_band_pass_backward_kernel.cu",
     "csrc/busy_quiet/busy_quiet_kernel.cu",
+    "csrc/depthwise_conv3d/depthwise_conv3d_kernel.cu",
 ]
 
 SPATIAL = {"reflect": 0, "zeros": 1}
@@ -47,6 +48,17 @@ class BusyQuietProblem(ctypes.Structure):
     _fields_ = [
         ("mbp", MbpProblem), ("quiet_mode", ctypes.c_int32), ("reserved", ctypes.c_int32),
         ("quiet_scale", ctypes.c_double), ("quiet_H", ctypes.c_int64), ("quiet_W", ctypes.c_int64),
+    ]
+
+
+class DwcProblem(ctypes.Structure):  # csrc/depthwise_conv3d/depthwise_conv3d_cuda.h
+    _fields_ = [
+        ("dtype", ctypes.c_int32), ("kt", ctypes.c_int32), ("kh", ctypes.c_int32), ("kw", ctypes.c_int32),
+        ("st", ctypes.c_int32), ("sh", ctypes.c_int32), ("sw", ctypes.c_int32),
+        ("pt", ctypes.c_int32), ("ph", ctypes.c_int32), ("pw", ctypes.c_int32), ("reserved", ctypes.c_int32 * 2),
+        ("N", ctypes.c_int64), ("C", ctypes.c_int64), ("T", ctypes.c_int64), ("H", ctypes.c_int64),
+        ("W", ctypes.c_int64), ("To", ctypes.c_int64), ("Ho", ctypes.c_int64), ("Wo", ctypes.c_int64),
+        ("x_strides", ctypes.c_int64 * 5), ("y_strides", ctypes.c_int64 * 5), ("gx_strides", ctypes.c_int64 * 5),
     ]
 
 
@@ -107,6 +119,15 @@ def library():
                                              + [ctypes.c_int64, ctypes.c_void_p])
     lib.vidops_busy_quiet_cuda.restype = ctypes.c_char_p
     lib.vidops_busy_quiet_cuda.argtypes = [ctypes.POINTER(BusyQuietProblem)] + [ctypes.c_void_p] * 6
+    lib.vidops_dwc_forward_cuda.restype = ctypes.c_char_p
+    lib.vidops_dwc_forward_cuda.argtypes = [ctypes.POINTER(DwcProblem)] + [ctypes.c_void_p] * 5
+    lib.vidops_dwc_grad_x_cuda.restype = ctypes.c_char_p
+    lib.vidops_dwc_grad_x_cuda.argtypes = [ctypes.POINTER(DwcProblem)] + [ctypes.c_void_p] * 4
+    lib.vidops_dwc_wgrad_workspace_bytes.restype = ctypes.c_int64
+    lib.vidops_dwc_wgrad_workspace_bytes.argtypes = [ctypes.POINTER(DwcProblem)]
+    lib.vidops_dwc_wgrad_cuda.restype = ctypes.c_char_p
+    lib.vidops_dwc_wgrad_cuda.argtypes = ([ctypes.POINTER(DwcProblem)] + [ctypes.c_void_p] * 5
+                                          + [ctypes.c_int64, ctypes.c_void_p])
     _LIB = lib
     return lib
 
@@ -202,3 +223,69 @@ def busy_quiet(clip, sw, tw, quiet, quiet_scale):
     _check(lib.vidops_busy_quiet_cuda(ctypes.byref(bp), _ptr(clip), _ptr(sw), _ptr(tw), _ptr(busy), _ptr(q), None),
            "busy_quiet")
     return busy, q
+
+
+# ---- depthwise_conv3d (csrc/depthwise_conv3d/depthwise_conv3d_kernel.cu) ----------------------------
+
+def _dwc_layout(x):
+    """y's and grad_x's layout: x's (channels_last_3d when x is that and not also contiguous)."""
+    if x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous():
+        return torch.channels_last_3d
+    return torch.contiguous_format
+
+
+def _dwc_problem(x, weight, stride, padding, y_strides=None, gx_strides=None):
+    N, C, T, H, W = x.shape
+    kt, kh, kw = weight.shape[-3:]
+    p = DwcProblem()
+    p.dtype = DTYPES[x.dtype]
+    p.kt, p.kh, p.kw = kt, kh, kw
+    p.st, p.sh, p.sw = stride
+    p.pt, p.ph, p.pw = padding
+    p.N, p.C, p.T, p.H, p.W = N, C, T, H, W
+    p.To, p.Ho, p.Wo = ((L + 2 * pp - k) // s + 1 for L, k, s, pp in zip((T, H, W), (kt, kh, kw), stride, padding))
+    for i in range(5):
+        p.x_strides[i] = x.stride(i)
+        p.y_strides[i] = y_strides[i] if y_strides is not None else 0
+        p.gx_strides[i] = gx_strides[i] if gx_strides is not None else 0
+    return p
+
+
+def _dwc_weights(weight, bias, dtype):
+    acc = _acc_dtype(dtype)
+    w = weight.reshape(weight.shape[0], -1).to(acc).contiguous()
+    b = bias.to(acc).contiguous() if bias is not None else None
+    return w, b
+
+
+def dwc_forward(x, weight, bias, stride, padding):
+    """The CUDA forward launcher on CPU tensors as depthwise_conv3d_cuda.cpp calls it: x read
+    through its strides, y allocated in x's layout."""
+    lib = library()
+    w, b = _dwc_weights(weight, bias, x.dtype)
+    p = _dwc_problem(x, weight, stride, padding)
+    y = torch.empty((p.N, p.C, p.To, p.Ho, p.Wo), dtype=x.dtype, memory_format=_dwc_layout(x))
+    for i in range(5):
+        p.y_strides[i] = y.stride(i)
+    _check(lib.vidops_dwc_forward_cuda(ctypes.byref(p), _ptr(x), _ptr(w), _ptr(b), _ptr(y), None), "dwc forward")
+    return y
+
+
+def dwc_backward(grad, x, weight, bias, stride, padding, need_x=True, need_weight=True, need_bias=True):
+    """(grad_x, grad_weight, grad_bias) from the CUDA launchers; grad_weight/grad_bias in the
+    accumulation dtype, None when not asked for."""
+    lib = library()
+    w, _ = _dwc_weights(weight, None, x.dtype)
+    acc = _acc_dtype(x.dtype)
+    gx = torch.empty(x.shape, dtype=x.dtype, memory_format=_dwc_layout(x))
+    p = _dwc_problem(x, weight, stride, padding, grad.stride(), gx.stride())
+    if need_x:
+        _check(lib.vidops_dwc_grad_x_cuda(ctypes.byref(p), _ptr(grad), _ptr(w), _ptr(gx), None), "dwc grad_x")
+    gw = torch.full((p.C, p.kt * p.kh * p.kw), float("nan"), dtype=acc) if need_weight else None
+    gb = torch.full((p.C,), float("nan"), dtype=acc) if (need_bias and bias is not None) else None
+    if gw is not None or gb is not None:
+        nbytes = lib.vidops_dwc_wgrad_workspace_bytes(ctypes.byref(p))
+        ws = torch.full((max(nbytes, 1),), 0xff, dtype=torch.uint8)  # NaN bytes: unwritten partials show
+        _check(lib.vidops_dwc_wgrad_cuda(ctypes.byref(p), _ptr(grad), _ptr(x), _ptr(gw), _ptr(gb), _ptr(ws), nbytes,
+                                         None), "dwc grad_w")
+    return (gx if need_x else None), (gw.reshape(weight.shape) if gw is not None else None), gb

@@ -60,6 +60,10 @@ DTYPES = ("float32", "bfloat16", "float16")
 _CALL_SAVES = "registers saved across the compiler's 64-bit division / IEEE div-sqrt subroutine calls, once per tile"
 
 
+_LOOP_SAVES = ("values live across the tap loops but unused inside them, stored before and reloaded after "
+               "the loops, once per thread")
+
+
 def _triton(kernel: str, arch: str, config: str, stack: int, why: str) -> dict:
     return dict(kind="triton", kernel=kernel, arch=arch, config=config, stack=stack, why=why)
 
@@ -89,6 +93,11 @@ ACCEPTED_SPILLS: list = [
     _triton("_bwd_kv_kernel", "sm_80", "DO_DK SCALED BLOCK_M=64 D_CHUNKS=8 E_CHUNKS=8", 16,
             "16-bit d=512 cosine-mode dK on sm_80 under triton 3.6: 16 B, 5 LDL/STL (3.9: none)"),
     # fp32, d=512, cosine modes, sm_80, triton 3.6 only (3.9: none): 8 B, 6 LDL/STL in dQ and dK.
+    # depthwise_conv3d grad_x (channel kernel, 3x3x3, 16-bit) on sm_90: ptxas holds one variant at 64
+    # registers and stores one register before the tap loops, reloading it after them (1 STL, 1 LDL.LU,
+    # measured with triton 3.9); nothing spills inside the loops.
+    _triton("_dx_chan_kernel", "sm_90", "KT=3 KH=3 KW=3 BLOCK_P=16 BLOCK_C=64", 8,
+            "3x3x3 channels_last_3d grad_x, 16-bit: 8 B, 1 STL + 1 LDL outside the tap loops (measured)"),
     _triton("_bwd_dq_kernel", "sm_80", "SCALED BLOCK_M=32 D_CHUNKS=8 E_CHUNKS=8", 8,
             "fp32 d=512 cosine-mode dQ under triton 3.6: 8 B, 6 LDL/STL (measured)"),
     _triton("_bwd_kv_kernel", "sm_80", "DO_DK SCALED BLOCK_M=32 D_CHUNKS=8 E_CHUNKS=8", 8,
@@ -105,8 +114,16 @@ ACCEPTED_SPILLS: list = [
     _cuda("mbp_forward_kernel", "<double, 0>", 8),
     _cuda("mbp_backward_tile_kernel", "<double, *>", 80),
     _cuda("mbp_backward_tile_kernel", "*", 48),
-    _cuda("dwc_fwd_kernel", "<double, *>", 32),
-    _cuda("dwc_wgrad_kernel", "<double, *>", 24),
+    # depthwise_conv3d channel kernels: ptxas keeps them at 40-64 registers and parks a few values that
+    # are live across the tap loops but unused inside them (output indices, pointers): stored before the
+    # loops, reloaded after them, once per thread (SASS of dwc_fwd_chan_kernel<float, float, 4, 4>,
+    # sm_80: 3 STL before, 2 LDL after; no CALL, nothing inside the loops). Measured maxima.
+    _cuda("dwc_fwd_chan_kernel", "*", 24, _LOOP_SAVES),
+    _cuda("dwc_dx_chan_kernel", "*", 24, _LOOP_SAVES),
+    _cuda("dwc_wgrad_chan_kernel", "*", 24, _LOOP_SAVES),
+    # float64 weight gradient (tile kernel; the tests' dtype, not a speed path): 64-bit division calls
+    # in the frame and tile decoding and the per-tile set-up; the DFMA loops touch no local memory.
+    _cuda("dwc_wgrad_tile_kernel", "<double, double>", 88),
 ]
 
 
@@ -343,19 +360,34 @@ def _real_tables(module):
 
 
 def _plan_depthwise_conv3d(dtypes):
+    """Every bench shape with its stride and padding; the X3D shapes in both layouts (the plane
+    and the channel kernels), the first X3D shape also with a bias (HAS_BIAS variants)."""
     import torch
 
     from .bench.cases import depthwise_conv3d as cases
     from .triton_kernels import depthwise_conv3d as K
 
+    first_x3d = True
     for s in cases.shapes(torch.device("cuda"), quick=False):
-        for dt in dtypes:
-            def run(s=s, dt=dt):
-                x = _empty(s.N, s.C, s.T, s.H, s.W, dtype=_dt(dt))
-                w = _empty(s.C, *s.k, dtype=_weight_dt(dt))
-                y = K.forward(x, w)
-                K.backward(torch_empty_like(y), x, w, True, True)
-            yield f"{s.label} C={s.C} k={'x'.join(map(str, s.k))} {dt} fwd+bwd", run
+        stride = tuple(getattr(s, "stride", (1, 1, 1)))
+        pad = tuple(getattr(s, "pad", None) or ((k - 1) // 2 for k in s.k))
+        x3d = bool(getattr(s, "x3d", False))
+        layouts = ("contiguous", "channels_last_3d") if x3d else ("contiguous",)
+        biases = (False, True) if (x3d and first_x3d) else (False,)
+        first_x3d = first_x3d and not x3d
+        for layout in layouts:
+            for has_b in biases:
+                for dt in dtypes:
+                    def run(s=s, dt=dt, layout=layout, has_b=has_b, stride=stride, pad=pad):
+                        fmt = torch.channels_last_3d if layout == "channels_last_3d" else torch.contiguous_format
+                        x = torch.empty(s.N, s.C, s.T, s.H, s.W, device="cuda", dtype=_dt(dt), memory_format=fmt)
+                        w = _empty(s.C, *s.k, dtype=_weight_dt(dt))
+                        b = _empty(s.C, dtype=_weight_dt(dt)) if has_b else None
+                        y = K.forward(x, w, b, stride, pad)
+                        K.backward(torch_empty_like(y), x, w, b, stride, pad, True, True, has_b)
+                    sp = "" if stride == (1, 1, 1) else f" s={'x'.join(map(str, stride))}"
+                    yield (f"{s.label} C={s.C} k={'x'.join(map(str, s.k))}{sp} p={'x'.join(map(str, pad))} "
+                           f"{layout}{' bias' if has_b else ''} {dt} fwd+bwd"), run
 
 
 def _plan_pixelwise_temporal_projection(dtypes):

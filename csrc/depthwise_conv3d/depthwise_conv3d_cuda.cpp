@@ -1,5 +1,8 @@
-// CUDA glue of the depthwise 3-D convolution: checks, contiguous copies, allocation, the current
-// stream, and the calls of the runtime-only launchers in depthwise_conv3d_kernel.cu.
+// CUDA glue of the depthwise 3-D convolution: checks, allocation (y and grad_x in x's layout:
+// channels_last_3d for a channels_last_3d x, else contiguous), the weight and bias in the
+// accumulation dtype, the weight-gradient workspace, the current stream, and the calls of the
+// runtime-only launchers in depthwise_conv3d_kernel.cu. x and grad_y are read through their strides:
+// no layout copies.
 #ifdef VIDOPS_WITH_CUDA
 #include <ATen/ATen.h>
 #include <torch/library.h>
@@ -7,118 +10,141 @@
 #include <optional>
 
 #include "common/cuda_stream.h"
-#include "depthwise_conv3d/depthwise_conv3d_math.h"
-
-extern "C" const char* vidops_dwc_fwd_cuda(const void* x, const void* w, void* y, int dtype, int64_t N,
-                                           int64_t C, int64_t T, int64_t H, int64_t W, int kt, int kh, int kw,
-                                           bool flip, void* stream);
-extern "C" const char* vidops_dwc_wgrad_cuda(const void* g, const void* x, void* partial, void* gw, int dtype,
-                                             int64_t N, int64_t C, int64_t T, int64_t H, int64_t W, int kt,
-                                             int kh, int kw, int64_t chunks, void* stream);
+#include "common/dtype_code.h"
+#include "depthwise_conv3d/depthwise_conv3d_cuda.h"
 
 namespace vidops {
 namespace dwc {
 namespace {
 
-constexpr int64_t kMinWgradBlocks = 512;  // enough (channel, chunk) blocks to fill a GPU
-
-int dtype_code(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return 0;
-    case at::kDouble: return 1;
-    case at::kHalf: return 2;
-    case at::kBFloat16: return 3;
-    default: TORCH_CHECK(false, "vidops::depthwise_conv3d (cuda): unsupported dtype ", t);
-  }
-  return -1;
-}
-
 at::ScalarType acc_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
-Shape check_and_shape(const char* fn, const at::Tensor& x, const at::Tensor& w) {
+at::MemoryFormat layout_of(const at::Tensor& x) {
+  return x.is_contiguous(at::MemoryFormat::ChannelsLast3d) && !x.is_contiguous() ? at::MemoryFormat::ChannelsLast3d
+                                                                                 : at::MemoryFormat::Contiguous;
+}
+
+void set_strides(int64_t* dst, const at::Tensor& t) {
+  for (int i = 0; i < 5; ++i) dst[i] = t.stride(i);
+}
+
+CudaProblem make_problem(const char* fn, const at::Tensor& x, const at::Tensor& w,
+                         const std::optional<at::Tensor>& bias, at::IntArrayRef stride, at::IntArrayRef padding) {
   TORCH_CHECK(x.dim() == 5, "vidops::", fn, ": x must be 5-D (N, C, T, H, W), got shape ", x.sizes());
   TORCH_CHECK(w.dim() == 4, "vidops::", fn, ": weight must be (C, kt, kh, kw), got shape ", w.sizes());
-  Shape d{x.size(0), x.size(1), x.size(2), x.size(3), x.size(4), static_cast<int>(w.size(1)),
-          static_cast<int>(w.size(2)), static_cast<int>(w.size(3))};
-  TORCH_CHECK(w.size(0) == d.C, "vidops::", fn, ": weight has ", w.size(0), " channels but x has ", d.C);
-  TORCH_CHECK(d.kt % 2 == 1 && d.kh % 2 == 1 && d.kw % 2 == 1, "vidops::", fn,
-              ": kernel sizes must be odd, got ", d.kt, "x", d.kh, "x", d.kw);
-  TORCH_CHECK(x.is_cuda() && w.device() == x.device(), "vidops::", fn, ": CUDA kernel called with ",
-              x.device(), " and ", w.device(), " tensors");
-  return d;
+  TORCH_CHECK(w.size(0) == x.size(1), "vidops::", fn, ": weight has ", w.size(0), " channels but x has ", x.size(1));
+  TORCH_CHECK(stride.size() == 3 && padding.size() == 3, "vidops::", fn, ": stride and padding need 3 entries, got ",
+              stride, " and ", padding);
+  TORCH_CHECK(x.is_cuda() && w.device() == x.device(), "vidops::", fn, ": CUDA kernel called with ", x.device(),
+              " and ", w.device(), " tensors");
+  if (bias.has_value()) {
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == x.size(1), "vidops::", fn, ": bias must be (C,), got shape ",
+                bias->sizes());
+    TORCH_CHECK(bias->device() == x.device(), "vidops::", fn, ": bias is on ", bias->device());
+  }
+  CudaProblem p{};
+  p.dtype = dtype_code(x.scalar_type(), "depthwise_conv3d");
+  p.kt = static_cast<int32_t>(w.size(1));
+  p.kh = static_cast<int32_t>(w.size(2));
+  p.kw = static_cast<int32_t>(w.size(3));
+  p.st = static_cast<int32_t>(stride[0]);
+  p.sh = static_cast<int32_t>(stride[1]);
+  p.sw = static_cast<int32_t>(stride[2]);
+  p.pt = static_cast<int32_t>(padding[0]);
+  p.ph = static_cast<int32_t>(padding[1]);
+  p.pw = static_cast<int32_t>(padding[2]);
+  TORCH_CHECK(p.kt >= 1 && p.kh >= 1 && p.kw >= 1, "vidops::", fn, ": kernel sizes must be >= 1, got ", w.sizes());
+  TORCH_CHECK(p.st >= 1 && p.sh >= 1 && p.sw >= 1, "vidops::", fn, ": stride must be >= 1, got ", stride);
+  TORCH_CHECK(p.pt >= 0 && p.ph >= 0 && p.pw >= 0, "vidops::", fn, ": padding must be >= 0, got ", padding);
+  p.N = x.size(0);
+  p.C = x.size(1);
+  p.T = x.size(2);
+  p.H = x.size(3);
+  p.W = x.size(4);
+  p.To = (p.T + 2 * p.pt - p.kt) / p.st + 1;
+  p.Ho = (p.H + 2 * p.ph - p.kh) / p.sh + 1;
+  p.Wo = (p.W + 2 * p.pw - p.kw) / p.sw + 1;
+  TORCH_CHECK(p.T + 2 * p.pt >= p.kt && p.H + 2 * p.ph >= p.kh && p.W + 2 * p.pw >= p.kw, "vidops::", fn,
+              ": padding ", padding, " leaves no output for x of shape ", x.sizes(), " and kernel ", w.sizes());
+  set_strides(p.x_strides, x);
+  return p;
 }
 
 void check(const char* err, const char* fn) {
   TORCH_CHECK(err == nullptr, "vidops::", fn, " (cuda): ", err ? err : "");
 }
 
-at::Tensor conv_cuda(const at::Tensor& x, const at::Tensor& weight, bool flip, const char* fn) {
-  const Shape d = check_and_shape(fn, x, weight);
-  c10::DeviceGuard guard(x.device());
-  auto xc = x.contiguous();
-  auto wc = weight.to(acc_type(x.scalar_type())).contiguous();
-  auto y = at::empty(x.sizes(), xc.options().memory_format(at::MemoryFormat::Contiguous));
-  if (y.numel() == 0) return y;
-  check(vidops_dwc_fwd_cuda(xc.const_data_ptr(), wc.const_data_ptr(), y.mutable_data_ptr(),
-                            dtype_code(x.scalar_type()), d.N, d.C, d.T, d.H, d.W, d.kt, d.kh, d.kw, flip,
-                            current_cuda_stream(x)),
-        fn);
-  return y;
-}
-
-// Until the CUDA kernels take them: stride 1, "same" padding, no bias (the Python op's cuda
-// `supports` rule refuses the rest with its reason before this is reached).
-void check_stride1_same(const char* fn, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                        at::IntArrayRef stride, at::IntArrayRef padding) {
-  TORCH_CHECK(stride.size() == 3 && padding.size() == 3 && weight.dim() == 4, "vidops::", fn,
-              ": stride and padding must have 3 entries and weight must be (C, kt, kh, kw)");
-  for (int i = 0; i < 3; ++i) {
-    TORCH_CHECK(stride[i] == 1 && padding[i] == (weight.size(i + 1) - 1) / 2, "vidops::", fn,
-                " (cuda): only stride 1 and 'same' padding are implemented, got stride ", stride,
-                " and padding ", padding);
-  }
-  TORCH_CHECK(!bias.has_value(), "vidops::", fn, " (cuda): bias is not implemented yet");
+at::Tensor weight_acc(const at::Tensor& weight, at::ScalarType acc) {
+  return weight.reshape({weight.size(0), -1}).to(acc).contiguous();
 }
 
 at::Tensor fwd_cuda(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                     at::IntArrayRef stride, at::IntArrayRef padding) {
-  check_stride1_same("_depthwise_conv3d_fwd", weight, bias, stride, padding);
-  return conv_cuda(x, weight, false, "_depthwise_conv3d_fwd");
+  const char* fn = "_depthwise_conv3d_fwd";
+  CudaProblem p = make_problem(fn, x, weight, bias, stride, padding);
+  c10::DeviceGuard guard(x.device());
+  auto y = at::empty({p.N, p.C, p.To, p.Ho, p.Wo}, x.options().memory_format(layout_of(x)));
+  if (y.numel() == 0) return y;
+  set_strides(p.y_strides, y);
+  const auto acc = acc_type(x.scalar_type());
+  auto w = weight_acc(weight, acc);
+  at::Tensor b = bias.has_value() ? bias->to(acc).contiguous() : at::Tensor();
+  check(vidops_dwc_forward_cuda(&p, x.const_data_ptr(), w.const_data_ptr(), b.defined() ? b.const_data_ptr() : nullptr,
+                                y.mutable_data_ptr(), current_cuda_stream(x)),
+        fn);
+  return y;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> bwd_cuda(const at::Tensor& grad_out, const at::Tensor& x,
+std::tuple<at::Tensor, at::Tensor, at::Tensor> bwd_cuda(const at::Tensor& grad_y, const at::Tensor& x,
                                                         const at::Tensor& weight,
-                                                        const std::optional<at::Tensor>& bias,
-                                                        at::IntArrayRef stride, at::IntArrayRef padding,
-                                                        bool compute_grad_x, bool compute_grad_weight,
-                                                        bool /*compute_grad_bias*/) {
+                                                        const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                                                        at::IntArrayRef padding, bool need_x, bool need_weight,
+                                                        bool need_bias) {
   const char* fn = "_depthwise_conv3d_bwd";
-  check_stride1_same(fn, weight, bias, stride, padding);
-  const Shape d = check_and_shape(fn, x, weight);
-  TORCH_CHECK(grad_out.sizes() == x.sizes(), "vidops::", fn, ": grad_out has shape ", grad_out.sizes(),
-              " but x has shape ", x.sizes());
-  TORCH_CHECK(grad_out.scalar_type() == x.scalar_type(), "vidops::", fn, ": grad_out has dtype ",
-              grad_out.scalar_type(), " but x has ", x.scalar_type());
+  CudaProblem p = make_problem(fn, x, weight, bias, stride, padding);
+  TORCH_CHECK(grad_y.dim() == 5 && grad_y.size(0) == p.N && grad_y.size(1) == p.C && grad_y.size(2) == p.To &&
+                  grad_y.size(3) == p.Ho && grad_y.size(4) == p.Wo,
+              "vidops::", fn, ": grad_y has shape ", grad_y.sizes(), " but the output has (", p.N, ", ", p.C, ", ",
+              p.To, ", ", p.Ho, ", ", p.Wo, ")");
+  TORCH_CHECK(grad_y.scalar_type() == x.scalar_type(), "vidops::", fn, ": grad_y has dtype ", grad_y.scalar_type(),
+              " but x has ", x.scalar_type());
+  TORCH_CHECK(grad_y.device() == x.device(), "vidops::", fn, ": grad_y is on ", grad_y.device());
   c10::DeviceGuard guard(x.device());
-  at::Tensor gx = compute_grad_x ? conv_cuda(grad_out, weight, true, fn)
-                                 : at::zeros(x.sizes(), x.options().memory_format(at::MemoryFormat::Contiguous));
-  at::Tensor gw;
-  const auto at_acc = acc_type(x.scalar_type());
-  if (compute_grad_weight && x.numel() > 0) {
-    auto gc = grad_out.contiguous();
-    auto xc = x.contiguous();
-    const int64_t chunks = wgrad_chunks(d.C, d.N * d.T, kMinWgradBlocks);
-    auto partial = at::empty({d.C, chunks, d.taps()}, x.options().dtype(at_acc));
-    auto gwa = at::empty({d.C, d.taps()}, x.options().dtype(at_acc));
-    check(vidops_dwc_wgrad_cuda(gc.const_data_ptr(), xc.const_data_ptr(), partial.mutable_data_ptr(),
-                                gwa.mutable_data_ptr(), dtype_code(x.scalar_type()), d.N, d.C, d.T, d.H, d.W,
-                                d.kt, d.kh, d.kw, chunks, current_cuda_stream(x)),
-          fn);
-    gw = gwa.reshape(weight.sizes()).to(weight.scalar_type());
+  set_strides(p.y_strides, grad_y);
+  const auto acc = acc_type(x.scalar_type());
+  void* stream = current_cuda_stream(x);
+
+  at::Tensor gx = at::empty(x.sizes(), x.options().memory_format(layout_of(x)));
+  set_strides(p.gx_strides, gx);
+  at::Tensor w = weight_acc(weight, acc);
+  if (!need_x || gx.numel() == 0 || grad_y.numel() == 0) {
+    gx.zero_();
   } else {
-    gw = at::zeros(weight.sizes(), weight.options().memory_format(at::MemoryFormat::Contiguous));
+    check(vidops_dwc_grad_x_cuda(&p, grad_y.const_data_ptr(), w.const_data_ptr(), gx.mutable_data_ptr(), stream), fn);
   }
-  return {gx, gw, x.new_empty({0})};
+
+  const bool want_b = need_bias && bias.has_value();
+  at::Tensor gw_acc, gb_acc;
+  if ((need_weight || want_b) && grad_y.numel() > 0) {
+    if (need_weight) gw_acc = at::empty({p.C, static_cast<int64_t>(p.kt) * p.kh * p.kw}, x.options().dtype(acc));
+    if (want_b) gb_acc = at::empty({p.C}, x.options().dtype(acc));
+    const int64_t bytes = vidops_dwc_wgrad_workspace_bytes(&p);
+    auto ws = at::empty({bytes > 0 ? bytes : 1}, x.options().dtype(at::kByte));
+    check(vidops_dwc_wgrad_cuda(&p, grad_y.const_data_ptr(), x.const_data_ptr(),
+                                gw_acc.defined() ? gw_acc.mutable_data_ptr() : nullptr,
+                                gb_acc.defined() ? gb_acc.mutable_data_ptr() : nullptr, ws.mutable_data_ptr(), bytes,
+                                stream),
+          fn);
+  }
+  at::Tensor gw = gw_acc.defined()
+                      ? gw_acc.reshape(weight.sizes()).to(weight.scalar_type()).contiguous()
+                      : at::zeros(weight.sizes(), weight.options().memory_format(at::MemoryFormat::Contiguous));
+  at::Tensor gb;
+  if (!bias.has_value())
+    gb = x.new_empty({0});
+  else
+    gb = gb_acc.defined() ? gb_acc.to(bias->scalar_type()) : at::zeros({p.C}, bias->options());
+  return {gx, gw, gb};
 }
 
 }  // namespace

@@ -181,9 +181,7 @@ OP = _op.Op(
     backends={
         "reference": _op.Impl(reference_forward, reference_backward),
         "cpu": _op.cpp("_depthwise_conv3d"),
-        # the CUDA kernels take stride 1, 'same' padding and no bias until depthwise_conv3d_cuda.cpp
-        # implements the rest; then this rule goes
-        "cuda": _op.cpp("_depthwise_conv3d", supports=_basic_only),
+        "cuda": _op.cpp("_depthwise_conv3d"),
         "triton": _op.Impl(_triton_forward, _triton_backward, supports=_triton_supports,
                            module="depthwise_conv3d"),
     },
