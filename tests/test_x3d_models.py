@@ -102,9 +102,10 @@ def _pair(build, seed=0):
     return ref, fused
 
 
-@pytest.mark.parametrize("train", [False, True])
-def test_impls_agree_in_float64(train):
-    ref, fused = _pair(lambda impl: M.x3d_xs(7, impl=impl, dropout=0.0))
+@pytest.mark.parametrize("train,layout", [(False, "slowfast"), (True, "pytorchvideo")])
+def test_impls_agree_in_float64(train, layout):
+    """Eval mode: the vidops impl folds the BatchNorms into the convs; train mode: as written."""
+    ref, fused = _pair(lambda impl: M.x3d_xs(7, impl=impl, dropout=0.0, layout=layout))
     x = torch.randn(TINY, dtype=torch.float64)
     w = torch.randn(1, 7, dtype=torch.float64)
     grads = []
@@ -122,6 +123,25 @@ def test_impls_agree_in_float64(train):
         assert_rel_close(gp2[n], gp1[n], msg=n, floor=floor)
     # the depthwise weights do get a gradient: a residual branch is alive
     assert gp2["blocks.2.res_blocks.0.branch2.conv_b.weight"].abs().sum() > 0
+
+
+def test_eval_mode_vidops_folds_the_batchnorms():
+    model = randomize(M.x3d_xs(3, layout="slowfast"))
+    ran = []
+    for n, m in model.named_modules():
+        if isinstance(m, torch.nn.BatchNorm3d):
+            m.register_forward_hook(lambda mod, i, o, n=n: ran.append(n))
+    x = torch.randn(TINY)
+    with torch.no_grad():
+        model.eval()(x)
+        assert ran == ["blocks.5.pool.pre_norm"]           # every other BN folded into its conv
+        ran.clear()
+        M.set_impl(model, "reference")(x)
+        assert len(ran) == sum(
+            isinstance(m, torch.nn.BatchNorm3d) for m in model.modules())
+        ran.clear()
+        M.set_impl(model, "vidops").train()(x)
+        assert len(ran) == sum(isinstance(m, torch.nn.BatchNorm3d) for m in model.modules())
 
 
 def test_channels_last_3d_end_to_end():

@@ -26,8 +26,11 @@ as SlowFast and mmaction2 do. The model's own keys are pytorchvideo's names in b
 the other layout (the extra BatchNorm cannot be dropped or invented without changing the function).
 
 `impl="reference"` runs every depthwise conv as `F.conv3d(groups=C)` (nn.Conv3d, as pytorchvideo
-does); `impl="vidops"` runs vidops.depthwise_conv3d. Swish is nn.SiLU (the same function as
-pytorchvideo's Swish, and it exports).
+does) and every layer as written; `impl="vidops"` runs vidops.depthwise_conv3d, and in eval mode
+folds each residual block's and the stem's BatchNorms (their running statistics) into the conv
+before them (the depthwise op's bias, F.conv3d's bias for the 1x1x1 convs), so an eval-mode BN
+costs no pass over the activations; train mode runs the BatchNorms as written. Swish is nn.SiLU
+(the same function as pytorchvideo's Swish, and it exports).
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 
 from ..nn.depthwise_conv3d import DepthwiseConv3d
 from ._common import check_impl, set_impl
@@ -73,6 +77,34 @@ def follow_layout(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return y
 
 
+def folds(bn: nn.Module, dw: nn.Module) -> bool:
+    """Whether the BatchNorms of the block whose depthwise conv is `dw` fold into their convs:
+    eval mode with running statistics, and `dw` a DepthwiseConv3d of impl "vidops"."""
+    return (isinstance(dw, DepthwiseConv3d) and dw.impl == "vidops" and not bn.training
+            and bn.running_mean is not None and bn.running_var is not None)
+
+
+def conv_bn(conv: nn.Module, bn: nn.Module, x: torch.Tensor, fold: bool) -> torch.Tensor:
+    """bn(conv(x)); with fold, one conv with the BN folded in (eval mode):
+    w' = w * gamma / sqrt(var + eps) per output channel, b' = beta - mean * gamma / sqrt(var + eps)
+    (+ the conv's own bias, scaled). A DepthwiseConv3d is called as a module (functional_call with
+    w', b'), so hooks on it (the bench's breakdown) still see it."""
+    if not fold:
+        return bn(conv(x))
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias
+    if conv.bias is not None:
+        shift = shift + conv.bias * scale
+    w = conv.weight * scale.view(-1, *([1] * (conv.weight.dim() - 1)))
+    if isinstance(conv, DepthwiseConv3d):
+        return functional_call(conv, {"weight": w, "bias": shift}, (x,))
+    return F.conv3d(x, w, shift, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
 def conv1x1(cin: int, cout: int, stride=1, bias: bool = False) -> nn.Conv3d:
     return nn.Conv3d(cin, cout, 1, stride=stride, bias=bias)
 
@@ -98,7 +130,9 @@ class X3DStem(nn.Module):
         self.activation = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.activation(self.norm(self.conv(x)))
+        conv = self.conv
+        y = conv_bn(conv.conv_xy, self.norm, follow_layout(conv.conv_t(x), x), folds(self.norm, conv.conv_xy))
+        return self.activation(y)
 
 
 class SqueezeExcitation(nn.Module):
@@ -130,10 +164,14 @@ class X3DBottleneck(nn.Module):
         self.norm_c = nn.BatchNorm3d(cout)
         self.norm_c.block_final_bn = True   # zero gamma at init: each block starts as its shortcut
 
+    def folds(self) -> bool:
+        return folds(self.norm_b[0], self.conv_b)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = follow_layout(self.act_a(self.norm_a(self.conv_a(x))), x)
-        y = self.act_b(self.norm_b(self.conv_b(y)))
-        return follow_layout(self.norm_c(self.conv_c(y)), x)
+        fold = self.folds()
+        y = follow_layout(self.act_a(conv_bn(self.conv_a, self.norm_a, x, fold)), x)
+        y = self.act_b(self.norm_b[1](conv_bn(self.conv_b, self.norm_b[0], y, fold)))
+        return follow_layout(conv_bn(self.conv_c, self.norm_c, y, fold), x)
 
 
 class X3DResBlock(nn.Module):
@@ -151,9 +189,10 @@ class X3DResBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
         if self.branch1_conv is not None:
-            shortcut = self.branch1_conv(x)
             if self.branch1_norm is not None:
-                shortcut = self.branch1_norm(shortcut)
+                shortcut = conv_bn(self.branch1_conv, self.branch1_norm, x, self.branch2.folds())
+            else:
+                shortcut = self.branch1_conv(x)
             shortcut = follow_layout(shortcut, x)
         return self.activation(self.branch2(x) + shortcut)
 
