@@ -299,9 +299,11 @@ def _dw_chan_kernel(x_ptr, g_ptr, part_ptr, partb_ptr, C, T, H, W, TO, HO, WO, P
 # 8 warps: the (KH_P, KW_P, BLOCK_P) accumulator, gather and its int64 pointers over 4 warps need
 # 255 registers and spill 120 B on sm_90 with triton 3.6 (triton 3.9 fits them in 104).
 WGRAD_WARPS = 8
-# 8 warps for the channel kernels' (BLOCK_P, BLOCK_C) tiles: with 4 the unrolled 3x3x3 taps need
-# 128 registers and spill 24 B on sm_90 (triton 3.9, measured by vidops.kernel_report).
-CHAN_WARPS = 8
+# 8 warps and no software pipelining for the forward and grad_x kernels (1024-element tiles): with 4
+# warps the unrolled taps keep their loads and int64 addresses live and spill (3x3x3 channel tiles:
+# 128 registers and 24 B on sm_90; 1024-output plane blocks: 168 registers and 24 B on sm_80;
+# triton 3.9, measured by vidops.kernel_report).
+TAP_WARPS = 8
 _acc = tl_acc
 
 
@@ -383,13 +385,13 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias=None, stride=(1, 1, 1), 
         grid = (triton.cdiv(P, bp), triton.cdiv(C, bc))
         _fwd_chan_kernel[grid](x, _weight_t(weight), b, y, C, T, H, W, To, Ho, Wo, P, *x.stride(), *y.stride(),
                                *p, ST=s[0], SH=s[1], SW=s[2], KT=kt, KH=kh, KW=kw, HAS_BIAS=has_b,
-                               BLOCK_P=bp, BLOCK_C=bc, ACC=_acc(x.dtype), num_warps=CHAN_WARPS, num_stages=1)
+                               BLOCK_P=bp, BLOCK_C=bc, ACC=_acc(x.dtype), num_warps=TAP_WARPS, num_stages=1)
     else:
         bp = _plane_block(To * Ho * Wo)
         grid = (N * C, triton.cdiv(To * Ho * Wo, bp))
         _fwd_plane_kernel[grid](x, _weight2d(weight), b, y, C, T, H, W, To, Ho, Wo, *x.stride(), *y.stride(),
                                 *p, ST=s[0], SH=s[1], SW=s[2], KT=kt, KH=kh, KW=kw, HAS_BIAS=has_b,
-                                BLOCK_P=bp, ACC=_acc(x.dtype))
+                                BLOCK_P=bp, ACC=_acc(x.dtype), num_warps=TAP_WARPS, num_stages=1)
     return y
 
 
@@ -413,12 +415,13 @@ def _grad_x(grad, x, weight, s, p, To, Ho, Wo):
         grid = (triton.cdiv(P, bp), triton.cdiv(C, bc))
         _dx_chan_kernel[grid](grad, _weight_t(weight), gx, C, T, H, W, To, Ho, Wo, P, *grad.stride(), *gx.stride(),
                               *p, ST=s[0], SH=s[1], SW=s[2], KT=kt, KH=kh, KW=kw, BLOCK_P=bp, BLOCK_C=bc,
-                              ACC=_acc(x.dtype), num_warps=CHAN_WARPS, num_stages=1)
+                              ACC=_acc(x.dtype), num_warps=TAP_WARPS, num_stages=1)
     else:
         bp = _plane_block(T * H * W)
         grid = (N * C, triton.cdiv(T * H * W, bp))
         _dx_plane_kernel[grid](grad, _weight2d(weight), gx, C, T, H, W, To, Ho, Wo, *grad.stride(), *gx.stride(),
-                               *p, ST=s[0], SH=s[1], SW=s[2], KT=kt, KH=kh, KW=kw, BLOCK_P=bp, ACC=_acc(x.dtype))
+                               *p, ST=s[0], SH=s[1], SW=s[2], KT=kt, KH=kh, KW=kw, BLOCK_P=bp, ACC=_acc(x.dtype),
+                               num_warps=TAP_WARPS, num_stages=1)
     return gx
 
 

@@ -93,11 +93,15 @@ ACCEPTED_SPILLS: list = [
     _triton("_bwd_kv_kernel", "sm_80", "DO_DK SCALED BLOCK_M=64 D_CHUNKS=8 E_CHUNKS=8", 16,
             "16-bit d=512 cosine-mode dK on sm_80 under triton 3.6: 16 B, 5 LDL/STL (3.9: none)"),
     # fp32, d=512, cosine modes, sm_80, triton 3.6 only (3.9: none): 8 B, 6 LDL/STL in dQ and dK.
-    # depthwise_conv3d grad_x (channel kernel, 3x3x3, 16-bit) on sm_90: ptxas holds one variant at 64
-    # registers and stores one register before the tap loops, reloading it after them (1 STL, 1 LDL.LU,
-    # measured with triton 3.9); nothing spills inside the loops.
+    # depthwise_conv3d forward / grad_x, 3x3x3, 16-bit (sm_90 with triton 3.9, sm_80 with 3.6): ptxas
+    # holds some variants at 64 registers and stores one register before the tap loops, reloading it after
+    # them (1 STL, 1 LDL.LU in the SASS); nothing spills inside the loops.
     _triton("_dx_chan_kernel", "sm_90", "KT=3 KH=3 KW=3 BLOCK_P=16 BLOCK_C=64", 8,
             "3x3x3 channels_last_3d grad_x, 16-bit: 8 B, 1 STL + 1 LDL outside the tap loops (measured)"),
+    _triton("_fwd_plane_kernel", "any", "KT=3 KH=3 KW=3 BLOCK_P=1024", 8,
+            "3x3x3 NCDHW forward, 16-bit: 8 B, 1 STL + 1 LDL outside the tap loops (measured)"),
+    _triton("_dx_plane_kernel", "any", "KT=3 KH=3 KW=3 BLOCK_P=1024", 8,
+            "3x3x3 NCDHW grad_x, 16-bit: 8 B, 1 STL + 1 LDL outside the tap loops (measured)"),
     _triton("_bwd_dq_kernel", "sm_80", "SCALED BLOCK_M=32 D_CHUNKS=8 E_CHUNKS=8", 8,
             "fp32 d=512 cosine-mode dQ under triton 3.6: 8 B, 6 LDL/STL (measured)"),
     _triton("_bwd_kv_kernel", "sm_80", "DO_DK SCALED BLOCK_M=32 D_CHUNKS=8 E_CHUNKS=8", 8,
@@ -106,6 +110,12 @@ ACCEPTED_SPILLS: list = [
     # SM (16 warps); uncapped it needs 152-168 registers and one block fits (measured).
     _cuda("pwtp_bwd_kernel", "<*, 1, 8>", 24,
             "D=1 capped at 128 registers for 2 blocks/SM: 8-24 B, <= 10 LDL/STL (uncapped: 152-168 regs)"),
+    # PWTP shared-memory backward (T > 8 only), D = 3 on sm_80: the per-pixel power-of-two scale of the
+    # basis (one more pass over A before the Gram matrix) keeps more registers live across the
+    # division subroutine calls of the factorisation: 32 B, 23 LDL/STL (measured; 16-bit and fp32).
+    _cuda("pwtp_bwd_smem_kernel", "<*, float, 3>", 32,
+          "T > 8, D = 3, sm_80: call-saved registers around the division subroutines with the scale pass: "
+          "32 B, 23 LDL/STL (measured)"),
     _cuda("pwtp_bwd_smem_kernel", "*", 16),
     _cuda("pwtp_fwd_smem_kernel", "*", 32),
     _cuda("tsp_fwd_kernel", "*", 16),
