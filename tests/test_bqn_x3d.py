@@ -147,3 +147,24 @@ def test_channels_last_3d():
         got = model(x.to(memory_format=torch.channels_last_3d))
     assert len(seen) == 52 and all(seen)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_export_keeps_the_fused_ops():
+    model = M.bqn_x3d_m(4, num_segments=2).eval()
+    x = torch.randn(SMALL)
+    ep = torch.export.export(model, (x,))
+    ops = {str(n.target) for n in ep.graph.nodes if n.op == "call_function" and "vidops" in str(n.target)}
+    assert {"vidops.busy_quiet.default", "vidops.motion_band_pass.default", "vidops.depthwise_conv3d.default"} <= ops
+    with torch.no_grad():
+        torch.testing.assert_close(ep.module()(x), model(x))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("factory,shape", [("bqn_x3d_m", SMALL), ("busy_x3d_m", (1, 3, 6, 64, 64))])
+def test_compile_fullgraph(factory, shape):
+    """aot_eager: every op's fake implementation and autograd formula traced (70 s for BQN on 2 cores)."""
+    model = getattr(M, factory)(4, num_segments=2).eval()
+    x = torch.randn(shape)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.compile(model, fullgraph=True, backend="aot_eager")(x), model(x),
+                                   rtol=1e-4, atol=1e-5)

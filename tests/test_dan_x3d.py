@@ -111,3 +111,23 @@ def test_bad_arguments():
         M.dan_x3d_m(4, frames_per_segment=1)
     with pytest.raises(ValueError, match="DynamicAppearanceX3D"):
         M.dan_x3d_xs(4, **TINY)(torch.randn(1, 3, 7, 32, 32))
+
+
+def test_export_keeps_the_fused_ops():
+    model = M.dan_x3d_xs(4, **TINY).eval()
+    x = torch.randn(X)
+    ep = torch.export.export(model, (x,))
+    ops = {str(n.target) for n in ep.graph.nodes if n.op == "call_function" and "vidops" in str(n.target)}
+    assert {"vidops.pixelwise_temporal_projection.default", "vidops.depthwise_conv3d.default"} <= ops
+    with torch.no_grad():
+        for a, b in zip(ep.module()(x), model(x)):
+            torch.testing.assert_close(a, b)
+
+
+@pytest.mark.slow
+def test_compile_fullgraph():
+    model = M.dan_x3d_xs(4, **TINY).eval()
+    x = torch.randn(X)
+    with torch.no_grad():
+        for a, b in zip(torch.compile(model, fullgraph=True, backend="aot_eager")(x), model(x)):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
