@@ -150,11 +150,11 @@ struct Gram {
 
 template <typename acc_t, int D, int TMAX>
 struct Pixel {
-  acc_t A[TMAX][D];  // A' = scale * A
-  acc_t scale;
+  acc_t A[TMAX][D];  // A' = s A
   Chol<acc_t, D> chol;
 
-  __device__ __forceinline__ void build(const acc_t* __restrict__ bn, const Neighbours<acc_t>& nb, const Args<acc_t>& a) {
+  // Returns s, the power of two that puts max |A| in [0.5, 1) (pow2_scale).
+  __device__ __forceinline__ acc_t build(const acc_t* __restrict__ bn, const Neighbours<acc_t>& nb, const Args<acc_t>& a) {
     acc_t m = acc_t(0);
 #pragma unroll
     for (int t = 0; t < TMAX; ++t) {
@@ -165,7 +165,7 @@ struct Pixel {
         m = v > m ? v : m;
       }
     }
-    scale = vidops::subspace::pow2_scale<acc_t>(m);
+    const acc_t scale = vidops::subspace::pow2_scale<acc_t>(m);
     Gram<acc_t, D> G;
     G.zero();
 #pragma unroll
@@ -175,6 +175,7 @@ struct Pixel {
       G.add(A[t]);
     }
     G.factor(a.eps, chol);
+    return scale;
   }
 
   // y = G^{-1} A^T v, then v <- v - A y in place (v zero for t >= T stays zero).
@@ -269,6 +270,10 @@ __global__ void __launch_bounds__(kBwdThreads, (sizeof(acc_t) == 8 || D >= 2) ? 
                     const acc_t* __restrict__ basis, scalar_t* __restrict__ gx, acc_t* __restrict__ gb,
                     const Args<acc_t> a) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
+  // each thread's pixel scale s waits out the channel loop here, not in a register (one more live
+  // register spilled 8-16 B on sm_80); volatile so that the store and the load are kept
+  __shared__ acc_t scale_slot[kBwdThreads];
+  volatile acc_t* my_scale = scale_slot + threadIdx.x;
   acc_t* sacc = reinterpret_cast<acc_t*>(smem_raw);
   const int64_t HW = a.H * a.W;
   const int64_t TD = a.T * D;
@@ -290,7 +295,7 @@ __global__ void __launch_bounds__(kBwdThreads, (sizeof(acc_t) == 8 || D >= 2) ? 
     }
     if (valid) {
       Pixel<acc_t, D, TMAX> px;
-      px.build(basis + n * a.T * D * a.hw_in, nb, a);
+      *my_scale = px.build(basis + n * a.T * D * a.hw_in, nb, a);
       const acc_t two_alpha = ge != nullptr ? ge[n * a.sge] * a.two_alpha_scale : acc_t(0);
       const scalar_t* xp = x + n * a.sxn + hh * a.sxh + ww * a.sxw;
       const scalar_t* gpp = gp != nullptr ? gp + n * a.sgn + hh * a.sgh + ww * a.sgw : nullptr;
@@ -325,12 +330,13 @@ __global__ void __launch_bounds__(kBwdThreads, (sizeof(acc_t) == 8 || D >= 2) ? 
         gxp += a.T * HW;
       }
       const acc_t k = acc_t(2) * a.eps / acc_t(D) * qy;
+      const acc_t sc = *my_scale;
 #pragma unroll
       for (int t = 0; t < TMAX; ++t) {
         if (t < a.T) {
 #pragma unroll
           for (int d = 0; d < D; ++d) {
-            const acc_t g = (gA[t][d] + k * px.A[t][d]) * px.scale;  // grad_A = s grad_A'
+            const acc_t g = (gA[t][d] + k * px.A[t][d]) * sc;  // grad_A = s grad_A'
             const int64_t td = t * D + d;
             if (fp.use_smem)
               nb.scatter(sacc + td * plane, fp.fw, fp.fy0, fp.fx0, g);
@@ -357,7 +363,7 @@ __global__ void __launch_bounds__(kBwdThreads, (sizeof(acc_t) == 8 || D >= 2) ? 
 // ---- shared-memory path: any T; each thread keeps its pixel's A (and vectors) in its own column
 // of shared memory, [row][blockDim.x], so the T loops need no unrolling ---------------------------
 
-// A' = s A into this thread's column of shared memory, G's factor; returns s.
+// A' = s A into this thread's column of shared memory, and G's factor; returns s.
 template <typename acc_t, int D>
 __device__ __forceinline__ acc_t build_columns(acc_t* __restrict__ sA, int B, const acc_t* __restrict__ bn,
                                                const Neighbours<acc_t>& nb, const Args<acc_t>& a,
@@ -451,6 +457,7 @@ __global__ void __launch_bounds__(kGenMaxThreads)
   acc_t* sA = reinterpret_cast<acc_t*>(smem_raw) + threadIdx.x;  // A: T*D rows
   acc_t* sG = sA + a.T * D * B;                                   // grad_A: T*D rows
   acc_t* sP = sG + a.T * D * B;                                   // x, then p: T rows
+  volatile acc_t* sS = sP + a.T * B;                              // the pixel's scale s: 1 row
   const int64_t HW = a.H * a.W;
   const int64_t TD = a.T * D;
   const int64_t pix = static_cast<int64_t>(blockIdx.x) * B + threadIdx.x;
@@ -460,7 +467,7 @@ __global__ void __launch_bounds__(kGenMaxThreads)
   nb.init(hh, ww, a);
   for (int64_t n = blockIdx.y; n < a.N; n += gridDim.y) {
     Chol<acc_t, D> chol;
-    const acc_t sc = build_columns<acc_t, D>(sA, B, basis + n * a.T * D * a.hw_in, nb, a, chol);
+    *sS = build_columns<acc_t, D>(sA, B, basis + n * a.T * D * a.hw_in, nb, a, chol);  // kept out of registers
     for (int64_t i = 0; i < TD; ++i) sG[i * B] = acc_t(0);
     const acc_t two_alpha = ge != nullptr ? ge[n * a.sge] * a.two_alpha_scale : acc_t(0);
     const scalar_t* xp = x + n * a.sxn + hh * a.sxh + ww * a.sxw;
@@ -506,6 +513,7 @@ __global__ void __launch_bounds__(kGenMaxThreads)
       gxp += a.T * HW;
     }
     const acc_t k = acc_t(2) * a.eps / acc_t(D) * qy;
+    const acc_t sc = *sS;
     for (int64_t i = 0; i < TD; ++i)
       nb.scatter(gb + (n * TD + i) * a.h * a.w, a.w, 0, 0, (sG[i * B] + k * sA[i * B]) * sc);  // s grad_A'
   }
@@ -589,7 +597,8 @@ const char* launch_bwd_registers(const void* gp, const void* ge, const void* x, 
   fh = fh < a.h ? fh : a.h;
   fw = fw < a.w ? fw : a.w;
   const int64_t bytes = a.T * D * fh * fw * static_cast<int64_t>(sizeof(acc_t));
-  const bool smem = bytes <= kSmemLimit && (a.h < a.H || a.w < a.W);
+  // the kernel's static shared memory (the per-thread scale slots) counts against the 48 KiB too
+  const bool smem = bytes <= kSmemLimit - kBwdThreads * static_cast<int64_t>(sizeof(acc_t)) && (a.h < a.H || a.w < a.W);
   a.fh = smem ? fh : 0;
   a.fw = smem ? fw : 0;
   const int64_t tiles = ((a.H + kTileH - 1) / kTileH) * ((a.W + kTileW - 1) / kTileW);
@@ -612,7 +621,7 @@ const char* launch_bwd(const void* gp, const void* ge, const void* x, const void
   auto kernel = pwtp_bwd_smem_kernel<scalar_t, acc_t, D>;
   int threads = 0;
   int64_t bytes = 0;
-  if (const char* err = smem_block(kernel, a.T * (2 * D + 1) * static_cast<int64_t>(sizeof(acc_t)), threads, bytes))
+  if (const char* err = smem_block(kernel, (a.T * (2 * D + 1) + 1) * static_cast<int64_t>(sizeof(acc_t)), threads, bytes))
     return err;
   dim3 grid(static_cast<unsigned>((HW + threads - 1) / threads), grid_y(a.N));
   kernel<<<grid, threads, bytes, stream>>>(static_cast<const scalar_t*>(gp), static_cast<const acc_t*>(ge),
