@@ -30,6 +30,13 @@ MODELS = {
     "dan": (lambda: M.dan_tsm_resnet50(5, num_segments=2, frames_per_segment=4, dropout=0.0), (2, 3, 8, 32, 32)),
     "tesnet": (lambda: M.tesnet_resnet50(5, K=5, D=2, dropout=0.0), (2, 3, 5, 32, 32)),
 }
+X3D_MODELS = {  # the X3D family, where this build has it
+    "x3d_xs": (lambda: M.x3d_xs(5, dropout=0.0), (1, 3, 4, 64, 64)),
+    "busy_x3d_m": (lambda: M.busy_x3d_m(5, num_segments=2, dropout=0.0), (1, 3, 6, 64, 64)),
+    "bqn_x3d_m": (lambda: M.bqn_x3d_m(5, num_segments=2, dropout=0.0), (1, 3, 6, 80, 80)),
+    "dan_x3d_xs": (lambda: M.dan_x3d_xs(5, num_segments=2, frames_per_segment=4, dropout=0.0), (1, 3, 8, 64, 64)),
+}
+MODELS.update({k: v for k, v in X3D_MODELS.items() if hasattr(M, k)})
 
 _ONNX_MISSING = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
 needs_onnx = pytest.mark.skipif(bool(_ONNX_MISSING), reason=f"ONNX export needs {', '.join(_ONNX_MISSING)} "
@@ -278,18 +285,29 @@ def test_export_onnx_names_what_is_missing(monkeypatch):
         vidops.export.export_onnx(module, inputs)
 
 
-def test_traced_pow2_scale_is_frexps():
-    """The ONNX decomposition's frexp-free pow2_scale gives the reference's power of two exactly,
-    at and next to powers of two, for subnormals, zero and the clamped extremes."""
-    from vidops.onnx_support import _pow2_scale_traced, _pwtp_reference
-
-    pow2_scale = getattr(_pwtp_reference(), "pow2_scale", None)
-    if pow2_scale is None:
-        pytest.skip("the PWTP reference has no pow2_scale any more")
+def test_traced_frexp_is_torchs():
+    """The ONNX decomposition's frexp (log2, floor, exp2) gives torch.frexp's mantissa and
+    exponent exactly: at and next to powers of two, negatives, subnormals and zero."""
+    from vidops.onnx_support import _frexp_traced
 
     for dt, tiny in ((torch.float32, 1e-40), (torch.float64, 1e-310)):
         g = torch.Generator().manual_seed(3)
-        m = torch.rand(4000, dtype=dt, generator=g) * 10.0 ** torch.randint(-30, 30, (4000,), generator=g).to(dt)
-        m = torch.cat([m, torch.tensor([0, 1, 2, 0.5, 3, tiny, 2.0 ** -126, 2.0 ** 127], dtype=dt)])
+        m = torch.randn(4000, dtype=dt, generator=g) * 10.0 ** torch.randint(-30, 30, (4000,), generator=g).to(dt)
+        m = torch.cat([m, torch.tensor([0, 1, 2, 0.5, 3, -4, tiny, -tiny, 2.0 ** -126, 2.0 ** 127], dtype=dt)])
         m = torch.cat([m, torch.nextafter(m, torch.zeros_like(m)), torch.nextafter(m, torch.full_like(m, float("inf")))])
-        torch.testing.assert_close(_pow2_scale_traced(m), pow2_scale(m), rtol=0, atol=0)
+        mant, ex = _frexp_traced(m)
+        want_m, want_e = torch.frexp(m)
+        torch.testing.assert_close(mant, want_m, rtol=0, atol=0)
+        torch.testing.assert_close(ex, want_e, rtol=0, atol=0)
+
+
+def test_the_projections_reference_is_unchanged_under_the_traceable_frexp():
+    from vidops.onnx_support import _traceable_reference
+    from vidops.reference.pixelwise_temporal_projection import pixelwise_temporal_projection as pwtp_ref
+
+    x, basis = _r(2, 3, 4, 6, 5), _r(2, 8, 3, 3, seed=1) * 1e-3
+    want = pwtp_ref(x, basis)
+    with _traceable_reference():
+        got = pwtp_ref(x, basis)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=0, atol=0)

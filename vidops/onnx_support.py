@@ -20,7 +20,6 @@ exporter lowers to standard ONNX operators. Nothing else changes:
 from __future__ import annotations
 
 import contextlib
-import importlib
 
 import torch
 
@@ -29,39 +28,53 @@ from . import _op
 _REGISTERED: dict = {}  # op name -> the OpOverload registered
 
 
-def _pwtp_reference():
-    return importlib.import_module("vidops.reference.pixelwise_temporal_projection")
+def _frexp_traced(x: torch.Tensor):
+    """torch.frexp (x = m 2^e, |m| in [0.5, 1); 0 -> (0, 0)) from log2, floor and exp2, for
+    finite x: ONNX has no frexp. log2 may round across a power of two; the exponent is then
+    corrected by one, so (m, e) are frexp's exactly, subnormals included (2^-e is applied in two
+    halves: 2^1074 itself overflows)."""
+    def times_pow2(v, k):
+        half = torch.floor(k / 2)
+        return v * torch.exp2(half) * torch.exp2(k - half)
 
-
-def _pow2_scale_traced(m: torch.Tensor) -> torch.Tensor:
-    """vidops.reference.pixelwise_temporal_projection.pow2_scale (the power of two s with s m in
-    [0.5, 1) for m > 0, 1 for m = 0, the exponent clamped to normal numbers) from log2 and exp2:
-    ONNX has no frexp. log2 may round across a power of two; the exponent is then corrected by
-    one, so s is the same power of two as frexp's."""
-    pwtp = _pwtp_reference()
-    lim = pwtp._EXP_LIMIT[m.dtype]
-    positive = m > 0
-    safe = torch.where(positive, m, torch.ones_like(m))
+    a = x.abs()
+    nonzero = a > 0
+    safe = torch.where(nonzero, a, torch.ones_like(a))
     e = torch.floor(torch.log2(safe)) + 1
-    f = safe * torch.exp2(-e)
-    e = e + (f >= 1).to(m.dtype) - (f < 0.5).to(m.dtype)
-    e = torch.where(positive, e, torch.zeros_like(e)).clamp(-lim, lim)
-    return torch.exp2(-e)
+    f = times_pow2(safe, -e)
+    e = e + (f >= 1).to(x.dtype) - (f < 0.5).to(x.dtype)
+    e = torch.where(nonzero, e, torch.zeros_like(e))
+    m = torch.where(nonzero, times_pow2(x, -e), x)
+    return m, e.to(torch.int32)
+
+
+class _TorchTracedFrexp:
+    """The torch module as a reference module sees it, with frexp traceable to ONNX."""
+
+    def __getattr__(self, name):
+        return _frexp_traced if name == "frexp" else getattr(torch, name)
+
+
+def _reference_modules() -> list:
+    import sys
+
+    return [m for name, m in list(sys.modules.items())
+            if name.startswith("vidops.reference.") and getattr(m, "torch", None) is torch]
 
 
 @contextlib.contextmanager
 def _traceable_reference():
-    """The references as written, but for the one helper whose aten op ONNX lacks (frexp)."""
-    pwtp = _pwtp_reference()
-    saved = getattr(pwtp, "pow2_scale", None)
-    if saved is None or not hasattr(pwtp, "_EXP_LIMIT"):  # the reference no longer uses frexp this way
-        yield
-        return
-    pwtp.pow2_scale = _pow2_scale_traced
+    """The references as written, with the one aten op ONNX lacks (frexp, in the projections'
+    power-of-two scaling) computed from ops it has."""
+    patched = _reference_modules()
+    proxy = _TorchTracedFrexp()
+    for m in patched:
+        m.torch = proxy
     try:
         yield
     finally:
-        pwtp.pow2_scale = saved
+        for m in patched:
+            m.torch = torch
 
 
 def _decomposition(op: "_op.Op"):
