@@ -22,6 +22,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
@@ -48,14 +49,18 @@ struct Geom {
   int64_t Hv() const { return (H - 1) * dh + 1; }
 };
 
-// Source rows of a task's scratch: frames [f0, ...) of `nrows` rows from r0, rows of rs elements;
-// off[e]: where tap e of output column 0 reads in a phase-split NCDHW row.
+// Source rows of a task's scratch: frames [f0, ...) of `nrows` rows from r0, rows of rs elements,
+// the frames one after the other from base, or where frames[f - f0] points; off[e]: where tap e
+// of output column 0 reads in a phase-split NCDHW row.
 template <typename S>
 struct Rows {
   const S* base;
   int64_t f0, r0, nrows, rs;
   const int64_t* off;
-  inline const S* row(int64_t f, int64_t r) const { return base + ((f - f0) * nrows + (r - r0)) * rs; }
+  const S* const* frames = nullptr;
+  inline const S* row(int64_t f, int64_t r) const {
+    return frames ? frames[f - f0] + (r - r0) * rs : base + ((f - f0) * nrows + (r - r0)) * rs;
+  }
 };
 
 inline int64_t src_index(int64_t v, int dd, int64_t n) {
@@ -100,7 +105,7 @@ struct Table {
   void (*wgrad)(const Geom&, const Rows<S>&, const Rows<S>&, int64_t, int64_t, S*);
   int (*block_width)(int64_t W);
   void (*cl_fwd)(const Geom&, const Rows<S>&, const S*, const S*, int64_t, int64_t, int64_t, int64_t, S*);
-  void (*cl_wgrad)(const Geom&, const Rows<S>&, const S*, int64_t, int64_t, S*);
+  void (*cl_wgrad)(const Geom&, const Rows<S>&, const S*, int64_t, int64_t, int64_t, int64_t, S*);
 };
 
 #define VIDOPS_DWC_TABLE(NS, NAME)                                                                  \
@@ -138,7 +143,6 @@ Table<S> cl_table(int64_t C) {
 // Tasks handed to one thread at a time: at least ~kMinParallelWork multiply-adds, so that small
 // problems run inline instead of waking the thread pool (which costs more than they do).
 constexpr int64_t kMinParallelWork = 1 << 17;
-constexpr int64_t kL2Bytes = 512 << 10;  // the scratch a task keeps in cache between copy and use
 inline int64_t grain_for(int64_t work_per_task) {
   return std::max<int64_t>(1, kMinParallelWork / std::max<int64_t>(1, work_per_task));
 }
@@ -161,6 +165,29 @@ void build_row(const S* src, int64_t W, int dw, int64_t pw, int sw, int64_t rsq,
     std::fill(dst, dst + pw, S(0));
     std::memcpy(dst + pw, src, sizeof(S) * W);
     std::fill(dst + pw + W, dst + rsq, S(0));
+    return;
+  }
+  if (dw == 1) {  // phase q, element i: source column i*sw + q - pw, inside for i in [lo, hi)
+    for (int q = 0; q < sw; ++q) {
+      S* d = dst + q * rsq;
+      const int64_t first = pw - q, last = W - 1 + pw - q;
+      int64_t lo = first <= 0 ? 0 : (first + sw - 1) / sw;
+      int64_t hi = last < 0 ? 0 : last / sw + 1;
+      hi = std::min(hi, rsq);
+      lo = std::min(lo, hi);
+      std::fill(d, d + lo, S(0));
+      const S* sq = src + q - pw;
+      for (int64_t i = lo; i < hi; ++i) d[i] = sq[i * sw];
+      std::fill(d + hi, d + rsq, S(0));
+    }
+    return;
+  }
+  if (sw == 1) {  // dilated source (grad_x): zeros, then the source columns at j*dw + pw
+    std::fill(dst, dst + rsq, S(0));
+    for (int64_t j = 0; j < W; ++j) {
+      const int64_t P = j * dw + pw;
+      if (P >= 0 && P < rsq) dst[P] = src[j];
+    }
     return;
   }
   for (int q = 0; q < sw; ++q)
@@ -293,9 +320,72 @@ std::vector<S> transpose_kernel(const S* k, int64_t C, int taps, int64_t cp) {
   return kT;
 }
 
-// y (N, To, Ho, Wo, C) = the correlation of x (N, T, H, W, C); k (C, taps), bias (C) or null.
+// Source row (n, t, h) of an (N, T, H, W, C) tensor whose element (n, t, h, w, c) is at
+// src[n*sN + t*sT + h*sH + w*sW + c*sC] (s: that row's start), as `cols` virtual columns of cp
+// channels: W zero padding pw, dilation dw, C padded with zeros.
 template <typename S>
-void conv_cl(const S* x, const S* k, const S* bias, S* y, const Geom& g) {
+void pad_cl_row(const S* s, const int64_t* sd, int64_t W, int64_t C, int dw, int64_t pw, int64_t cols, int64_t cp,
+                S* d) {
+  if (sd[4] == 1 && sd[3] == C) return build_cl_row<S>(s, W, C, dw, pw, cols, cp, d);
+  std::fill(d, d + cols * cp, S(0));
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t w = 0; w < W; ++w) {
+      const int64_t P = w * dw + pw;
+      if (P >= 0 && P < cols) d[P * cp + c] = s[c * sd[4] + w * sd[3]];
+    }
+}
+
+// The padded channels_last rows of the source frames one output frame reads, kept for the next
+// output frames (which read most of the same frames): `slots` frames of rows [r0, r1).
+template <typename S>
+struct FrameWindow {
+  std::vector<S> buf;
+  std::vector<int64_t> frame;  // the source frame in each slot, -1: none
+  int64_t rows = 0, rs = 0;
+
+  void reset(int slots, int64_t nrows, int64_t row_elems) {
+    rows = nrows;
+    rs = row_elems;
+    buf.resize(static_cast<size_t>(std::max<int64_t>(1, slots * nrows * row_elems)));
+    frame.assign(static_cast<size_t>(slots), -1);
+  }
+
+  // ptrs[f - f0] for the frames [f0, f1), padding the ones not held (into slots of frames outside).
+  void fetch(const S* sample, const int64_t* sd, const Geom& g, int64_t f0, int64_t f1, int64_t r0, int64_t cols,
+             int64_t cp, int dw, int64_t pw, int64_t W, const S** ptrs) {
+    const int slots = static_cast<int>(frame.size());
+    for (int64_t f = f0; f < f1; ++f) {
+      int slot = -1;
+      for (int i = 0; i < slots && slot < 0; ++i)
+        if (frame[i] == f) slot = i;
+      if (slot < 0) {
+        for (int i = 0; i < slots && slot < 0; ++i)
+          if (frame[i] < f0 || frame[i] >= f1) slot = i;
+        TORCH_CHECK(slot >= 0, "vidops::depthwise_conv3d (cpu): frame window too small");
+        frame[slot] = f;
+        S* d = buf.data() + slot * rows * rs;
+        for (int64_t r = 0; r < rows; ++r)
+          pad_cl_row<S>(sample + f * sd[1] + (r0 + r) * sd[2], sd, W, g.C, dw, pw, cols, cp, d + r * rs);
+      }
+      ptrs[f - f0] = buf.data() + slot * rows * rs;
+    }
+  }
+};
+
+// Output rows per block of the channels_last kernels: the block's source rows of kt frames in
+// about kWindowBytes, so that the frame window stays in L2.
+constexpr int64_t kWindowBytes = 384 << 10;
+inline int64_t cl_block_rows(const Geom& g, int64_t rs, int64_t elem) {
+  const int64_t src_rows = std::max<int64_t>(1, kWindowBytes / (elem * rs * g.kt));
+  const int64_t hb = (src_rows * g.dh - g.kh) / g.sh + 1;
+  return std::min<int64_t>(g.Ho, std::max<int64_t>(1, hb));
+}
+
+// y (N, To, Ho, Wo, C) = the correlation of the source (strides sd, see pad_cl_row); k (C, taps),
+// bias (C) or null. Tasks: (n, output row block, output frame chunk); within a task the output
+// frames run in order through a window of padded source frames.
+template <typename S>
+void conv_cl(const S* x, const int64_t* sd, const S* k, const S* bias, S* y, const Geom& g) {
   const Table<S> tb = cl_table<S>(g.C);
   const int64_t cp = round_up(g.C, tb.lanes);
   const std::vector<S> kT = transpose_kernel(k, g.C, g.taps(), cp);
@@ -304,71 +394,77 @@ void conv_cl(const S* x, const S* k, const S* bias, S* y, const Geom& g) {
     bp.assign(static_cast<size_t>(cp), S(0));
     std::copy(bias, bias + g.C, bp.begin());
   }
-  const int64_t units = g.N * g.To;
-  const int64_t threads = at::get_num_threads();
   const int64_t cols = (g.Wo - 1) * g.sw + g.kw;
   const int64_t rs = cols * cp;
-  // Row blocks: enough tasks for the threads, and a scratch (kt frames of the block's source
-  // rows) that stays in L2 between its copy and its use.
-  const int64_t row_bytes = static_cast<int64_t>(sizeof(S)) * rs * g.kt;
-  const int64_t rows_fit = std::max<int64_t>(1, (kL2Bytes / row_bytes - g.kh) / g.sh + 1);
-  const int64_t hsplit = std::min<int64_t>(
-      g.Ho, std::max<int64_t>((g.Ho + rows_fit - 1) / rows_fit, (4 * threads + units - 1) / units));
-  const int64_t work = ((g.Ho + hsplit - 1) / hsplit) * g.Wo * cp * g.taps();
-  at::parallel_for(0, units * hsplit, grain_for(work), [&](int64_t begin, int64_t end) {
-    std::vector<S> scratch;
+  const int64_t hb = cl_block_rows(g, rs, sizeof(S));
+  const int64_t blocks = (g.Ho + hb - 1) / hb;
+  const int64_t units = g.N * blocks;
+  const int64_t threads = at::get_num_threads();
+  const int64_t tch = std::min<int64_t>(g.To, std::max<int64_t>(1, (4 * threads + units - 1) / units));
+  const int64_t work = ((g.To + tch - 1) / tch) * hb * g.Wo * cp * g.taps();
+  at::parallel_for(0, units * tch, grain_for(work), [&](int64_t begin, int64_t end) {
+    FrameWindow<S> win;
+    std::vector<const S*> ptrs(static_cast<size_t>(g.kt));
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t u = task / hsplit, n = u / g.To, t = u % g.To;
-      int64_t h0, h1, f0, f1, r0, r1;
-      chunk_range(task % hsplit, hsplit, g.Ho, h0, h1);
-      if (h0 >= h1) continue;
-      source_range(t, t + 1, g.st, g.kt, g.pt, g.dt, g.T, f0, f1);
+      const int64_t u = task / tch, n = u / blocks, blk = u % blocks;
+      const int64_t h0 = blk * hb, h1 = std::min<int64_t>(g.Ho, h0 + hb);
+      int64_t t0, t1, r0, r1;
+      chunk_range(task % tch, tch, g.To, t0, t1);
       source_range(h0, h1, g.sh, g.kh, g.ph, g.dh, g.H, r0, r1);
-      const int64_t nrows = r1 - r0;
-      scratch.resize(static_cast<size_t>(std::max<int64_t>(1, (f1 - f0) * nrows * rs)));
-      for (int64_t f = f0; f < f1; ++f)
-        for (int64_t r = r0; r < r1; ++r)
-          build_cl_row<S>(x + (((n * g.T + f) * g.H + r) * g.W) * g.C, g.W, g.C, g.dw, g.pw, cols, cp,
-                          scratch.data() + ((f - f0) * nrows + (r - r0)) * rs);
-      Rows<S> xp{scratch.data(), f0, r0, nrows, rs, nullptr};
-      tb.cl_fwd(g, xp, kT.data(), bias ? bp.data() : nullptr, t, h0, h1, cp,
-                y + (n * g.To + t) * g.Ho * g.Wo * g.C);
+      win.reset(g.kt, r1 - r0, rs);
+      for (int64_t t = t0; t < t1; ++t) {
+        int64_t f0, f1;
+        source_range(t, t + 1, g.st, g.kt, g.pt, g.dt, g.T, f0, f1);
+        win.fetch(x + n * sd[0], sd, g, f0, f1, r0, cols, cp, g.dw, g.pw, g.W, ptrs.data());
+        Rows<S> xp{nullptr, f0, r0, r1 - r0, rs, nullptr, ptrs.data()};
+        tb.cl_fwd(g, xp, kT.data(), bias ? bp.data() : nullptr, t, h0, h1, cp,
+                  y + (n * g.To + t) * g.Ho * g.Wo * g.C);
+      }
     }
   });
 }
 
-// gk (C, taps) of channels_last grad_y and x; deterministic chunked reduction over (n, t).
+// gk (C, taps) of grad_y and x (strides gd, xd, see pad_cl_row); deterministic chunked reduction
+// over the units (n, output row block, output frame), in that order, so that a chunk's
+// consecutive units share their source frames.
 template <typename S>
-void wgrad_cl(const S* gy, const S* x, S* gk, const Geom& g) {
+void wgrad_cl(const S* gy, const int64_t* gd, const S* x, const int64_t* xd, S* gk, const Geom& g) {
   const Table<S> tb = cl_table<S>(g.C);
   const int64_t cp = round_up(g.C, tb.lanes);
   const int taps = g.taps();
-  const int64_t units = g.N * g.To;
-  const int64_t chunks = wgrad_chunks(1, units, 16);
   const int64_t cols = (g.Wo - 1) * g.sw + g.kw;
   const int64_t rs = cols * cp;
+  const int64_t hb = cl_block_rows(g, rs, sizeof(S));
+  const int64_t blocks = (g.Ho + hb - 1) / hb;
+  const int64_t units = g.N * blocks * g.To;
+  const int64_t chunks = wgrad_chunks(1, units, 16);
   std::vector<S> partial(static_cast<size_t>(chunks * taps * cp), S(0));
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<S> xs, gf;
+    FrameWindow<S> win;
+    std::vector<const S*> ptrs(static_cast<size_t>(g.kt));
+    std::vector<S> grows;
     for (int64_t task = begin; task < end; ++task) {
       int64_t u0, u1;
       chunk_range(task, chunks, units, u0, u1);
       S* pk = partial.data() + task * taps * cp;
+      int64_t cur = -1;  // the (n, block) the window holds
       for (int64_t u = u0; u < u1; ++u) {
-        const int64_t n = u / g.To, t = u % g.To;
-        int64_t f0, f1;
+        const int64_t t = u % g.To, nb = u / g.To, n = nb / blocks, blk = nb % blocks;
+        const int64_t h0 = blk * hb, h1 = std::min<int64_t>(g.Ho, h0 + hb);
+        int64_t r0, r1, f0, f1;
+        source_range(h0, h1, g.sh, g.kh, g.ph, 1, g.H, r0, r1);
+        if (nb != cur) {
+          win.reset(g.kt, r1 - r0, rs);
+          cur = nb;
+        }
         source_range(t, t + 1, g.st, g.kt, g.pt, 1, g.T, f0, f1);
-        xs.resize(static_cast<size_t>(std::max<int64_t>(1, (f1 - f0) * g.H * rs)));
-        for (int64_t f = f0; f < f1; ++f)
-          for (int64_t r = 0; r < g.H; ++r)
-            build_cl_row<S>(x + (((n * g.T + f) * g.H + r) * g.W) * g.C, g.W, g.C, 1, g.pw, cols, cp,
-                            xs.data() + ((f - f0) * g.H + r) * rs);
-        gf.resize(static_cast<size_t>(g.Ho * g.Wo * cp));
-        for (int64_t h = 0; h < g.Ho; ++h)
-          build_cl_row<S>(gy + (((n * g.To + t) * g.Ho + h) * g.Wo) * g.C, g.Wo, g.C, 1, 0, g.Wo, cp,
-                          gf.data() + h * g.Wo * cp);
-        Rows<S> xp{xs.data(), f0, 0, g.H, rs, nullptr};
-        tb.cl_wgrad(g, xp, gf.data(), t, cp, pk);
+        win.fetch(x + n * xd[0], xd, g, f0, f1, r0, cols, cp, 1, g.pw, g.W, ptrs.data());
+        grows.resize(static_cast<size_t>((h1 - h0) * g.Wo * cp));
+        for (int64_t h = h0; h < h1; ++h)
+          pad_cl_row<S>(gy + n * gd[0] + t * gd[1] + h * gd[2], gd, g.Wo, g.C, 1, 0, g.Wo, cp,
+                        grows.data() + (h - h0) * g.Wo * cp);
+        Rows<S> xp{nullptr, f0, r0, r1 - r0, rs, nullptr, ptrs.data()};
+        tb.cl_wgrad(g, xp, grows.data(), t, h0, h1, cp, pk);
       }
     }
   });
@@ -461,12 +557,33 @@ at::ScalarType compute_type(at::ScalarType t) {
   return (t == at::kHalf || t == at::kBFloat16) ? at::kFloat : t;
 }
 
+// Whether an NCDHW problem runs the channels_last kernels (reading x transposed into their padded
+// buffer, writing a channels_last result that is copied into the NCDHW output): where output rows
+// are short, vectors along W are mostly padding, vectors along C are full.
+// Measured on X3D-M's layers (2 cores, AVX-512): it pays at 7-pixel rows only, where the NCDHW
+// kernels' 16-lane vectors are more than half padding.
+bool ncdhw_via_cl(const Geom& g) { return g.C >= 8 && g.Wo <= 8; }
+
+// (sN, sT, sH, sW, sC) element strides of a 5-D (N, C, T, H, W) tensor.
+std::array<int64_t, 5> cl_strides(const at::Tensor& t) {
+  return {t.stride(0), t.stride(2), t.stride(3), t.stride(4), t.stride(1)};
+}
+
+// out = the correlation of src (both in `cl`'s layout; out allocated by the caller).
 template <typename S>
-void run_conv(bool cl, const S* x, const S* k, const S* bias, S* y, const Geom& g) {
-  if (cl)
-    cpu_impl::conv_cl<S>(x, k, bias, y, g);
-  else
-    cpu_impl::conv_ncdhw<S>(x, k, bias, y, g);
+void run_conv(bool cl, const at::Tensor& src, const S* k, const S* bias, at::Tensor& out, const Geom& g) {
+  if (cl) {
+    const auto sd = cl_strides(src);
+    cpu_impl::conv_cl<S>(src.const_data_ptr<S>(), sd.data(), k, bias, out.mutable_data_ptr<S>(), g);
+  } else if (ncdhw_via_cl(g)) {
+    const auto srccl = src.contiguous(at::MemoryFormat::ChannelsLast3d);
+    const auto sd = cl_strides(srccl);
+    auto tmp = at::empty(out.sizes(), out.options().memory_format(at::MemoryFormat::ChannelsLast3d));
+    cpu_impl::conv_cl<S>(srccl.const_data_ptr<S>(), sd.data(), k, bias, tmp.mutable_data_ptr<S>(), g);
+    out.copy_(tmp);
+  } else {
+    cpu_impl::conv_ncdhw<S>(src.const_data_ptr<S>(), k, bias, out.mutable_data_ptr<S>(), g);
+  }
 }
 
 at::Tensor fwd_cpu(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
@@ -481,8 +598,8 @@ at::Tensor fwd_cpu(const at::Tensor& x, const at::Tensor& weight, const std::opt
   auto y = at::empty({g.N, g.C, g.To, g.Ho, g.Wo}, xc.options().memory_format(fmt));
   if (y.numel() > 0) {
     AT_DISPATCH_FLOATING_TYPES(ct, kFwd, [&] {
-      run_conv<scalar_t>(cl, xc.const_data_ptr<scalar_t>(), wc.const_data_ptr<scalar_t>(),
-                         bc.defined() ? bc.const_data_ptr<scalar_t>() : nullptr, y.mutable_data_ptr<scalar_t>(), g);
+      run_conv<scalar_t>(cl, xc, wc.const_data_ptr<scalar_t>(), bc.defined() ? bc.const_data_ptr<scalar_t>() : nullptr,
+                         y, g);
     });
   }
   return ct == x.scalar_type() ? y : y.to(x.scalar_type());
@@ -518,14 +635,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bwd_cpu(const at::Tensor& grad_y,
         const scalar_t* k = wc.const_data_ptr<scalar_t>();
         for (int64_t c = 0; c < g.C; ++c)
           for (int i = 0; i < taps; ++i) flipped[c * taps + flipped_flat_tap(i, taps)] = k[c * taps + i];
-        run_conv<scalar_t>(cl, gc.const_data_ptr<scalar_t>(), flipped.data(), nullptr,
-                           gx.mutable_data_ptr<scalar_t>(), grad_x_geom(g));
+        run_conv<scalar_t>(cl, gc, flipped.data(), nullptr, gx, grad_x_geom(g));
       }
       if (need_weight) {
         auto xc = x.to(ct).contiguous(fmt);
-        if (cl)
-          cpu_impl::wgrad_cl<scalar_t>(gc.const_data_ptr<scalar_t>(), xc.const_data_ptr<scalar_t>(),
-                                       gw.mutable_data_ptr<scalar_t>(), g);
+        if (cl || ncdhw_via_cl(g)) {
+          const auto gcl = gc.contiguous(at::MemoryFormat::ChannelsLast3d);
+          const auto xcl = xc.contiguous(at::MemoryFormat::ChannelsLast3d);
+          const auto gd = cl_strides(gcl), xd = cl_strides(xcl);
+          cpu_impl::wgrad_cl<scalar_t>(gcl.const_data_ptr<scalar_t>(), gd.data(), xcl.const_data_ptr<scalar_t>(),
+                                       xd.data(), gw.mutable_data_ptr<scalar_t>(), g);
+        }
         else
           cpu_impl::wgrad_ncdhw<scalar_t>(gc.const_data_ptr<scalar_t>(), xc.const_data_ptr<scalar_t>(),
                                           gw.mutable_data_ptr<scalar_t>(), g);

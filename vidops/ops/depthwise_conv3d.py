@@ -135,34 +135,40 @@ def _basic_only(x, weight, bias, stride, padding) -> Optional[str]:
     return None
 
 
-def _triton_module():
-    from .._triton import kernels
-    return kernels("depthwise_conv3d")
+_TRITON: dict = {}  # "module", "general": found on first use outside torch.compile's tracing
 
 
-def _triton_general() -> bool:
-    """Whether the Triton module's forward takes the op's full arguments (x, weight, bias,
-    stride, padding); until it does, the op adapts to its (x, weight) form."""
-    return len(inspect.signature(_triton_module().forward).parameters) >= 5
+def _triton_info() -> dict:
+    """The Triton module and whether its forward takes the op's full arguments (x, weight, bias,
+    stride, padding); until it does, the op adapts to its (x, weight) form. Importing is not
+    traced: under torch.compile before any eager use, nothing is known yet (the rule below is
+    then the conservative one)."""
+    if "general" not in _TRITON and not torch.compiler.is_compiling():
+        from .._triton import kernels
+        K = kernels("depthwise_conv3d")
+        _TRITON.update(module=K, general=len(inspect.signature(K.forward).parameters) >= 5)
+    return _TRITON
 
 
 def _triton_forward(x, weight, bias, stride, padding):
-    K = _triton_module()
-    return K.forward(x, weight, bias, stride, padding) if _triton_general() else K.forward(x, weight)
+    info = _triton_info()
+    K = info["module"]
+    return K.forward(x, weight, bias, stride, padding) if info["general"] else K.forward(x, weight)
 
 
 def _triton_backward(grad_y, x, weight, bias, stride, padding, need_x, need_weight, need_bias):
-    K = _triton_module()
-    if _triton_general():
+    info = _triton_info()
+    K = info["module"]
+    if info["general"]:
         return K.backward(grad_y, x, weight, bias, stride, padding, need_x, need_weight, need_bias)
     gx, gw = K.backward(grad_y, x, weight, need_x, need_weight)
     return gx, gw, x.new_empty((0,))
 
 
 def _triton_supports(x, weight, bias, stride, padding) -> Optional[str]:
-    K = _triton_module()
-    if _triton_general():
-        rule = getattr(K, "supports", None)
+    info = _triton_info()
+    if info.get("general"):
+        rule = getattr(info["module"], "supports", None)
         return rule(x, weight, bias, stride, padding) if rule is not None else None
     return _basic_only(x, weight, bias, stride, padding)
 
