@@ -117,3 +117,21 @@ def test_subnormal_and_huge_basis_entries(op, dtype):
             assert s < 1 or torch.isfinite(gb).all(), (b, s)
             torch.testing.assert_close(out[1].double(), ref, rtol=64 * fi.eps, atol=0,
                                        msg=lambda m: f"{op} {b} scale {s:g}: {m}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_reference_pow2_scale_is_frexps_power_of_two(dtype):
+    """The reference's export-friendly pow2_scale (log2 with a one-step correction) equals
+    2^-frexp(m).exponent, clamped to the normal numbers, at every power of two, its neighbours,
+    subnormals, the extremes and 0 (the kernels take the same from m's exponent bits)."""
+    from vidops.reference.pixelwise_temporal_projection import pow2_scale
+    fi = torch.finfo(dtype)
+    lo, hi = (-149, 128) if dtype == torch.float32 else (-1074, 1024)
+    p2 = 2.0 ** torch.arange(lo, hi, dtype=torch.float64)
+    m = torch.cat([p2, p2 * (1 - 2.0 ** -30), p2 * (1 + 2.0 ** -30), p2 * 1.5,
+                   torch.tensor([0.0, fi.max, fi.smallest_normal])]).to(dtype)
+    m = m[torch.isfinite(m)]
+    _, ex = torch.frexp(m)
+    lim = 126 if dtype == torch.float32 else 1022
+    want = torch.where(m > 0, torch.ldexp(torch.ones_like(m), -ex.clamp(-lim, lim)), torch.zeros_like(m))
+    assert torch.equal(pow2_scale(m), want)

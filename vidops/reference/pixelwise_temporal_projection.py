@@ -97,15 +97,26 @@ def regulariser(G0: torch.Tensor, e: float) -> torch.Tensor:
 _EXP_LIMIT = {torch.float32: 126, torch.float64: 1022}
 
 
+def _times_pow2(v: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """v * 2^k for integer-valued k, in two halves (2^149 alone overflows float32)."""
+    half = torch.floor(k / 2)
+    return v * torch.exp2(half) * torch.exp2(k - half)
+
+
 def pow2_scale(m: torch.Tensor) -> torch.Tensor:
     """The power of two s with s m in [0.5, 1) for m > 0 (s = 2^-e for m = f 2^e, f in [0.5, 1),
     e clamped so that s is a normal number); 0 for m = 0 (a zero basis: y = s y' = 0 and
-    grad_A = s grad_A' = 0). The kernels compute the same from m's
-    exponent bits."""
-    _, ex = torch.frexp(m)
+    grad_A = s grad_A' = 0). The kernels read e from m's exponent bits; here it comes from log2
+    (corrected by one where log2 rounds across a power of two: exact, subnormals included), which
+    every export path has (ONNX has no frexp)."""
     lim = _EXP_LIMIT[m.dtype]
-    s = torch.ldexp(torch.ones_like(m), -ex.clamp(-lim, lim))
-    return torch.where(m > 0, s, torch.zeros_like(s))
+    positive = m > 0
+    safe = torch.where(positive, m, torch.ones_like(m))
+    e = torch.floor(torch.log2(safe)) + 1
+    f = _times_pow2(safe, -e)
+    e = e + (f >= 1).to(m.dtype) - (f < 0.5).to(m.dtype)
+    s = torch.exp2(-e.clamp(-lim, lim))
+    return torch.where(positive, s, torch.zeros_like(s))
 
 
 def scaled_basis(A: torch.Tensor):
