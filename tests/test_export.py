@@ -311,3 +311,23 @@ def test_the_projections_reference_is_unchanged_under_the_traceable_frexp():
         got = pwtp_ref(x, basis)
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, rtol=0, atol=0)
+
+
+def test_compile_with_dynamic_shapes_keeps_working():
+    """A compiled function called at a second batch size is retraced with symbolic shapes; the
+    fake-tensor pass then reads the registered decompositions. Outputs stay right."""
+    def f(x, clip, basis, kbasis, q, v, w):
+        y = vidops.temporal_shift(x, 2, 8)
+        p, e = vidops.pixelwise_temporal_projection(clip, basis)
+        s, lp = vidops.temporal_squeeze(clip, kbasis)
+        a = vidops.region_attention(q, v)
+        d = vidops.depthwise_conv3d(clip, w, stride=(1, 2, 2))
+        return y.sum() + p.sum() + e.sum() + s.sum() + lp.sum() + a.sum() + d.sum()
+
+    torch._dynamo.reset()
+    g = torch.compile(f, fullgraph=True, backend="aot_eager")
+    w = _r(3, 3, 3, 3, seed=9)
+    for n in (2, 3, 4):
+        args = (_r(2 * n, 16, 5, 5, seed=n), _r(n, 3, 4, 6, 6, seed=n + 1), _r(n, 8, 3, 3, seed=n + 2),
+                _r(n, 4, 2, seed=n + 3), _r(n, 4, 10, seed=n + 4), _r(n, 5, 10, seed=n + 5), w)
+        torch.testing.assert_close(g(*args), f(*args), rtol=1e-4, atol=1e-3)
