@@ -90,6 +90,9 @@ def test_outputs_and_gradients_do_not_depend_on_the_basis_scale(op, dtype):
                                               name=f"{op} {b} {dtype} D={D} rank={r} basis*1e{k}: {name}")
 
 
+# near a subnormal basis the basis gradient (~ 1/|A|) lies beyond the dtype's range: the Triton
+# interpreter's numpy reports that overflow
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("op", [PWTP, TSP])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
 def test_subnormal_and_huge_basis_entries(op, dtype):
