@@ -55,7 +55,8 @@ class DwcProblem(ctypes.Structure):  # csrc/depthwise_conv3d/depthwise_conv3d_cu
     _fields_ = [
         ("dtype", ctypes.c_int32), ("kt", ctypes.c_int32), ("kh", ctypes.c_int32), ("kw", ctypes.c_int32),
         ("st", ctypes.c_int32), ("sh", ctypes.c_int32), ("sw", ctypes.c_int32),
-        ("pt", ctypes.c_int32), ("ph", ctypes.c_int32), ("pw", ctypes.c_int32), ("reserved", ctypes.c_int32 * 2),
+        ("pt", ctypes.c_int32), ("ph", ctypes.c_int32), ("pw", ctypes.c_int32),
+        ("frames_per_block", ctypes.c_int32), ("reserved", ctypes.c_int32),
         ("N", ctypes.c_int64), ("C", ctypes.c_int64), ("T", ctypes.c_int64), ("H", ctypes.c_int64),
         ("W", ctypes.c_int64), ("To", ctypes.c_int64), ("Ho", ctypes.c_int64), ("Wo", ctypes.c_int64),
         ("x_strides", ctypes.c_int64 * 5), ("y_strides", ctypes.c_int64 * 5), ("gx_strides", ctypes.c_int64 * 5),
@@ -234,10 +235,11 @@ def _dwc_layout(x):
     return torch.contiguous_format
 
 
-def _dwc_problem(x, weight, stride, padding, y_strides=None, gx_strides=None):
+def _dwc_problem(x, weight, stride, padding, y_strides=None, gx_strides=None, frames_per_block=0):
     N, C, T, H, W = x.shape
     kt, kh, kw = weight.shape[-3:]
     p = DwcProblem()
+    p.frames_per_block = frames_per_block
     p.dtype = DTYPES[x.dtype]
     p.kt, p.kh, p.kw = kt, kh, kw
     p.st, p.sh, p.sw = stride
@@ -258,12 +260,13 @@ def _dwc_weights(weight, bias, dtype):
     return w, b
 
 
-def dwc_forward(x, weight, bias, stride, padding):
+def dwc_forward(x, weight, bias, stride, padding, frames_per_block=0):
     """The CUDA forward launcher on CPU tensors as depthwise_conv3d_cuda.cpp calls it: x read
-    through its strides, y allocated in x's layout."""
+    through its strides, y allocated in x's layout. frames_per_block > 0 pins the tile kernel's
+    output frames per block (the automatic choice is 1 at the tests' tiny sizes)."""
     lib = library()
     w, b = _dwc_weights(weight, bias, x.dtype)
-    p = _dwc_problem(x, weight, stride, padding)
+    p = _dwc_problem(x, weight, stride, padding, frames_per_block=frames_per_block)
     y = torch.empty((p.N, p.C, p.To, p.Ho, p.Wo), dtype=x.dtype, memory_format=_dwc_layout(x))
     for i in range(5):
         p.y_strides[i] = y.stride(i)
@@ -271,14 +274,15 @@ def dwc_forward(x, weight, bias, stride, padding):
     return y
 
 
-def dwc_backward(grad, x, weight, bias, stride, padding, need_x=True, need_weight=True, need_bias=True):
+def dwc_backward(grad, x, weight, bias, stride, padding, need_x=True, need_weight=True, need_bias=True,
+                 frames_per_block=0):
     """(grad_x, grad_weight, grad_bias) from the CUDA launchers; grad_weight/grad_bias in the
     accumulation dtype, None when not asked for."""
     lib = library()
     w, _ = _dwc_weights(weight, None, x.dtype)
     acc = _acc_dtype(x.dtype)
     gx = torch.empty(x.shape, dtype=x.dtype, memory_format=_dwc_layout(x))
-    p = _dwc_problem(x, weight, stride, padding, grad.stride(), gx.stride())
+    p = _dwc_problem(x, weight, stride, padding, grad.stride(), gx.stride(), frames_per_block)
     if need_x:
         _check(lib.vidops_dwc_grad_x_cuda(ctypes.byref(p), _ptr(grad), _ptr(w), _ptr(gx), None), "dwc grad_x")
     gw = torch.full((p.C, p.kt * p.kh * p.kw), float("nan"), dtype=acc) if need_weight else None

@@ -109,6 +109,22 @@ def test_cuda_kernels_float64(case, layout):
 
 
 @needs_emulation
+@pytest.mark.parametrize("frames", [2, 3])
+@pytest.mark.parametrize("case", [CASES[0], CASES[3], CASES[5], CASES[7]], ids=case_id)
+def test_cuda_tile_kernel_walks_several_output_frames(case, frames):
+    """The tile kernel's ring of kt input halos over several output frames per block (2 or 3 per
+    block, a partial last chunk; stride 1 and 3 in time, kt = 5 and padding past the kernel's
+    half), forward and stride-1 grad_x."""
+    def fwd(x, w, b, s, p):
+        return ce.dwc_forward(x, w, b, s, p, frames_per_block=frames)
+
+    def bwd(g, x, w, b, s, p):
+        return ce.dwc_backward(g, x, w, b, s, p, True, True, True, frames_per_block=frames)
+
+    check(case, torch.float64, "contiguous", fwd, bwd)
+
+
+@needs_emulation
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last_3d"])
 @pytest.mark.parametrize("case", [CASES[0], CASES[1], CASES[3], CASES[6]], ids=case_id)

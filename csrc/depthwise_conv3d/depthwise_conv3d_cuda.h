@@ -14,7 +14,8 @@ struct CudaProblem {
   int32_t kt, kh, kw;         // kernel sizes (any >= 1)
   int32_t st, sh, sw;         // stride (>= 1)
   int32_t pt, ph, pw;         // zero padding (>= 0)
-  int32_t reserved[2];
+  int32_t frames_per_block;   // tile kernels' output frames per block: 0 automatic (tests pin it)
+  int32_t reserved;
   int64_t N, C, T, H, W;      // x and grad_x
   int64_t To, Ho, Wo;         // y and grad_y: (L + 2p - k) / s + 1
   int64_t x_strides[5];       // x (forward input, weight-gradient input), elements

@@ -7,9 +7,10 @@
 //
 // Every tensor is read and written through its element strides. Two families of kernels:
 //
-// tile (channels not innermost, e.g. NCDHW): one block per (n, c, output frame, TH x TW output
-//   tile). Per temporal tap whose source frame is inside the clip the block stages the input halo
-//   ((TH-1)*sh + kh) x ((TW-1)*sw + kw) in shared memory (zeros outside: the padding) and each
+// tile (channels not innermost, e.g. NCDHW): one block per (n, c, chunk of output frames, TH x TW
+//   output tile). The block keeps a ring of kt input halos ((TH-1)*sh + kh) x ((TW-1)*sw + kw) in
+//   shared memory (zeros outside: the padding) and walks its output frames in order, loading only
+//   the source frames the next output adds (each input frame once per block at st < kt); each
 //   thread accumulates RPT output rows of one column, reusing every shared value it reads for all
 //   of its rows. The kernel is staged in shared memory too.
 // channel (channels innermost: channels_last_3d; also the any-layout fallback with V = 1): a block
@@ -101,6 +102,7 @@ struct Geo {
   int64_t N, C, Ti, Hi, Wi, To, Ho, Wo;
   int kt, kh, kw, st, sh, sw, pt, ph, pw;
   int flip;
+  int frames_per_block;  // 0: automatic
   int64_t is[5], os[5];
   __host__ __device__ int taps() const { return kt * kh * kw; }
 };
@@ -116,76 +118,100 @@ struct Tile {
 inline int64_t tile_rows(const Geo& g, int TH) { return static_cast<int64_t>(TH - 1) * g.sh + g.kh; }
 inline int64_t tile_pitch(const Geo& g, int TW) { return static_cast<int64_t>(TW - 1) * g.sw + g.kw; }
 
+// Shared memory of the tile kernel: the kernel plus a ring of kt input halos.
 template <typename A>
 size_t tile_smem_bytes(const Geo& g, int TH, int TW) {
-  return sizeof(A) * (static_cast<size_t>(g.taps()) + static_cast<size_t>(tile_rows(g, TH) * tile_pitch(g, TW)));
+  return sizeof(A) * (static_cast<size_t>(g.taps()) +
+                      static_cast<size_t>(g.kt) * static_cast<size_t>(tile_rows(g, TH) * tile_pitch(g, TW)));
 }
 
+// Block: (plane n*C + c, chunk of TB consecutive output frames, tile_h, tile_w). The block walks its
+// output frames in order; input frame ti's halo lives in ring slot ti % kt, so consecutive output
+// frames (whose windows of kt source frames overlap at st < kt) load only the frames they add: every
+// input frame is read once per block instead of kt times.
 template <typename T, typename A, int TW, int RPT>
 __global__ void __launch_bounds__(kThreads) dwc_fwd_tile_kernel(const T* __restrict__ in, const A* __restrict__ w,
                                                                 const A* __restrict__ bias, T* __restrict__ out,
-                                                                const Geo g, int64_t tiles_h, int64_t tiles_w) {
+                                                                const Geo g, int64_t tiles_h, int64_t tiles_w,
+                                                                int64_t TB) {
   constexpr int TH = Tile<TW, RPT>::TH;
   VIDOPS_DYNAMIC_SMEM(A, s_w);
   const int taps = g.taps();
   const int rows = (TH - 1) * g.sh + g.kh;
   const int pitch = (TW - 1) * g.sw + g.kw;
-  A* s_x = s_w + taps;
+  const int halo = rows * pitch;
+  A* s_ring = s_w + taps;  // [kt][rows][pitch]
 
-  int64_t bid = blockIdx.x;  // -> (plane = n*C + c, to, tile_h, tile_w)
-  const int64_t tw_i = bid % tiles_w;
-  bid /= tiles_w;
-  const int64_t th_i = bid % tiles_h;
-  bid /= tiles_h;
-  const int64_t to = bid % g.To;
-  const int64_t plane = bid / g.To;
-  const int64_t n = plane / g.C, c = plane % g.C;
+  uint32_t bid = blockIdx.x;  // 32-bit decoding (no 64-bit division calls): every factor < 2^31
+  const int64_t tw_i = bid % static_cast<uint32_t>(tiles_w);
+  bid /= static_cast<uint32_t>(tiles_w);
+  const int64_t th_i = bid % static_cast<uint32_t>(tiles_h);
+  bid /= static_cast<uint32_t>(tiles_h);
+  const uint32_t chunks_t = static_cast<uint32_t>((g.To + TB - 1) / TB);
+  const int64_t t_chunk = bid % chunks_t;
+  const uint32_t plane = bid / chunks_t;
+  const int64_t n = plane / static_cast<uint32_t>(g.C), c = plane % static_cast<uint32_t>(g.C);
   const int64_t h0 = th_i * TH, w0 = tw_i * TW;
   const int64_t hi0 = h0 * g.sh - g.ph, wi0 = w0 * g.sw - g.pw;
   const int tid = threadIdx.y * TW + threadIdx.x;
 
   for (int i = tid; i < taps; i += kThreads) s_w[i] = w[c * taps + (g.flip ? taps - 1 - i : i)];
 
-  A acc[RPT];
-#pragma unroll
-  for (int r = 0; r < RPT; ++r) acc[r] = A(0);
-
   const T* src = in + n * g.is[0] + c * g.is[1];
   const int r0 = threadIdx.y * RPT;
-  for (int a = 0; a < g.kt; ++a) {
-    const int64_t ti = to * g.st + a - g.pt;
-    if (ti < 0 || ti >= g.Ti) continue;  // uniform over the block
-    __syncthreads();                     // the previous frame's halo (and, first time, s_w) is no longer read
-    const T* frame = src + ti * g.is[2];
-    for (int i = tid; i < rows * pitch; i += kThreads) {
-      const int rr = i / pitch, cc = i % pitch;
-      const int64_t hi = hi0 + rr, wi = wi0 + cc;
-      s_x[i] = (hi >= 0 && hi < g.Hi && wi >= 0 && wi < g.Wi) ? to_acc(frame[hi * g.is[3] + wi * g.is[4]]) : A(0);
+  const int64_t wo = w0 + threadIdx.x;
+  const A b0 = bias ? bias[c] : A(0);
+  T* dst = out + n * g.os[0] + c * g.os[1] + wo * g.os[4];
+  const int64_t to_end = (t_chunk + 1) * TB < g.To ? (t_chunk + 1) * TB : g.To;
+  int64_t loaded = -1;  // the last input frame in the ring (frames are loaded in increasing order)
+  for (int64_t to = t_chunk * TB; to < to_end; ++to) {
+    __syncthreads();  // the previous output frame no longer reads the ring (and, first time, s_w is written)
+    for (int a = 0; a < g.kt; ++a) {
+      const int64_t ti = to * g.st + a - g.pt;
+      if (ti < 0 || ti >= g.Ti || ti <= loaded) continue;  // uniform over the block
+      const T* frame = src + ti * g.is[2];
+      A* s_x = s_ring + (static_cast<int>(ti) % g.kt) * halo;
+      for (int i = tid; i < halo; i += kThreads) {
+        const int rr = i / pitch, cc = i % pitch;
+        const int64_t hi = hi0 + rr, wi = wi0 + cc;
+        s_x[i] = (hi >= 0 && hi < g.Hi && wi >= 0 && wi < g.Wi) ? to_acc(frame[hi * g.is[3] + wi * g.is[4]]) : A(0);
+      }
+    }
+    {
+      const int64_t last = to * g.st + g.kt - 1 - g.pt;
+      const int64_t top = last < g.Ti ? last : g.Ti - 1;
+      if (top > loaded) loaded = top;
     }
     __syncthreads();
-    const A* wa = s_w + a * g.kh * g.kw;
-    // shared row R feeds output row r0 + r with tap row b = R - (r0 + r) * sh
-    const int R_end = (r0 + RPT - 1) * g.sh + g.kh;
-    for (int R = r0 * g.sh; R < R_end; ++R) {
-      const A* srow = s_x + R * pitch + threadIdx.x * g.sw;
-      for (int e = 0; e < g.kw; ++e) {
-        const A v = srow[e];
+
+    A acc[RPT];
 #pragma unroll
-        for (int r = 0; r < RPT; ++r) {
-          const int b = R - (r0 + r) * g.sh;
-          if (b >= 0 && b < g.kh) acc[r] += wa[b * g.kw + e] * v;
+    for (int r = 0; r < RPT; ++r) acc[r] = A(0);
+    for (int a = 0; a < g.kt; ++a) {
+      const int64_t ti = to * g.st + a - g.pt;
+      if (ti < 0 || ti >= g.Ti) continue;
+      const A* s_x = s_ring + (static_cast<int>(ti) % g.kt) * halo;
+      const A* wa = s_w + a * g.kh * g.kw;
+      // shared row R feeds output row r0 + r with tap row b = R - (r0 + r) * sh
+      const int R_end = (r0 + RPT - 1) * g.sh + g.kh;
+      for (int R = r0 * g.sh; R < R_end; ++R) {
+        const A* srow = s_x + R * pitch + threadIdx.x * g.sw;
+        for (int e = 0; e < g.kw; ++e) {
+          const A v = srow[e];
+#pragma unroll
+          for (int r = 0; r < RPT; ++r) {
+            const int b = R - (r0 + r) * g.sh;
+            if (b >= 0 && b < g.kh) acc[r] += wa[b * g.kw + e] * v;
+          }
         }
       }
     }
-  }
-  const int64_t wo = w0 + threadIdx.x;
-  if (wo < g.Wo) {
-    const A b0 = bias ? bias[c] : A(0);
-    T* dst = out + n * g.os[0] + c * g.os[1] + to * g.os[2] + wo * g.os[4];
+    if (wo < g.Wo) {
 #pragma unroll
-    for (int r = 0; r < RPT; ++r) {
-      const int64_t ho = h0 + r0 + r;
-      if (ho < g.Ho) dst[ho * g.os[3]] = Store<T>::conv(acc[r] + b0);
+      for (int r = 0; r < RPT; ++r) {
+        const int64_t ho = h0 + r0 + r;
+        if (ho < g.Ho) dst[to * g.os[2] + ho * g.os[3]] = Store<T>::conv(acc[r] + b0);
+      }
     }
   }
 }
@@ -585,6 +611,8 @@ size_t chan_weight_smem(int taps, const ChanPlan& cp) {
   return sizeof(A) * static_cast<size_t>(taps) * cp.CVB * cp.V;
 }
 
+constexpr int64_t kMinTileBlocks = 2048;  // tile forward: blocks enough to fill a GPU several times
+
 inline bool grid_ok(int64_t blocks, int64_t groups) { return blocks <= 0x7fffffffLL && groups <= 65535; }
 constexpr const char* kTooManyBlocks = "vidops depthwise_conv3d: too many CUDA blocks for one launch (split the batch)";
 
@@ -640,11 +668,18 @@ template <typename T, typename A, int TW, int RPT>
 const char* launch_fwd_tile(const T* in, const A* w, const A* bias, T* out, const Geo& g, void* stream) {
   constexpr int TH = Tile<TW, RPT>::TH;
   const int64_t tiles_h = (g.Ho + TH - 1) / TH, tiles_w = (g.Wo + TW - 1) / TW;
-  const int64_t blocks = g.N * g.C * g.To * tiles_h * tiles_w;
+  // output frames per block: all of them while (n, c, tile) blocks alone fill the GPU, else chunks
+  const int64_t base = g.N * g.C * tiles_h * tiles_w;
+  int64_t chunks_t = (kMinTileBlocks + base - 1) / base;
+  if (chunks_t > g.To) chunks_t = g.To;
+  if (chunks_t < 1) chunks_t = 1;
+  const int64_t TB = g.frames_per_block > 0 ? g.frames_per_block : (g.To + chunks_t - 1) / chunks_t;
+  chunks_t = (g.To + TB - 1) / TB;
+  const int64_t blocks = base * chunks_t;
   if (!grid_ok(blocks, 1)) return kTooManyBlocks;
   const size_t smem = tile_smem_bytes<A>(g, TH, TW);
   return gpu::launch(dwc_fwd_tile_kernel<T, A, TW, RPT>, dim3(static_cast<unsigned>(blocks)),
-                     dim3(TW, Tile<TW, RPT>::TY), smem, stream, in, w, bias, out, g, tiles_h, tiles_w);
+                     dim3(TW, Tile<TW, RPT>::TY), smem, stream, in, w, bias, out, g, tiles_h, tiles_w, TB);
 }
 
 // One stencil pass: the channel kernel when the output's channels are innermost, else the tile
@@ -808,6 +843,7 @@ inline Geo forward_geo(const CudaProblem& p) {
   g.st = p.st; g.sh = p.sh; g.sw = p.sw;
   g.pt = p.pt; g.ph = p.ph; g.pw = p.pw;
   g.flip = 0;
+  g.frames_per_block = p.frames_per_block;
   copy5(g.is, p.x_strides);
   copy5(g.os, p.y_strides);
   return g;
@@ -823,6 +859,7 @@ inline Geo grad_x_geo(const CudaProblem& p) {
   g.st = 1; g.sh = 1; g.sw = 1;
   g.pt = p.kt - 1 - p.pt; g.ph = p.kh - 1 - p.ph; g.pw = p.kw - 1 - p.pw;
   g.flip = 1;
+  g.frames_per_block = p.frames_per_block;
   copy5(g.is, p.y_strides);
   copy5(g.os, p.gx_strides);
   return g;
