@@ -206,6 +206,15 @@ def test_empty_batch_and_non_contiguous_inputs(device, backend):
     torch.testing.assert_close(vidops.depthwise_conv3d(xv, wv, b, s, p, backend=backend), want, rtol=0, atol=0)
 
 
+def test_empty_axes_give_empty_outputs():
+    x = torch.randn(1, 3, 0, 5, 6, requires_grad=True)
+    w, b = torch.randn(3, 2, 3, 3, requires_grad=True), torch.randn(3, requires_grad=True)
+    y = vidops.depthwise_conv3d(x, w, b, (1, 2, 2), 1)
+    assert y.shape == (1, 3, 0, 3, 3)
+    gx, gw, gb = torch.autograd.grad(y.sum(), (x, w, b))
+    assert gx.shape == x.shape and not gw.any() and not gb.any()
+
+
 @pytest.mark.parametrize("device,backend", BACKENDS)
 def test_only_the_needed_gradients(device, backend):
     x, w, b, s, p = make((1, 2, 3, 5, 6, (3, 3, 3), (1, 2, 2), (1, 1, 1), True), device=device)

@@ -521,11 +521,14 @@ Geom check_and_geom(const char* fn, const at::Tensor& x, const at::Tensor& w, co
   TORCH_CHECK(g.kt >= 1 && g.kh >= 1 && g.kw >= 1, "vidops::", fn, ": kernel sizes must be >= 1, got ", w.sizes());
   TORCH_CHECK(g.st >= 1 && g.sh >= 1 && g.sw >= 1, "vidops::", fn, ": stride must be >= 1, got ", stride);
   TORCH_CHECK(g.pt >= 0 && g.ph >= 0 && g.pw >= 0, "vidops::", fn, ": padding must be >= 0, got ", padding);
-  g.To = (g.T + 2 * g.pt - g.kt) / g.st + 1;
-  g.Ho = (g.H + 2 * g.ph - g.kh) / g.sh + 1;
-  g.Wo = (g.W + 2 * g.pw - g.kw) / g.sw + 1;
-  TORCH_CHECK(g.T + 2 * g.pt >= g.kt && g.H + 2 * g.ph >= g.kh && g.W + 2 * g.pw >= g.kw, "vidops::", fn,
-              ": padding ", padding, " leaves no output for x of shape ", x.sizes(), " and kernel ", w.sizes());
+  // an empty axis gives an empty output axis; a kernel that does not fit a non-empty one is an error
+  TORCH_CHECK((g.T == 0 || g.T + 2 * g.pt >= g.kt) && (g.H == 0 || g.H + 2 * g.ph >= g.kh) &&
+                  (g.W == 0 || g.W + 2 * g.pw >= g.kw),
+              "vidops::", fn, ": padding ", padding, " leaves no output for x of shape ", x.sizes(), " and kernel ",
+              w.sizes());
+  g.To = g.T == 0 ? 0 : (g.T + 2 * g.pt - g.kt) / g.st + 1;
+  g.Ho = g.H == 0 ? 0 : (g.H + 2 * g.ph - g.kh) / g.sh + 1;
+  g.Wo = g.W == 0 ? 0 : (g.W + 2 * g.pw - g.kw) / g.sw + 1;
   return g;
 }
 

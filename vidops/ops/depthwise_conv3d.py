@@ -60,8 +60,9 @@ def resolve_padding(padding, kernel, op=OP_NAME) -> list:
 
 
 def output_size(size, kernel, stride, padding) -> tuple:
-    """(To, Ho, Wo): floor((L + 2p - k) / s) + 1 per axis, as nn.Conv3d."""
-    return tuple((L + 2 * p - k) // s + 1 for L, k, s, p in zip(size, kernel, stride, padding))
+    """(To, Ho, Wo): floor((L + 2p - k) / s) + 1 per axis, as nn.Conv3d; an empty axis (L = 0)
+    gives an empty output axis."""
+    return tuple((L + 2 * p - k) // s + 1 if L > 0 else 0 for L, k, s, p in zip(size, kernel, stride, padding))
 
 
 def memory_format(*args) -> torch.memory_format:
@@ -98,7 +99,7 @@ def check_args(x, weight, bias, stride, padding, op=OP_NAME):
     resolve_stride(stride, op)
     resolve_padding(padding, ks, op)
     out = output_size(x.shape[2:], ks, stride, padding)
-    if any(o < 1 for o in out):
+    if any(o < 1 and L > 0 for o, L in zip(out, x.shape[2:])):
         raise ValueError(f"vidops.{op}: padding {tuple(padding)} leaves no output: x's (T, H, W) = "
                          f"{tuple(x.shape[2:])} with kernel {ks} and stride {tuple(stride)} gives "
                          f"(To, Ho, Wo) = {out} (floor((L + 2p - k) / s) + 1 must be >= 1 on every axis)")
