@@ -308,7 +308,8 @@ _acc = tl_acc
 
 
 def out_size(L: int, k: int, s: int, p: int) -> int:
-    return (L + 2 * p - k) // s + 1
+    """(L + 2p - k) // s + 1, as nn.Conv3d; an empty axis stays empty (the op's rule)."""
+    return (L + 2 * p - k) // s + 1 if L > 0 else 0
 
 
 def channels_last(x: torch.Tensor) -> bool:

@@ -61,11 +61,14 @@ CudaProblem make_problem(const char* fn, const at::Tensor& x, const at::Tensor& 
   p.T = x.size(2);
   p.H = x.size(3);
   p.W = x.size(4);
-  p.To = (p.T + 2 * p.pt - p.kt) / p.st + 1;
-  p.Ho = (p.H + 2 * p.ph - p.kh) / p.sh + 1;
-  p.Wo = (p.W + 2 * p.pw - p.kw) / p.sw + 1;
-  TORCH_CHECK(p.T + 2 * p.pt >= p.kt && p.H + 2 * p.ph >= p.kh && p.W + 2 * p.pw >= p.kw, "vidops::", fn,
-              ": padding ", padding, " leaves no output for x of shape ", x.sizes(), " and kernel ", w.sizes());
+  TORCH_CHECK((p.T == 0 || p.T + 2 * p.pt >= p.kt) && (p.H == 0 || p.H + 2 * p.ph >= p.kh) &&
+                  (p.W == 0 || p.W + 2 * p.pw >= p.kw),
+              "vidops::", fn, ": padding ", padding, " leaves no output for x of shape ", x.sizes(), " and kernel ",
+              w.sizes());
+  // (L + 2p - k) / s + 1 per axis, an empty axis stays empty (the op's rule)
+  p.To = p.T > 0 ? (p.T + 2 * p.pt - p.kt) / p.st + 1 : 0;
+  p.Ho = p.H > 0 ? (p.H + 2 * p.ph - p.kh) / p.sh + 1 : 0;
+  p.Wo = p.W > 0 ? (p.W + 2 * p.pw - p.kw) / p.sw + 1 : 0;
   set_strides(p.x_strides, x);
   return p;
 }
