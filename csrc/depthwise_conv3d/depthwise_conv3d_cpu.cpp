@@ -61,6 +61,8 @@ struct Rows {
   inline const S* row(int64_t f, int64_t r) const {
     return frames ? frames[f - f0] + (r - r0) * rs : base + ((f - f0) * nrows + (r - r0)) * rs;
   }
+  // the NCDHW kernels' rows: frames one after the other from base, r0 = 0
+  inline const S* prow(int64_t f, int64_t r) const { return base + ((f - f0) * nrows + r) * rs; }
 };
 
 inline int64_t src_index(int64_t v, int dd, int64_t n) {
