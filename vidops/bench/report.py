@@ -403,7 +403,8 @@ def _draw_breakdown(ax, records: list, plt) -> None:
     ax.set_xticklabels([f"{textwrap.fill(labels[r['case']], 18)}\n{r['mode']}\n{r['provider']}" for r in records],
                        fontsize=7)
     ax.set_xlim(-0.5, max(len(records), 10) - 0.5)
-    ax.set_ylim(top=ax.get_ylim()[1] * 1.1)
+    legend_rows = math.ceil(len(drawn) / 2)
+    ax.set_ylim(top=ax.get_ylim()[1] * (1.1 + 0.08 * legend_rows))  # headroom: the legend clears the bars
     ax.tick_params(axis="y", labelsize=7)
     ax.set_ylabel("ms per step", fontsize=8)
     ax.set_title("models: step time by layer (stacked)", fontsize=10)
