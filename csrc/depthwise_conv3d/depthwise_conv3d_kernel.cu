@@ -258,7 +258,7 @@ __device__ __forceinline__ void stage_weights(const A* __restrict__ w, A* s_w, c
 template <typename T, typename A, int V, int WPT>
 __global__ void __launch_bounds__(kThreads) dwc_fwd_chan_kernel(const T* __restrict__ in, const A* __restrict__ w,
                                                                 const A* __restrict__ bias, T* __restrict__ out,
-                                                                const Geo g, int CVB, int PB) {
+                                                                const Geo g, int CVB, int PB, int PR, int PWG) {
   VIDOPS_DYNAMIC_SMEM(A, s_w);
   const int cw = CVB * V;
   const int tid = threadIdx.x, nthreads = CVB * PB;
@@ -268,18 +268,23 @@ __global__ void __launch_bounds__(kThreads) dwc_fwd_chan_kernel(const T* __restr
 
   const int cvl = tid % CVB;
   const int64_t c0 = c_lo + static_cast<int64_t>(cvl) * V;
-  // flat position (n, to, ho, wgroup) < 2^31 (the launcher checks): 32-bit decoding, no 64-bit
-  // division subroutine calls
+  // the block's positions: a patch of PR output rows x PWG column groups of one output frame, so
+  // the input rows that neighbouring output rows share are read by one block (L1 reuse);
+  // block (n, to, row tile, column-group tile), 32-bit decoding (the launcher checks the range)
   const uint32_t wgroups = static_cast<uint32_t>((g.Wo + WPT - 1) / WPT);
-  const uint32_t pos = blockIdx.x * static_cast<uint32_t>(PB) + static_cast<uint32_t>(tid / CVB);
-  if (c0 >= g.C || pos >= static_cast<uint64_t>(g.N * g.To * g.Ho) * wgroups) return;
-  uint32_t r = pos;
-  const int64_t wg = r % wgroups;
-  r /= wgroups;
-  const int64_t ho = r % static_cast<uint32_t>(g.Ho);
-  r /= static_cast<uint32_t>(g.Ho);
+  const uint32_t wg_tiles = (wgroups + PWG - 1) / PWG;
+  const uint32_t row_tiles = (static_cast<uint32_t>(g.Ho) + PR - 1) / PR;
+  const int local = tid / CVB;
+  uint32_t r = blockIdx.x;
+  const uint32_t wg_t = r % wg_tiles;
+  r /= wg_tiles;
+  const uint32_t row_t = r % row_tiles;
+  r /= row_tiles;
   const int64_t to = r % static_cast<uint32_t>(g.To);
   const int64_t n = r / static_cast<uint32_t>(g.To);
+  const int64_t ho = static_cast<int64_t>(row_t) * PR + local / PWG;
+  const int64_t wg = static_cast<int64_t>(wg_t) * PWG + local % PWG;
+  if (c0 >= g.C || local >= PR * PWG || ho >= g.Ho || wg >= wgroups) return;
   const int64_t wo0 = wg * WPT;
 
   A acc[WPT][V];
@@ -623,11 +628,19 @@ const char* launch_fwd_chan(const T* in, const A* w, const A* bias, T* out, cons
   auto kernel = dwc_fwd_chan_kernel<T, A, V, WPT>;
   if (const char* e = gpu::allow_dynamic_smem(kernel, smem)) return e;
   const int64_t wgroups = (g.Wo + WPT - 1) / WPT;
-  const int64_t positions = g.N * g.To * g.Ho * wgroups;
-  const int64_t blocks = (positions + cp.PB - 1) / cp.PB;
-  if (!grid_ok(blocks * cp.PB, cp.groups)) return kTooManyBlocks;
+  // patch: about kh rows (the rows one input row feeds) by the column groups that fill the block
+  const int64_t rows_want = g.Ho < g.kh ? g.Ho : g.kh;
+  int64_t pwg = cp.PB / (rows_want > 0 ? rows_want : 1);
+  if (pwg > wgroups) pwg = wgroups;
+  if (pwg < 1) pwg = 1;
+  int64_t pr = cp.PB / pwg;
+  if (pr > g.Ho) pr = g.Ho;
+  if (pr < 1) pr = 1;
+  const int64_t blocks = g.N * g.To * ((g.Ho + pr - 1) / pr) * ((wgroups + pwg - 1) / pwg);
+  if (!grid_ok(blocks, cp.groups) || g.N * g.To * g.Ho * wgroups > 0x7fffffffLL) return kTooManyBlocks;
   return gpu::launch(kernel, dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(cp.groups)),
-                     dim3(static_cast<unsigned>(cp.CVB * cp.PB)), smem, stream, in, w, bias, out, g, cp.CVB, cp.PB);
+                     dim3(static_cast<unsigned>(cp.CVB * cp.PB)), smem, stream, in, w, bias, out, g, cp.CVB, cp.PB,
+                     static_cast<int>(pr), static_cast<int>(pwg));
 }
 
 template <typename T, typename A, int V>
