@@ -229,7 +229,7 @@ def test_plain_torch_onnx_export_of_each_op(name, tmp_path):
     with torch.no_grad():
         out = _tuple(module(*inputs))
         out64 = _tuple(module.double()(*[t.double() for t in inputs]))
-    module.float()
+    module.float().eval()
     path = tmp_path / "op.onnx"
     program = torch.onnx.export(module, inputs, str(path), dynamo=True)
     nodes = _check_onnx(path, program, inputs, out, out64, name)
@@ -263,7 +263,7 @@ def test_export_onnx_is_the_plain_call(tmp_path):
     with torch.no_grad():
         out = _tuple(module(*inputs))
         out64 = _tuple(module.double()(*[t.double() for t in inputs]))
-    module.float()
+    module.float().eval()
     path = tmp_path / "dw.onnx"
     program = vidops.export.export_onnx(module, inputs, str(path))
     _check_onnx(path, program, inputs, out, out64, "export_onnx")
