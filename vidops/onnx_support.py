@@ -19,8 +19,6 @@ exporter lowers to standard ONNX operators. Nothing else changes:
 """
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 from . import _op
@@ -28,59 +26,9 @@ from . import _op
 _REGISTERED: dict = {}  # op name -> the OpOverload registered
 
 
-def _frexp_traced(x: torch.Tensor):
-    """torch.frexp (x = m 2^e, |m| in [0.5, 1); 0 -> (0, 0)) from log2, floor and exp2, for
-    finite x: ONNX has no frexp. log2 may round across a power of two; the exponent is then
-    corrected by one, so (m, e) are frexp's exactly, subnormals included (2^-e is applied in two
-    halves: 2^1074 itself overflows)."""
-    def times_pow2(v, k):
-        half = torch.floor(k / 2)
-        return v * torch.exp2(half) * torch.exp2(k - half)
-
-    a = x.abs()
-    nonzero = a > 0
-    safe = torch.where(nonzero, a, torch.ones_like(a))
-    e = torch.floor(torch.log2(safe)) + 1
-    f = times_pow2(safe, -e)
-    e = e + (f >= 1).to(x.dtype) - (f < 0.5).to(x.dtype)
-    e = torch.where(nonzero, e, torch.zeros_like(e))
-    m = torch.where(nonzero, times_pow2(x, -e), x)
-    return m, e.to(torch.int32)
-
-
-class _TorchTracedFrexp:
-    """The torch module as a reference module sees it, with frexp traceable to ONNX."""
-
-    def __getattr__(self, name):
-        return _frexp_traced if name == "frexp" else getattr(torch, name)
-
-
-def _reference_modules() -> list:
-    import sys
-
-    return [m for name, m in list(sys.modules.items())
-            if name.startswith("vidops.reference.") and getattr(m, "torch", None) is torch]
-
-
-@contextlib.contextmanager
-def _traceable_reference():
-    """The references as written, with the one aten op ONNX lacks (frexp, in the projections'
-    power-of-two scaling) computed from ops it has."""
-    patched = _reference_modules()
-    proxy = _TorchTracedFrexp()
-    for m in patched:
-        m.torch = proxy
-    try:
-        yield
-    finally:
-        for m in patched:
-            m.torch = torch
-
-
 def _decomposition(op: "_op.Op"):
     def decompose(*args, **kwargs):
-        with _traceable_reference():
-            out = op.reference_forward(*args, **kwargs)
+        out = op.reference_forward(*args, **kwargs)
         inputs = [a for a in args if isinstance(a, torch.Tensor)]
         # a custom op's outputs never alias its inputs: keep that true of the decomposition
         outs = out if isinstance(out, tuple) else (out,)

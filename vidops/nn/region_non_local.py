@@ -54,8 +54,10 @@ def _pooled_key_attention(q: torch.Tensor, v: torch.Tensor, k: torch.Tensor, mod
     if mode.startswith("cosine"):
         q, k = F.normalize(q, dim=1, eps=1e-12), F.normalize(k, dim=1, eps=1e-12)
     if mode in ("softmax", "cosine_softmax"):
-        y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale=1.0)
-        return y.transpose(1, 2)
+        # 4-D (one head): the ONNX exporter translates SDPA only for (N, heads, L, E)
+        y = F.scaled_dot_product_attention(q.transpose(1, 2)[:, None], k.transpose(1, 2)[:, None],
+                                           v.transpose(1, 2)[:, None], scale=1.0)
+        return y[:, 0].transpose(1, 2)
     if mode == "dot":
         return (v @ k.transpose(1, 2)) @ q / k.shape[-1]
     return v @ (k.transpose(1, 2) @ q).relu() / k.shape[-1]
