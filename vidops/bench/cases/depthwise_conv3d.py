@@ -145,6 +145,12 @@ def targets(s: Shape, mode: str, dtype: str, device: torch.device) -> list:
             v = 1.2 if mode == "fwd" else 4
             src = f"CPU {mode} >= {v}x nn.Conv3d(groups=C), the faster of NCDHW and channels_last_3d (2 threads)"
             t += [Target("speedup", v, "reference", source=src), Target("speedup", v, "conv3d_cl3d", source=src)]
+        elif device.type == "cuda":
+            if mode == "fwd":
+                t.append(Target("copy_bw", 70, source="GPU forward >= 70% of HBM bandwidth"))
+            else:
+                src = "GPU fwd+bwd >= 3x nn.Conv3d(groups=C), the faster of NCDHW and channels_last_3d"
+                t += [Target("speedup", 3, "reference", source=src), Target("speedup", 3, "conv3d_cl3d", source=src)]
         return t
     if device.type == "cpu" and mode == "fwd+bwd" and s.label == "rnl_res3":
         t.append(Target("speedup", 8, "reference", source="CPU fwd+bwd >= 8x grouped conv3d (2 threads)"))
@@ -179,7 +185,9 @@ def cases(device: torch.device, quick: bool, options: CaseOptions | None = None)
         return lambda i, s: depthwise_conv3d(i[key], i["w"], None, s.stride, s.pad, backend=backend)
 
     def conv3d(key):
-        return lambda i, s: torch.nn.functional.conv3d(i[key], i["w"].unsqueeze(1), None, s.stride, s.pad, 1, s.C)
+        # the weight in x's dtype: it is float32 for half x, and F.conv3d refuses the mix on GPUs
+        return lambda i, s: torch.nn.functional.conv3d(i[key], i["w"].to(i[key].dtype).unsqueeze(1), None, s.stride,
+                                                       s.pad, 1, s.C)
 
     out = []
     for s in shapes(device, quick, options.smoke):
