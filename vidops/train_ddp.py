@@ -32,17 +32,25 @@ from torch import nn
 from . import models as M
 
 MODELS = ("tsm_resnet50", "bqn_resnet50", "rnl_tsm_resnet50", "nl_tsm_resnet50", "dan_tsm_resnet50",
-          "tesnet_resnet50")
+          "tesnet_resnet50", "x3d_xs", "x3d_s", "x3d_m", "x3d_l", "bqn_x3d_m", "busy_x3d_m", "dan_x3d_xs", "dan_x3d_m")
+# frames per clip of the models whose clip is not one frame per segment (X3D: `segments` frames)
+_FRAMES_PER_SEGMENT = {"bqn_resnet50": 3, "bqn_x3d_m": 3, "busy_x3d_m": 3, "dan_tsm_resnet50": 4, "dan_x3d_xs": 8,
+                       "dan_x3d_m": 3}
 
 
 def build(name: str, num_classes: int, segments: int, dropout: float) -> tuple:
     """(model, frames per clip) of `name` at `segments` segments."""
-    if name == "bqn_resnet50":
-        return M.bqn_resnet50(num_classes, num_segments=segments, dropout=dropout), 3 * segments
+    if name in ("bqn_resnet50", "bqn_x3d_m", "busy_x3d_m"):
+        return getattr(M, name)(num_classes, num_segments=segments, dropout=dropout), 3 * segments
     if name == "dan_tsm_resnet50":
         return M.dan_tsm_resnet50(num_classes, num_segments=segments, frames_per_segment=4, dropout=dropout), 4 * segments
     if name == "tesnet_resnet50":
         return M.tesnet_resnet50(num_classes, K=segments, D=min(3, segments - 1), dropout=dropout), segments
+    if name.startswith("x3d_"):   # a clip of `segments` consecutive frames
+        return getattr(M, name)(num_classes, dropout=dropout), segments
+    if name in ("dan_x3d_xs", "dan_x3d_m"):
+        f = _FRAMES_PER_SEGMENT[name]
+        return getattr(M, name)(num_classes, num_segments=segments, frames_per_segment=f, dropout=dropout), f * segments
     if name in MODELS:
         return getattr(M, name)(num_classes, num_segments=segments, dropout=dropout), segments
     raise ValueError(f"vidops.train_ddp: unknown model {name!r} (one of {', '.join(MODELS)})")
