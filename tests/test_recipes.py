@@ -132,7 +132,7 @@ def test_train_ddp_uses_the_recipe(tmp_path):
     """vidops.train_ddp trains with param_groups and partial BN: the frozen BatchNorms keep their
     weights and statistics, the first one and the classifier move; --imagenet loads the backbone."""
     from vidops import train_ddp
-    from tests.test_imagenet_init import SD
+    from test_imagenet_init import SD
 
     path = tmp_path / "resnet50.pth"
     torch.save(SD, path)
