@@ -19,9 +19,16 @@ ARGS = dict(steps=2, batch=2, segments=2, num_classes=5, dropout=0.0, freeze_bn=
 LR = {"rnl_tsm_resnet50": 0.001}
 SIZE = {"bqn_resnet50": 56, "bqn_x3d_m": 80}  # the laterals' reflect padding needs these frames; 32 for the rest
 # every ResNet-50 model, and the X3D family through X3D-XS (X3D-S/M/L are its blocks at other
-# depths), Busy X3D-M and DAN-X3D-XS. BQN X3D-M is not here yet: its two ranks end with different
-# stem weights of the Busy pathway (path_f.conv.conv_t) after two DDP steps, not understood yet.
-TESTED = tuple(m for m in train_ddp.MODELS if m.endswith("resnet50")) + ("x3d_xs", "busy_x3d_m", "dan_x3d_xs")
+# depths), BQN X3D-M, Busy X3D-M and DAN-X3D-XS
+TESTED = tuple(m for m in train_ddp.MODELS if m.endswith("resnet50")) + ("x3d_xs", "bqn_x3d_m", "busy_x3d_m",
+                                                                          "dan_x3d_xs")
+
+
+# BN gammas given to the zero-initialised branches. BQN X3D-M with frozen (unit-variance) statistics:
+# its 15 blocks' residual branches and band-pass laterals (LoG gains in the hundreds) feed each
+# other, so gammas near 1 overflow float32 in the forward (all NaN after one step), 0.05-0.15 give
+# logits of 6e6; at 1e-4 every branch is active and the logits stay below 1
+GAMMA = {"bqn_x3d_m": (1e-4, 2e-4)}
 
 
 def _activated_state(name: str) -> dict:
@@ -31,10 +38,11 @@ def _activated_state(name: str) -> dict:
     model, _ = train_ddp.build(name, ARGS["num_classes"], ARGS["segments"], 0.0)
     g = torch.Generator().manual_seed(1)
     state = model.state_dict()
+    lo, hi = GAMMA.get(name, (0.5, 1.5))
     for k, p in model.named_parameters():
         if not p.detach().abs().max() > 0:
             t = state[k]
-            t.copy_(torch.empty_like(t).uniform_(0.5, 1.5, generator=g) if k.endswith("weight") and t.dim() == 1
+            t.copy_(torch.empty_like(t).uniform_(lo, hi, generator=g) if k.endswith("weight") and t.dim() == 1
                     else torch.empty_like(t).normal_(0, 0.05, generator=g))
     return state
 
