@@ -53,7 +53,7 @@ from ..nn.band_pass_lateral import _apply_conv_bn_5d
 from ..nn.busy_quiet import BusyQuietSplit
 from ..nn.motion_band_pass import MotionBandPass
 from ._common import check_impl, clip_frames, set_impl, video_to_frames
-from .x3d import CONFIGS, X3D, follow_layout
+from .x3d import CONFIGS, X3D, _positive_int, follow_layout
 
 LATERAL_SIGMA = 0.9
 QUIET_SCALE = 160 / 256
@@ -207,9 +207,8 @@ class BQNX3D(nn.Module):
     def __init__(self, num_classes: int, num_segments: int = 16, dropout: float = 0.5, impl: str = "vidops"):
         super().__init__()
         name = type(self).__name__
-        for arg, v in (("num_classes", num_classes), ("num_segments", num_segments)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"vidops.models.{name}: {arg} must be a positive int, got {v!r}")
+        _positive_int("num_classes", name, num_classes)
+        _positive_int("num_segments", name, num_segments)
         check_impl(impl, name)
         self.num_classes, self.num_segments = num_classes, num_segments
         self.base_model = BusyQuietX3DNet(num_classes, dropout, impl)

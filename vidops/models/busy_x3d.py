@@ -16,7 +16,7 @@ import torch
 
 from ..nn.motion_band_pass import MotionBandPass
 from ._common import check_impl, clip_frames, set_impl
-from .x3d import CONFIGS, X3D
+from .x3d import CONFIGS, X3D, _positive_int
 
 
 class BusyX3DNet(X3D):
@@ -48,9 +48,8 @@ class BusyX3D(torch.nn.Module):
     def __init__(self, num_classes: int, num_segments: int = 16, dropout: float = 0.5, impl: str = "vidops"):
         super().__init__()
         name = type(self).__name__
-        for arg, v in (("num_classes", num_classes), ("num_segments", num_segments)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"vidops.models.{name}: {arg} must be a positive int, got {v!r}")
+        _positive_int("num_classes", name, num_classes)
+        _positive_int("num_segments", name, num_segments)
         check_impl(impl, name)
         self.num_classes, self.num_segments = num_classes, num_segments
         self.base_model = BusyX3DNet(num_classes, dropout, impl)

@@ -53,8 +53,12 @@ class DynamicAppearanceNet(nn.Module):
         S, T = self.num_segments, self.frames_per_segment
         segments = clip.reshape(N, C, S, T, H, W).transpose(1, 2).reshape(N * S, C, T, H, W)
         pbar, enopr = self.pwtp(segments)
-        logits = self.classifier(pbar).view(N, S, -1).mean(1)
-        return logits, enopr.view(N, S).mean(1)
+        return self.segment_logits(pbar, N), enopr.view(N, S).mean(1)
+
+    def segment_logits(self, pbar: torch.Tensor, N: int) -> torch.Tensor:
+        """Clip logits (N, num_classes) from the dynamic appearance of the N*S segments: the
+        frame classifier on each, averaged over the segments."""
+        return self.classifier(pbar).view(N, self.num_segments, -1).mean(1)
 
     def joint_training_step(self, optimizer: torch.optim.Optimizer, x: torch.Tensor, target: torch.Tensor, *,
                             alpha: Union[str, float, torch.Tensor] = "mgda",

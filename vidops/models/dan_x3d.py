@@ -24,14 +24,12 @@ network or head (not stated); its multiply-adds match neither crop exactly.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Union
-
 import torch
 from torch import nn
 
 from ..nn.pixelwise_temporal_projection import PixelWiseTemporalProjection
-from ..training import joint_training_step
-from ._common import check_impl, clip_frames, set_impl
+from ._common import check_impl, set_impl
+from .dan import DynamicAppearanceNet
 from .x3d import CONFIGS, X3D
 
 
@@ -58,13 +56,14 @@ class X3DSegmentClassifier(nn.Module):
         return logits.unsqueeze(1).expand(N, self.num_segments, K).reshape(N * self.num_segments, K)
 
 
-class DynamicAppearanceX3D(nn.Module):
+class DynamicAppearanceX3D(DynamicAppearanceNet):
     """DAN on X3D. Input: S*T frames, segments back to back, (N, 3, S*T, H, W) or (N, S*T*3, H, W);
-    forward -> (logits (N, num_classes), enopr (N,)). Submodules `pwtp` and `classifier`."""
+    forward -> (logits (N, num_classes), enopr (N,)). Submodules `pwtp` and `classifier`; `clip`,
+    `forward` and `joint_training_step` are DynamicAppearanceNet's."""
 
     def __init__(self, num_classes: int, variant: str = "x3d_xs", num_segments: int = 4, frames_per_segment: int = 8,
                  D: int = 1, dropout: float = 0.5, impl: str = "vidops"):
-        super().__init__()
+        nn.Module.__init__(self)   # DynamicAppearanceNet's __init__ builds a TSM classifier
         name = type(self).__name__
         check_impl(impl, name)
         if variant not in CONFIGS:
@@ -79,24 +78,9 @@ class DynamicAppearanceX3D(nn.Module):
                                                num_segments)
         set_impl(self, impl)
 
-    def clip(self, x: torch.Tensor) -> torch.Tensor:
-        return clip_frames(x, self.num_segments * self.frames_per_segment, type(self).__name__)
-
-    def forward(self, x: torch.Tensor):
-        clip = self.clip(x)
-        N, C, _, H, W = clip.shape
-        S, T = self.num_segments, self.frames_per_segment
-        segments = clip.reshape(N, C, S, T, H, W).transpose(1, 2).reshape(N * S, C, T, H, W)
-        pbar, enopr = self.pwtp(segments)
-        return self.classifier.clip_logits(pbar), enopr.view(N, S).mean(1)
-
-    def joint_training_step(self, optimizer: torch.optim.Optimizer, x: torch.Tensor, target: torch.Tensor, *,
-                            alpha: Union[str, float, torch.Tensor] = "mgda",
-                            criterion: Optional[Callable] = None) -> dict:
-        """One joint training step (vidops.joint_training_step on pwtp and classifier); the
-        optimizer holds all the model's parameters. Returns {"alpha", "l1", "l2"}."""
-        return joint_training_step(self.pwtp, self.classifier, optimizer, self.clip(x), target, alpha=alpha,
-                                   num_segments=self.num_segments, criterion=criterion)
+    def segment_logits(self, pbar: torch.Tensor, N: int) -> torch.Tensor:
+        """X3D classifies the N clips of S dynamic-appearance frames as a whole."""
+        return self.classifier.clip_logits(pbar)
 
 
 def dan_x3d_xs(num_classes: int, num_segments: int = 4, frames_per_segment: int = 8, D: int = 1,
