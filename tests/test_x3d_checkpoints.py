@@ -12,6 +12,7 @@ import torch
 
 import vidops.models as M
 from vidops.models.x3d_keys import codebase_of, from_pytorchvideo_name, to_pytorchvideo_name
+from test_checkpoints import _random_state_dict as random_state_dict  # the key list's names and shapes
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "checkpoint_keys")
 BN = [f"blocks.1.res_blocks.0.branch1_norm.{p}" for p in ("weight", "bias", "running_mean", "running_var",
@@ -21,17 +22,6 @@ BN = [f"blocks.1.res_blocks.0.branch1_norm.{p}" for p in ("weight", "bias", "run
 def _spec(name):
     with open(os.path.join(DATA, name + ".json")) as f:
         return json.load(f)
-
-
-def random_state_dict(spec, seed=3):
-    g = torch.Generator().manual_seed(seed)
-    sd = {}
-    for name, shape, kind in spec["keys"]:
-        if name.endswith("num_batches_tracked"):
-            sd[name] = torch.tensor(int(torch.randint(0, 1000, (), generator=g)))
-        else:
-            sd[name] = torch.randn(shape, generator=g)
-    return sd
 
 
 def _keymap():
