@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
@@ -73,6 +74,31 @@ inline int64_t src_index(int64_t v, int dd, int64_t n) {
   return i < n ? i : -1;
 }
 
+// The channel blocks of a blocked channels_last row (depthwise_conv3d_cpu_blocked.inc): blocks of
+// L channels, the last one of L/2 lanes when it has at most L/2 channels (L >= 8); a row is the
+// blocks one after the other, each `cols` vectors; the kernel likewise with `taps` vectors a block.
+struct ClBlocks {
+  int64_t C, cols;
+  int taps, L, nfull;
+  bool half;
+  static ClBlocks make(int64_t C, int64_t cols, int taps, int L) {
+    ClBlocks b{C, cols, taps, L, static_cast<int>(C / L), false};
+    const int64_t rem = C % L;
+    if (rem > 0 && L >= 8 && rem <= L / 2)
+      b.half = true;
+    else if (rem > 0)
+      ++b.nfull;
+    return b;
+  }
+  int blocks() const { return nfull + (half ? 1 : 0); }
+  int lanes(int b) const { return b < nfull ? L : L / 2; }
+  int64_t c0(int b) const { return static_cast<int64_t>(b) * L; }
+  int64_t row_offset(int b) const { return static_cast<int64_t>(b) * cols * L; }
+  int64_t k_offset(int b) const { return static_cast<int64_t>(b) * taps * L; }
+  int64_t row_elems() const { return nfull * cols * L + (half ? cols * (L / 2) : 0); }
+  int64_t k_elems() const { return static_cast<int64_t>(nfull) * taps * L + (half ? taps * (L / 2) : 0); }
+};
+
 namespace generic {
 #define VIDOPS_DWC_VEC_BYTES 16
 #include "depthwise_conv3d/depthwise_conv3d_cpu_kernels.inc"
@@ -86,6 +112,7 @@ namespace generic {
 namespace avx2 {
 #define VIDOPS_DWC_VEC_BYTES 32
 #include "depthwise_conv3d/depthwise_conv3d_cpu_kernels.inc"
+#include "depthwise_conv3d/depthwise_conv3d_cpu_blocked.inc"
 #undef VIDOPS_DWC_VEC_BYTES
 }  // namespace avx2
 #pragma GCC pop_options
@@ -94,6 +121,7 @@ namespace avx2 {
 namespace avx512 {
 #define VIDOPS_DWC_VEC_BYTES 64
 #include "depthwise_conv3d/depthwise_conv3d_cpu_kernels.inc"
+#include "depthwise_conv3d/depthwise_conv3d_cpu_blocked.inc"
 #undef VIDOPS_DWC_VEC_BYTES
 }  // namespace avx512
 #pragma GCC pop_options
@@ -108,22 +136,28 @@ struct Table {
   int (*block_width)(int64_t W);
   void (*cl_fwd)(const Geom&, const Rows<S>&, const S*, const S*, int64_t, int64_t, int64_t, int64_t, S*);
   void (*cl_wgrad)(const Geom&, const Rows<S>&, const S*, int64_t, int64_t, int64_t, int64_t, S*);
+  // the blocked channels_last forward (null: none for this ISA)
+  bool (*clb_fwd)(const Geom&, const ClBlocks&, int, int, const Rows<S>&, const S*, const S*, int64_t, int64_t,
+                  int64_t, S*);
+  void (*clb_pad)(const S*, const int64_t*, int64_t, int, int64_t, const ClBlocks&, int, int, S*);
 };
 
-#define VIDOPS_DWC_TABLE(NS, NAME)                                                                  \
+#define VIDOPS_DWC_TABLE(NS, NAME, CLB_FWD, CLB_PAD)                                              \
   Table<S> {                                                                                        \
     NAME, NS::V<S>::L, &NS::fwd_frames<S>, &NS::wgrad_frames<S>, &NS::fwd_block_width<S>,           \
-        &NS::cl_fwd_rows<S>, &NS::cl_wgrad_frame<S>                                                 \
+        &NS::cl_fwd_rows<S>, &NS::cl_wgrad_frame<S>, CLB_FWD, CLB_PAD                               \
   }
 
 template <typename S>
 Table<S> table_of(cpu_isa::Isa isa) {
 #ifdef VIDOPS_DWC_X86
-  if (isa == cpu_isa::Isa::kAvx512) return VIDOPS_DWC_TABLE(avx512, "avx512");
-  if (isa == cpu_isa::Isa::kAvx2) return VIDOPS_DWC_TABLE(avx2, "avx2");
+  if (isa == cpu_isa::Isa::kAvx512)
+    return VIDOPS_DWC_TABLE(avx512, "avx512", &avx512::clb_fwd_rows<S>, &avx512::clb_pad_row<S>);
+  if (isa == cpu_isa::Isa::kAvx2)
+    return VIDOPS_DWC_TABLE(avx2, "avx2", &avx2::clb_fwd_rows<S>, &avx2::clb_pad_row<S>);
 #endif
   (void)isa;
-  return VIDOPS_DWC_TABLE(generic, "base");
+  return VIDOPS_DWC_TABLE(generic, "base", nullptr, nullptr);
 }
 
 // The kernels of the CPU's widest ISA (common/cpu_isa.h: detected once, VIDOPS_CPU_ISA caps it).
@@ -339,23 +373,34 @@ void pad_cl_row(const S* s, const int64_t* sd, int64_t W, int64_t C, int dw, int
 }
 
 // The padded channels_last rows of the source frames one output frame reads, kept for the next
-// output frames (which read most of the same frames): `slots` frames of rows [r0, r1).
+// output frames (which read most of the same frames): `slots` frames of `rows` rows of rs elements,
+// from a 64-byte aligned base.
 template <typename S>
 struct FrameWindow {
-  std::vector<S> buf;
+  std::vector<S>& buf = storage();  // kept by the thread between calls: no page faults per call
+  S* base = nullptr;
   std::vector<int64_t> frame;  // the source frame in each slot, -1: none
   int64_t rows = 0, rs = 0;
 
   void reset(int slots, int64_t nrows, int64_t row_elems) {
     rows = nrows;
     rs = row_elems;
-    buf.resize(static_cast<size_t>(std::max<int64_t>(1, slots * nrows * row_elems)));
+    constexpr int64_t kAlign = 64 / sizeof(S);
+    buf.resize(static_cast<size_t>(std::max<int64_t>(1, slots * nrows * row_elems) + kAlign));
+    const auto addr = reinterpret_cast<uintptr_t>(buf.data());
+    base = buf.data() + ((64 - addr % 64) % 64) / sizeof(S);
     frame.assign(static_cast<size_t>(slots), -1);
   }
 
-  // ptrs[f - f0] for the frames [f0, f1), padding the ones not held (into slots of frames outside).
-  void fetch(const S* sample, const int64_t* sd, const Geom& g, int64_t f0, int64_t f1, int64_t r0, int64_t cols,
-             int64_t cp, int dw, int64_t pw, int64_t W, const S** ptrs) {
+  static std::vector<S>& storage() {
+    static thread_local std::vector<S> held;
+    return held;
+  }
+
+  // ptrs[f - f0] for the frames [f0, f1), padding the ones not held (into slots of frames outside)
+  // with pad_row(f, r, dst): row r of the window of source frame f.
+  template <typename PadRow>
+  void fetch(int64_t f0, int64_t f1, const PadRow& pad_row, const S** ptrs) {
     const int slots = static_cast<int>(frame.size());
     for (int64_t f = f0; f < f1; ++f) {
       int slot = -1;
@@ -366,11 +411,10 @@ struct FrameWindow {
           if (frame[i] < f0 || frame[i] >= f1) slot = i;
         TORCH_CHECK(slot >= 0, "vidops::depthwise_conv3d (cpu): frame window too small");
         frame[slot] = f;
-        S* d = buf.data() + slot * rows * rs;
-        for (int64_t r = 0; r < rows; ++r)
-          pad_cl_row<S>(sample + f * sd[1] + (r0 + r) * sd[2], sd, W, g.C, dw, pw, cols, cp, d + r * rs);
+        S* d = base + slot * rows * rs;
+        for (int64_t r = 0; r < rows; ++r) pad_row(f, r, d + r * rs);
       }
-      ptrs[f - f0] = buf.data() + slot * rows * rs;
+      ptrs[f - f0] = base + slot * rows * rs;
     }
   }
 };
@@ -380,8 +424,74 @@ struct FrameWindow {
 constexpr int64_t kWindowBytes = 384 << 10;
 inline int64_t cl_block_rows(const Geom& g, int64_t rs, int64_t elem) {
   const int64_t src_rows = std::max<int64_t>(1, kWindowBytes / (elem * rs * g.kt));
-  const int64_t hb = (src_rows * g.dh - g.kh) / g.sh + 1;
-  return std::min<int64_t>(g.Ho, std::max<int64_t>(1, hb));
+  const int64_t hb = std::min<int64_t>(g.Ho, std::max<int64_t>(1, (src_rows * g.dh - g.kh) / g.sh + 1));
+  const int64_t blocks = (g.Ho + hb - 1) / hb;
+  return (g.Ho + blocks - 1) / blocks;  // blocks of equal height: no short last block
+}
+
+// Whether the blocked channels_last forward has a micro-kernel for g (kw, sw, tap rows).
+inline bool blocked_kernel_for(const Geom& g) {
+  const bool unit = g.sw == 1 && (g.kw == 1 || g.kw == 3 || g.kw == 5 || g.kw == 7);
+  return g.kt * g.kh <= 64 && (unit || (g.sw == 2 && g.kw == 3));
+}
+
+// conv_cl through channel-blocked source rows (depthwise_conv3d_cpu_blocked.inc). Tasks: (n,
+// output row block, channel block group); a task runs every output frame in order through a window
+// of padded source frames, so each source row's part is padded once (plus the row halo).
+template <typename S>
+void conv_cl_blocked(const Table<S>& tb, const S* x, const int64_t* sd, const S* k, const S* bias, S* y,
+                     const Geom& g) {
+  const int taps = g.taps();
+  const int64_t cols = (g.Wo - 1) * g.sw + g.kw;
+  const ClBlocks bl = ClBlocks::make(g.C, cols, taps, tb.lanes);
+  std::vector<S> kB(static_cast<size_t>(bl.k_elems()), S(0));
+  for (int b = 0; b < bl.blocks(); ++b)
+    for (int l = 0; l < bl.lanes(b) && bl.c0(b) + l < g.C; ++l)
+      for (int i = 0; i < taps; ++i) kB[bl.k_offset(b) + i * bl.lanes(b) + l] = k[(bl.c0(b) + l) * taps + i];
+  std::vector<S> bp;
+  if (bias) {
+    bp.assign(static_cast<size_t>(bl.blocks() * bl.L), S(0));
+    std::copy(bias, bias + g.C, bp.begin());
+  }
+  const int64_t rs = round_up(bl.row_elems(), bl.L);  // whole vectors: every row starts aligned
+  // Tasks split the output rows first; only where that gives too few tasks (small frames) are the
+  // channel blocks split into groups too (each group streams the whole input, which pays only when
+  // it stays in cache). A group's part of a row is contiguous, so its window holds more rows.
+  const int64_t threads = at::get_num_threads();
+  const int64_t hb_full = cl_block_rows(g, rs, sizeof(S));
+  const int64_t units_full = g.N * ((g.Ho + hb_full - 1) / hb_full);
+  const int64_t groups =
+      std::min<int64_t>(bl.blocks(), std::max<int64_t>(1, (4 * threads + units_full - 1) / units_full));
+  const int64_t group_blocks = (bl.blocks() + groups - 1) / groups;
+  const int64_t hb = cl_block_rows(g, group_blocks * bl.cols * bl.L, sizeof(S));
+  const int64_t blocks = (g.Ho + hb - 1) / hb;
+  const int64_t units = g.N * blocks;
+  const int64_t work = g.To * hb * g.Wo * group_blocks * bl.L * taps;
+  at::parallel_for(0, units * groups, grain_for(work), [&](int64_t begin, int64_t end) {
+    FrameWindow<S> win;
+    std::vector<const S*> ptrs(static_cast<size_t>(g.kt));
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t u = task / groups, n = u / blocks, blk = u % blocks;
+      const int64_t h0 = blk * hb, h1 = std::min<int64_t>(g.Ho, h0 + hb);
+      int64_t b0, b1, r0, r1;
+      chunk_range(task % groups, groups, bl.blocks(), b0, b1);
+      source_range(h0, h1, g.sh, g.kh, g.ph, g.dh, g.H, r0, r1);
+      win.reset(g.kt, r1 - r0, rs);
+      const S* sample = x + n * sd[0];
+      for (int64_t t = 0; t < g.To; ++t) {
+        int64_t f0, f1;
+        source_range(t, t + 1, g.st, g.kt, g.pt, g.dt, g.T, f0, f1);
+        win.fetch(f0, f1, [&](int64_t f, int64_t r, S* d) {
+          tb.clb_pad(sample + f * sd[1] + (r0 + r) * sd[2], sd, g.W, g.dw, g.pw, bl, static_cast<int>(b0),
+                     static_cast<int>(b1), d);
+        }, ptrs.data());
+        Rows<S> xp{nullptr, f0, r0, r1 - r0, rs, nullptr, ptrs.data()};
+        const bool ran = tb.clb_fwd(g, bl, static_cast<int>(b0), static_cast<int>(b1), xp, kB.data(),
+                                    bias ? bp.data() : nullptr, t, h0, h1, y + (n * g.To + t) * g.Ho * g.Wo * g.C);
+        TORCH_CHECK(ran, "vidops::depthwise_conv3d (cpu): no blocked kernel for kw=", g.kw, " sw=", g.sw);
+      }
+    }
+  });
 }
 
 // y (N, To, Ho, Wo, C) = the correlation of the source (strides sd, see pad_cl_row); k (C, taps),
@@ -389,6 +499,8 @@ inline int64_t cl_block_rows(const Geom& g, int64_t rs, int64_t elem) {
 // frames run in order through a window of padded source frames.
 template <typename S>
 void conv_cl(const S* x, const int64_t* sd, const S* k, const S* bias, S* y, const Geom& g) {
+  const Table<S> tbb = table<S>();
+  if (tbb.clb_fwd != nullptr && blocked_kernel_for(g)) return conv_cl_blocked<S>(tbb, x, sd, k, bias, y, g);
   const Table<S> tb = cl_table<S>(g.C);
   const int64_t cp = round_up(g.C, tb.lanes);
   const std::vector<S> kT = transpose_kernel(k, g.C, g.taps(), cp);
@@ -418,7 +530,10 @@ void conv_cl(const S* x, const int64_t* sd, const S* k, const S* bias, S* y, con
       for (int64_t t = t0; t < t1; ++t) {
         int64_t f0, f1;
         source_range(t, t + 1, g.st, g.kt, g.pt, g.dt, g.T, f0, f1);
-        win.fetch(x + n * sd[0], sd, g, f0, f1, r0, cols, cp, g.dw, g.pw, g.W, ptrs.data());
+        const S* sample = x + n * sd[0];
+        win.fetch(f0, f1, [&](int64_t f, int64_t r, S* d) {
+          pad_cl_row<S>(sample + f * sd[1] + (r0 + r) * sd[2], sd, g.W, g.C, g.dw, g.pw, cols, cp, d);
+        }, ptrs.data());
         Rows<S> xp{nullptr, f0, r0, r1 - r0, rs, nullptr, ptrs.data()};
         tb.cl_fwd(g, xp, kT.data(), bias ? bp.data() : nullptr, t, h0, h1, cp,
                   y + (n * g.To + t) * g.Ho * g.Wo * g.C);
@@ -461,7 +576,10 @@ void wgrad_cl(const S* gy, const int64_t* gd, const S* x, const int64_t* xd, S* 
           cur = nb;
         }
         source_range(t, t + 1, g.st, g.kt, g.pt, 1, g.T, f0, f1);
-        win.fetch(x + n * xd[0], xd, g, f0, f1, r0, cols, cp, 1, g.pw, g.W, ptrs.data());
+        const S* sample = x + n * xd[0];
+        win.fetch(f0, f1, [&](int64_t f, int64_t r, S* d) {
+          pad_cl_row<S>(sample + f * xd[1] + (r0 + r) * xd[2], xd, g.W, g.C, 1, g.pw, cols, cp, d);
+        }, ptrs.data());
         grows.resize(static_cast<size_t>((h1 - h0) * g.Wo * cp));
         for (int64_t h = h0; h < h1; ++h)
           pad_cl_row<S>(gy + n * gd[0] + t * gd[1] + h * gd[2], gd, g.Wo, g.C, 1, 0, g.Wo, cp,

@@ -1,0 +1,65 @@
+"""The CPU's channel-blocked channels_last kernels of depthwise_conv3d (AVX2 and AVX-512): channel
+counts with whole blocks, a half block and a partial block, output rows of whole 14- or 8-wide runs
+plus a shorter run, the kernel widths they are instantiated for (1, 3, 5, 7; stride 1 and 2) and one
+they are not, small frames split into channel block groups, against the float64 reference in each
+instruction set this CPU runs, forward and both gradients (grad_x runs the same kernels)."""
+import os
+
+import pytest
+import torch
+
+import vidops
+
+from conftest import run_with_cpu_isa
+from test_depthwise_conv3d_strided import check_case
+
+HAS_CPU = vidops._ext.has_kernel("_depthwise_conv3d_fwd", "CPU")
+CL = torch.channels_last_3d
+
+# (N, C, T, H, W, kernel, stride, padding, bias)
+BLOCKED_CASES = [
+    (1, 37, 4, 9, 30, (3, 3, 3), (1, 2, 2), (1, 1, 1), True),  # 2 blocks + 5 channels; runs 14 + 1
+    (1, 54, 3, 6, 33, (3, 3, 3), (1, 1, 1), (1, 1, 1), False),  # X3D-M's C: 3 blocks + 6 of 8 lanes
+    (1, 24, 7, 5, 20, (5, 1, 1), (1, 1, 1), (2, 0, 0), True),  # the X3D stem's 5x1x1
+    (2, 40, 3, 4, 7, (3, 3, 3), (1, 2, 2), (1, 1, 1), True),  # small frames: channel block groups
+    (1, 20, 3, 5, 16, (3, 7, 7), (1, 1, 1), (1, 3, 3), False),  # kw = 7 (RNL's 3x7x7)
+    (1, 17, 3, 6, 12, (1, 5, 5), (1, 1, 1), (0, 2, 2), True),  # kw = 5
+    (1, 33, 2, 5, 9, (3, 3, 2), (1, 1, 1), (1, 1, 0), False),  # even kw: the plain kernels
+]
+
+
+def case_id(c):
+    N, C, T, H, W, k, s, p, b = c
+    return f"C{C}-{T}x{H}x{W}-k{''.join(map(str, k))}-s{''.join(map(str, s))}" + ("-bias" if b else "")
+
+
+@pytest.mark.skipif(not HAS_CPU, reason="C++ CPU kernel not built")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", BLOCKED_CASES, ids=case_id)
+def test_blocked_kernels_match_float64_reference(case, dtype):
+    check_case("cpu", "cpu", case, dtype, CL)
+
+
+@pytest.mark.skipif(not HAS_CPU, reason="C++ CPU kernel not built")
+def test_ncdhw_short_rows_take_the_blocked_kernels():
+    check_case("cpu", "cpu", (1, 48, 4, 7, 7, (3, 3, 3), (1, 1, 1), (1, 1, 1), True), torch.float32,
+               torch.contiguous_format)
+
+
+_ISA_SCRIPT = r"""
+import sys, torch
+sys.path.insert(0, sys.argv[1])
+from test_depthwise_conv3d_cpu_blocked import BLOCKED_CASES
+from test_depthwise_conv3d_strided import check_case
+print(torch.ops.vidops._depthwise_conv3d_cpu_isa())
+for case in BLOCKED_CASES:
+    for dtype in (torch.float32, torch.float64):
+        check_case("cpu", "cpu", case, dtype, torch.channels_last_3d)
+"""
+
+
+@pytest.mark.skipif(not HAS_CPU, reason="C++ CPU kernel not built")
+@pytest.mark.parametrize("isa", ["base", "avx2", None])
+def test_blocked_kernels_in_every_cpu_instruction_set(isa):
+    used = run_with_cpu_isa(_ISA_SCRIPT, isa, os.path.dirname(os.path.abspath(__file__))).split()[0]
+    assert used in ("base", "avx2", "avx512")
