@@ -225,9 +225,7 @@ def run_case(case: Case, cfg: RunConfig, copy_gbps: Optional[float], log=None, s
             if case.interleave:
                 pending.append((name, rec, step))
                 continue
-            # a slow first call of an eager provider is its warm-up (compiled ones compiled in it)
-            est = None if "compiled" in name else rec["first_call_ms"] * 1e-3
-            t = timing.time_fn(step, step.reset, device, cfg.policy, est)
+            t = timing.time_fn(step, step.reset, device, cfg.policy)
             _finish(case, cfg, name, rec, step, t, inputs, copy_gbps, log)
         except Exception as exc:
             _record_error(rec, name, step, exc, log)

@@ -6,7 +6,7 @@ zeroing a 256 MiB buffer (outside the events), as `triton.testing.do_bench` does
 synchronisation at the end. In both, `reset()` (e.g. clearing .grad) runs between repetitions,
 outside the timed region. The number of repetitions is `reps` when given, else what fits in
 `budget_s` (clamped to [min_reps, max_reps], and to what fits in max_s) judging by one timed
-warm-up call (on CPU, a call slower than SLOW_CALL_S that the caller just made stands in for it).
+warm-up call (on CPU followed by a few more when short: see time_cpu).
 
 Peak memory of one call (`peak_memory`), beyond what was allocated before it:
   CUDA: `torch.cuda.reset_peak_memory_stats()` and `max_memory_allocated()` minus the baseline
@@ -78,7 +78,9 @@ class Policy:
         return max(1, min(n, int(self.max_s / est)))
 
 
-SLOW_CALL_S = 1.0  # a call this slow gains nothing from a second warm-up
+SLOW_CALL_S = 1.0  # a call this slow needs no more warm-up
+WARMUP_CALLS = 4  # at most this many more warm-up calls (CPU), within WARMUP_S
+WARMUP_S = 0.05
 
 
 def _noop():
@@ -102,21 +104,21 @@ def gc_paused():
             gc.enable()
 
 
-def time_cpu(step: Callable, reset: Optional[Callable] = None, policy: Policy = Policy(),
-             estimate_s: Optional[float] = None) -> Timing:
-    """estimate_s: the wall time of a call made just before (the caller's untimed first call);
-    when it is over SLOW_CALL_S it stands for the timed warm-up call, which is then skipped."""
+def time_cpu(step: Callable, reset: Optional[Callable] = None, policy: Policy = Policy()) -> Timing:
+    """One warm-up call is timed and sets the repetition count (the caller's first call can hold
+    one-time costs such as dispatch caches, so it does not), then short calls get up to
+    WARMUP_CALLS more within WARMUP_S: a CPU op's first calls also page in its fresh buffers."""
     reset = reset or _noop
     with gc_paused():
-        if estimate_s is not None and estimate_s >= SLOW_CALL_S:
-            est = estimate_s
-            out = Timing()
-        else:
-            reset()
-            t0 = time.perf_counter()
-            step()
-            est = time.perf_counter() - t0
-            out = Timing(warmup_ms=est * 1e3)
+        reset()
+        t0 = time.perf_counter()
+        step()
+        est = time.perf_counter() - t0
+        out = Timing(warmup_ms=est * 1e3)
+        if est < SLOW_CALL_S:
+            for _ in range(min(WARMUP_CALLS, int(WARMUP_S / max(est, 1e-7)))):
+                reset()
+                step()
         for _ in range(policy.count(est)):
             reset()
             t0 = time.perf_counter()
@@ -173,11 +175,10 @@ def time_once(step: Callable, reset: Optional[Callable], device: torch.device) -
     return (time.perf_counter() - t0) * 1e3
 
 
-def time_fn(step: Callable, reset: Optional[Callable], device: torch.device, policy: Policy,
-            estimate_s: Optional[float] = None) -> Timing:
+def time_fn(step: Callable, reset: Optional[Callable], device: torch.device, policy: Policy) -> Timing:
     if device.type == "cuda":
         return time_cuda(step, reset, policy, device)
-    return time_cpu(step, reset, policy, estimate_s)
+    return time_cpu(step, reset, policy)
 
 
 # ---- copy bandwidth ----------------------------------------------------------------------------
