@@ -90,6 +90,7 @@ class _Step:
         self.case, self.fn, self.inputs, self.shared = case, fn, inputs, shared
         self.backward = case.mode != "fwd" and bool(case.grad_inputs)
         self.params = [inputs[n] for n in case.grad_inputs] if self.backward else []
+        self.grads = None  # the shared output gradients in this provider's output layouts
 
     def reset(self):
         for p in self.params:
@@ -102,7 +103,10 @@ class _Step:
             if "grads" not in self.shared:  # the same random output gradients for every provider
                 g = torch.Generator().manual_seed(1)
                 self.shared["grads"] = [torch.randn(o.shape, generator=g).to(o) for o in outs]
-            torch.autograd.backward(outs, self.shared["grads"])
+            if self.grads is None:  # made in the untimed first call: a layer's output gradient comes in
+                # its output's layout (channels_last_3d after a channels_last_3d layer), not converted
+                self.grads = [torch.empty_like(o).copy_(g) for o, g in zip(outs, self.shared["grads"])]
+            torch.autograd.backward(outs, self.grads)
         return out
 
     def result(self, out) -> list:
