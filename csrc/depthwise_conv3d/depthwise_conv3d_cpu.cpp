@@ -11,9 +11,15 @@
 //     grad_w:  per channel, the N*To output frames are cut into shape-determined chunks
 //              (dwc::wgrad_chunks), each summed by one task into its own partial buffer, then the
 //              partials are added in chunk order: the same bits for any thread count.
-//   channels_last_3d x, vectorised along C (the output and grad_x channels_last_3d too): tasks
-//     (n, output frame, row block); the source rows are copied with W padding and C padded to
-//     whole vectors, the kernel transposed to (taps, C); grad_w chunks (n, t) units likewise.
+//   channels_last_3d x, vectorised along C (the output and grad_x channels_last_3d too):
+//     forward and grad_x (AVX2, AVX-512; kw 3, 5, 7 at stride 1, kw 3 at stride 2): the source
+//              rows are copied into channel-blocked rows (depthwise_conv3d_cpu_blocked.inc: per
+//              block of 16 or 8 channels, the W-padded columns as aligned vectors), runs of up to
+//              14 outputs accumulate in registers; tasks (n, output row block, channel block
+//              group), each sweeping the output frames through a window of padded source frames.
+//     otherwise (kw 1 or even, the baseline ISA): the rows copied with W padding and C padded to
+//              whole vectors, the kernel transposed to (taps, C), tasks (n, output frame, row block);
+//     grad_w: chunks of (n, row block, t) units, the same padded rows.
 // float16/bfloat16 inputs are computed in float32 (converted copies) and cast back. grad_bias is
 // the sum of grad_y over (N, To, Ho, Wo).
 #include <ATen/ATen.h>
