@@ -63,3 +63,20 @@ for case in BLOCKED_CASES:
 def test_blocked_kernels_in_every_cpu_instruction_set(isa):
     used = run_with_cpu_isa(_ISA_SCRIPT, isa, os.path.dirname(os.path.abspath(__file__))).split()[0]
     assert used in ("base", "avx2", "avx512")
+
+
+@pytest.mark.skipif(not HAS_CPU, reason="C++ CPU kernel not built")
+def test_outputs_over_16_mb_on_huge_pages_are_exact():
+    """y and grad_x of 16 MB and more are advised onto 2 MB pages before the kernels write them."""
+    x = torch.randn(1, 8, 2, 512, 520, requires_grad=True)
+    w = torch.randn(8, 1, 3, 3, requires_grad=True)
+    assert x.numel() * 4 >= 16 << 20
+    y = vidops.depthwise_conv3d(x, w, None, 1, 1, backend="cpu")
+    g = torch.randn_like(y)
+    gx, gw = torch.autograd.grad(y, (x, w), g)
+    x64, w64 = x.detach().double().requires_grad_(True), w.detach().double().requires_grad_(True)
+    y64 = torch.nn.functional.conv3d(x64, w64.unsqueeze(1), None, 1, 1, 1, 8)
+    gx64, gw64 = torch.autograd.grad(y64, (x64, w64), g.double())
+    torch.testing.assert_close(y.double(), y64, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gx.double(), gx64, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gw.double(), gw64, rtol=1e-4, atol=1e-3)

@@ -36,6 +36,10 @@
 #include <string>
 #include <vector>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include "common/cpu_isa.h"
 #include "depthwise_conv3d/depthwise_conv3d_math.h"
 
@@ -681,6 +685,23 @@ Geom grad_x_geom(const Geom& f) {
   return g;
 }
 
+// Asks Linux to back a large fresh output with 2 MB pages before the kernels first touch it. A
+// buffer over glibc's mmap threshold (32 MB at most) is mapped anew by every call, and its first
+// touch is then one page fault per 4 KB page: 11 ms of X3D's 43 MB stride-2 grad_x (N = 1,
+// C = 54, 16 x 112^2) against about 3 ms of arithmetic; with 2 MB pages, about 4 ms.
+void advise_huge_pages(const at::Tensor& t) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr size_t kMinBytes = size_t(16) << 20;
+  const size_t bytes = static_cast<size_t>(t.numel()) * t.element_size();
+  if (bytes < kMinBytes) return;
+  const auto a = reinterpret_cast<uintptr_t>(t.data_ptr());
+  const uintptr_t page = 4096, lo = (a + page - 1) & ~(page - 1), hi = (a + bytes) & ~(page - 1);
+  if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);  // a hint: failure is fine
+#else
+  (void)t;
+#endif
+}
+
 bool channels_last(const at::Tensor& x) {
   return x.is_contiguous(at::MemoryFormat::ChannelsLast3d) && !x.is_contiguous();
 }
@@ -728,6 +749,7 @@ at::Tensor fwd_cpu(const at::Tensor& x, const at::Tensor& weight, const std::opt
   auto wc = weight.to(ct).contiguous();
   at::Tensor bc = bias.has_value() ? bias->to(ct).contiguous() : at::Tensor();
   auto y = at::empty({g.N, g.C, g.To, g.Ho, g.Wo}, xc.options().memory_format(fmt));
+  advise_huge_pages(y);
   if (y.numel() > 0) {
     AT_DISPATCH_FLOATING_TYPES(ct, kFwd, [&] {
       run_conv<scalar_t>(cl, xc, wc.const_data_ptr<scalar_t>(), bc.defined() ? bc.const_data_ptr<scalar_t>() : nullptr,
@@ -758,6 +780,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bwd_cpu(const at::Tensor& grad_y,
   const auto gx_opts = gc.options().memory_format(fmt);
   const auto gw_opts = wc.options().memory_format(at::MemoryFormat::Contiguous);
   auto gx = (any && need_x) ? at::empty(x.sizes(), gx_opts) : at::zeros(x.sizes(), gx_opts);
+  if (any && need_x) advise_huge_pages(gx);
   auto gw = (any && need_weight) ? at::empty(weight.sizes(), gw_opts) : at::zeros(weight.sizes(), gw_opts);
   if (any) {
     AT_DISPATCH_FLOATING_TYPES(ct, kBwd, [&] {
