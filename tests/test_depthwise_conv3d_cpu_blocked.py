@@ -1,16 +1,14 @@
 """The CPU's channel-blocked channels_last kernels of depthwise_conv3d (AVX2 and AVX-512): channel
 counts with whole blocks, a half block and a partial block, output rows of whole 14- or 8-wide runs
 plus a shorter run, the kernel widths they are instantiated for (3, 5, 7; stride 1 and 2) and ones
-they are not (1, 2), small frames split into channel block groups, against the float64 reference in each
-instruction set this CPU runs, forward and both gradients (grad_x runs the same kernels)."""
-import os
-
+they are not (1, 2), small frames split into channel block groups, against the float64 reference,
+forward and both gradients (grad_x runs the same kernels). test_depthwise_conv3d_strided's
+per-instruction-set test runs these cases in every ISA this CPU has."""
 import pytest
 import torch
 
 import vidops
 
-from conftest import run_with_cpu_isa
 from test_depthwise_conv3d_strided import check_case
 
 HAS_CPU = vidops._ext.has_kernel("_depthwise_conv3d_fwd", "CPU")
@@ -44,25 +42,6 @@ def test_blocked_kernels_match_float64_reference(case, dtype):
 def test_ncdhw_short_rows_take_the_blocked_kernels():
     check_case("cpu", "cpu", (1, 48, 4, 7, 7, (3, 3, 3), (1, 1, 1), (1, 1, 1), True), torch.float32,
                torch.contiguous_format)
-
-
-_ISA_SCRIPT = r"""
-import sys, torch
-sys.path.insert(0, sys.argv[1])
-from test_depthwise_conv3d_cpu_blocked import BLOCKED_CASES
-from test_depthwise_conv3d_strided import check_case
-print(torch.ops.vidops._depthwise_conv3d_cpu_isa())
-for case in BLOCKED_CASES:
-    for dtype in (torch.float32, torch.float64):
-        check_case("cpu", "cpu", case, dtype, torch.channels_last_3d)
-"""
-
-
-@pytest.mark.skipif(not HAS_CPU, reason="C++ CPU kernel not built")
-@pytest.mark.parametrize("isa", ["base", "avx2", None])
-def test_blocked_kernels_in_every_cpu_instruction_set(isa):
-    used = run_with_cpu_isa(_ISA_SCRIPT, isa, os.path.dirname(os.path.abspath(__file__))).split()[0]
-    assert used in ("base", "avx2", "avx512")
 
 
 @pytest.mark.skipif(not HAS_CPU, reason="C++ CPU kernel not built")

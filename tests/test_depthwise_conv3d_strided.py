@@ -291,11 +291,15 @@ _ISA_SCRIPT = r"""
 import sys, torch
 sys.path.insert(0, sys.argv[1])
 from test_depthwise_conv3d_strided import CASES, check_case
+from test_depthwise_conv3d_cpu_blocked import BLOCKED_CASES
 print(torch.ops.vidops._depthwise_conv3d_cpu_isa())
 for case in CASES[:4] + [(1, 11, 3, 6, 9, (3, 3, 3), (1, 2, 2), (1, 1, 1), True)]:
     for dtype in (torch.float32, torch.float64):
         for layout in (torch.contiguous_format, torch.channels_last_3d):
             check_case("cpu", "cpu", case, dtype, layout)
+for case in BLOCKED_CASES:  # the channel-blocked channels_last kernels (AVX2 and AVX-512 builds)
+    for dtype in (torch.float32, torch.float64):
+        check_case("cpu", "cpu", case, dtype, torch.channels_last_3d)
 """
 
 

@@ -181,7 +181,7 @@ inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 // strides split cache lines more, the FMA throughput is the same) and pad C less (C = 54: 56,
 // not 64 floats).
 template <typename S>
-Table<S> cl_table(int64_t) {
+Table<S> cl_table() {
   Table<S> t = table<S>();
   if (std::string(t.isa) == "avx512") return table_of<S>(cpu_isa::Isa::kAvx2);
   return t;
@@ -439,6 +439,27 @@ inline int64_t cl_block_rows(const Geom& g, int64_t rs, int64_t elem) {
   return (g.Ho + blocks - 1) / blocks;  // blocks of equal height: no short last block
 }
 
+// Output rows [h0, h1) of row block blk (hb rows a block) and the source rows [r0, r1) they read.
+struct RowBlock {
+  int64_t h0, h1, r0, r1;
+};
+inline RowBlock row_block(const Geom& g, int64_t blk, int64_t hb) {
+  RowBlock b{blk * hb, std::min<int64_t>(g.Ho, (blk + 1) * hb), 0, 0};
+  source_range(b.h0, b.h1, g.sh, g.kh, g.ph, g.dh, g.H, b.r0, b.r1);
+  return b;
+}
+
+// bias (C) zero-padded to n >= C elements, or empty for no bias.
+template <typename S>
+std::vector<S> padded_bias(const S* bias, int64_t C, int64_t n) {
+  std::vector<S> bp;
+  if (bias) {
+    bp.assign(static_cast<size_t>(n), S(0));
+    std::copy(bias, bias + C, bp.begin());
+  }
+  return bp;
+}
+
 // Whether the blocked channels_last forward has a micro-kernel for g (kw, sw, tap rows). kw = 1
 // (X3D's 5x1x1 stem) stays on the plain kernels: with no W taps to share there is nothing for the
 // blocked copy to pay for, and the plain rows are one memcpy each (measured 1.26x vs 0.98x oneDNN).
@@ -460,11 +481,7 @@ void conv_cl_blocked(const Table<S>& tb, const S* x, const int64_t* sd, const S*
   for (int b = 0; b < bl.blocks(); ++b)
     for (int l = 0; l < bl.lanes(b) && bl.c0(b) + l < g.C; ++l)
       for (int i = 0; i < taps; ++i) kB[bl.k_offset(b) + i * bl.lanes(b) + l] = k[(bl.c0(b) + l) * taps + i];
-  std::vector<S> bp;
-  if (bias) {
-    bp.assign(static_cast<size_t>(bl.blocks() * bl.L), S(0));
-    std::copy(bias, bias + g.C, bp.begin());
-  }
+  const std::vector<S> bp = padded_bias(bias, g.C, bl.blocks() * bl.L);
   const int64_t rs = round_up(bl.row_elems(), bl.L);  // whole vectors: every row starts aligned
   // Tasks split the output rows first; only where that gives too few tasks (small frames) are the
   // channel blocks split into groups too (each group streams the whole input, which pays only when
@@ -483,11 +500,10 @@ void conv_cl_blocked(const Table<S>& tb, const S* x, const int64_t* sd, const S*
     FrameWindow<S> win;
     std::vector<const S*> ptrs(static_cast<size_t>(g.kt));
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t u = task / groups, n = u / blocks, blk = u % blocks;
-      const int64_t h0 = blk * hb, h1 = std::min<int64_t>(g.Ho, h0 + hb);
-      int64_t b0, b1, r0, r1;
+      const int64_t u = task / groups, n = u / blocks;
+      const auto [h0, h1, r0, r1] = row_block(g, u % blocks, hb);
+      int64_t b0, b1;
       chunk_range(task % groups, groups, bl.blocks(), b0, b1);
-      source_range(h0, h1, g.sh, g.kh, g.ph, g.dh, g.H, r0, r1);
       win.reset(g.kt, r1 - r0, rs);
       const S* sample = x + n * sd[0];
       for (int64_t t = 0; t < g.To; ++t) {
@@ -513,14 +529,10 @@ template <typename S>
 void conv_cl(const S* x, const int64_t* sd, const S* k, const S* bias, S* y, const Geom& g) {
   const Table<S> tbb = table<S>();
   if (tbb.clb_fwd != nullptr && blocked_kernel_for(g)) return conv_cl_blocked<S>(tbb, x, sd, k, bias, y, g);
-  const Table<S> tb = cl_table<S>(g.C);
+  const Table<S> tb = cl_table<S>();
   const int64_t cp = round_up(g.C, tb.lanes);
   const std::vector<S> kT = transpose_kernel(k, g.C, g.taps(), cp);
-  std::vector<S> bp;
-  if (bias) {
-    bp.assign(static_cast<size_t>(cp), S(0));
-    std::copy(bias, bias + g.C, bp.begin());
-  }
+  const std::vector<S> bp = padded_bias(bias, g.C, cp);
   const int64_t cols = (g.Wo - 1) * g.sw + g.kw;
   const int64_t rs = cols * cp;
   const int64_t hb = cl_block_rows(g, rs, sizeof(S));
@@ -533,11 +545,10 @@ void conv_cl(const S* x, const int64_t* sd, const S* k, const S* bias, S* y, con
     FrameWindow<S> win;
     std::vector<const S*> ptrs(static_cast<size_t>(g.kt));
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t u = task / tch, n = u / blocks, blk = u % blocks;
-      const int64_t h0 = blk * hb, h1 = std::min<int64_t>(g.Ho, h0 + hb);
-      int64_t t0, t1, r0, r1;
+      const int64_t u = task / tch, n = u / blocks;
+      const auto [h0, h1, r0, r1] = row_block(g, u % blocks, hb);
+      int64_t t0, t1;
       chunk_range(task % tch, tch, g.To, t0, t1);
-      source_range(h0, h1, g.sh, g.kh, g.ph, g.dh, g.H, r0, r1);
       win.reset(g.kt, r1 - r0, rs);
       for (int64_t t = t0; t < t1; ++t) {
         int64_t f0, f1;
@@ -559,7 +570,7 @@ void conv_cl(const S* x, const int64_t* sd, const S* k, const S* bias, S* y, con
 // consecutive units share their source frames.
 template <typename S>
 void wgrad_cl(const S* gy, const int64_t* gd, const S* x, const int64_t* xd, S* gk, const Geom& g) {
-  const Table<S> tb = cl_table<S>(g.C);
+  const Table<S> tb = cl_table<S>();
   const int64_t cp = round_up(g.C, tb.lanes);
   const int taps = g.taps();
   const int64_t cols = (g.Wo - 1) * g.sw + g.kw;
@@ -579,10 +590,9 @@ void wgrad_cl(const S* gy, const int64_t* gd, const S* x, const int64_t* xd, S* 
       S* pk = partial.data() + task * taps * cp;
       int64_t cur = -1;  // the (n, block) the window holds
       for (int64_t u = u0; u < u1; ++u) {
-        const int64_t t = u % g.To, nb = u / g.To, n = nb / blocks, blk = nb % blocks;
-        const int64_t h0 = blk * hb, h1 = std::min<int64_t>(g.Ho, h0 + hb);
-        int64_t r0, r1, f0, f1;
-        source_range(h0, h1, g.sh, g.kh, g.ph, 1, g.H, r0, r1);
+        const int64_t t = u % g.To, nb = u / g.To, n = nb / blocks;
+        const auto [h0, h1, r0, r1] = row_block(g, nb % blocks, hb);
+        int64_t f0, f1;
         if (nb != cur) {
           win.reset(g.kt, r1 - r0, rs);
           cur = nb;

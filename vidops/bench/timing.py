@@ -115,10 +115,9 @@ def time_cpu(step: Callable, reset: Optional[Callable] = None, policy: Policy = 
         step()
         est = time.perf_counter() - t0
         out = Timing(warmup_ms=est * 1e3)
-        if est < SLOW_CALL_S:
-            for _ in range(min(WARMUP_CALLS, int(WARMUP_S / max(est, 1e-7)))):
-                reset()
-                step()
+        for _ in range(min(WARMUP_CALLS, int(WARMUP_S / max(est, 1e-7)))):
+            reset()
+            step()
         for _ in range(policy.count(est)):
             reset()
             t0 = time.perf_counter()
