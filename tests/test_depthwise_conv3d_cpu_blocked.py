@@ -46,7 +46,8 @@ def test_ncdhw_short_rows_take_the_blocked_kernels():
 
 @pytest.mark.skipif(not HAS_CPU, reason="C++ CPU kernel not built")
 def test_outputs_over_16_mb_on_huge_pages_are_exact():
-    """y and grad_x of 16 MB and more are advised onto 2 MB pages before the kernels write them."""
+    """y and grad_x of 16 MB and more (advised onto 2 MB pages where the THP policy lets that hint not
+    stall) are written whole."""
     x = torch.randn(1, 8, 2, 512, 520, requires_grad=True)
     w = torch.randn(8, 1, 3, 3, requires_grad=True)
     assert x.numel() * 4 >= 16 << 20

@@ -30,6 +30,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
@@ -204,6 +205,14 @@ inline void source_range(int64_t o0, int64_t o1, int s, int k, int64_t p, int d,
   if (i1 < i0) i1 = i0;
 }
 
+// The elements [lo, hi) of phase q (of sw, rows of rsq) that hold a source column (0 <= i*sw + q - pw < W).
+inline void phase_range(int64_t W, int64_t pw, int sw, int q, int64_t rsq, int64_t& lo, int64_t& hi) {
+  const int64_t first = pw - q, last = W - 1 + pw - q;
+  lo = first <= 0 ? 0 : (first + sw - 1) / sw;
+  hi = std::min<int64_t>(last < 0 ? 0 : last / sw + 1, rsq);
+  lo = std::min(lo, hi);
+}
+
 // One source row of W elements as `sw` phase rows of rsq elements at dst: element i of phase q
 // is virtual column i*sw + q - pw.
 template <typename S>
@@ -214,14 +223,33 @@ void build_row(const S* src, int64_t W, int dw, int64_t pw, int sw, int64_t rsq,
     std::fill(dst + pw + W, dst + rsq, S(0));
     return;
   }
+  if (dw == 1 && sw == 2) {  // both phases in one pass: a loop the compiler vectorises
+    int64_t lo[2], hi[2];
+    for (int q = 0; q < 2; ++q) {
+      phase_range(W, pw, 2, q, rsq, lo[q], hi[q]);
+      S* d = dst + q * rsq;
+      std::fill(d, d + lo[q], S(0));
+      std::fill(d + hi[q], d + rsq, S(0));
+    }
+    const int64_t a = std::max(lo[0], lo[1]), b = std::max(a, std::min(hi[0], hi[1]));
+    S* __restrict d0 = dst;
+    S* __restrict d1 = dst + rsq;
+    const S* __restrict s0 = src + a * 2 - pw;
+    for (int64_t i = 0; i < b - a; ++i) {
+      d0[a + i] = s0[2 * i];
+      d1[a + i] = s0[2 * i + 1];
+    }
+    for (int q = 0; q < 2; ++q) {  // the columns only one phase has (at the row's ends)
+      for (int64_t i = lo[q]; i < std::min(a, hi[q]); ++i) dst[q * rsq + i] = src[i * 2 + q - pw];
+      for (int64_t i = std::max(b, lo[q]); i < hi[q]; ++i) dst[q * rsq + i] = src[i * 2 + q - pw];
+    }
+    return;
+  }
   if (dw == 1) {  // phase q, element i: source column i*sw + q - pw, inside for i in [lo, hi)
     for (int q = 0; q < sw; ++q) {
       S* d = dst + q * rsq;
-      const int64_t first = pw - q, last = W - 1 + pw - q;
-      int64_t lo = first <= 0 ? 0 : (first + sw - 1) / sw;
-      int64_t hi = last < 0 ? 0 : last / sw + 1;
-      hi = std::min(hi, rsq);
-      lo = std::min(lo, hi);
+      int64_t lo, hi;
+      phase_range(W, pw, sw, q, rsq, lo, hi);
       std::fill(d, d + lo, S(0));
       const S* sq = src + q - pw;
       for (int64_t i = lo; i < hi; ++i) d[i] = sq[i * sw];
@@ -695,15 +723,34 @@ Geom grad_x_geom(const Geom& f) {
   return g;
 }
 
-// Asks Linux to back a large fresh output with 2 MB pages before the kernels first touch it. A
-// buffer over glibc's mmap threshold (32 MB at most) is mapped anew by every call, and its first
-// touch is then one page fault per 4 KB page: 11 ms of X3D's 43 MB stride-2 grad_x (N = 1,
-// C = 54, 16 x 112^2) against about 3 ms of arithmetic; with 2 MB pages, about 4 ms.
+// Whether a MADV_HUGEPAGE hint is free of stalls: under the kernel's THP defrag policies "always",
+// "madvise" and "defer+madvise" a page fault in an advised region compacts memory synchronously
+// whenever no 2 MB page is free. Measured on this project's VM ("madvise"): a 43 MB grad_x took
+// 6 ms with the hint when 2 MB pages were free and 30-60 ms when they were not (14 ms without
+// the hint), and RNL's 26 MB forward swung between 8 and 37 ms from call to call. Under "defer"
+// and "never" the fault takes a free 2 MB page or falls back to 4 KB pages at once.
+bool huge_page_hint_is_safe() {
+  static const bool safe = [] {
+    std::FILE* f = std::fopen("/sys/kernel/mm/transparent_hugepage/defrag", "r");
+    if (f == nullptr) return false;
+    char buf[128] = {0};
+    const size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
+    std::fclose(f);
+    const std::string policy(buf, n);
+    return policy.find("[defer]") != std::string::npos || policy.find("[never]") != std::string::npos;
+  }();
+  return safe;
+}
+
+// Asks Linux to back a large fresh output with 2 MB pages before the kernels first touch it, where
+// that cannot stall (above). A buffer over glibc's mmap threshold (32 MB at most) is mapped anew
+// by every call, and its first touch is then one page fault per 4 KB page: about 11-14 ms of X3D's
+// 43 MB stride-2 grad_x (N = 1, C = 54, 16 x 112^2) on this VM against about 3 ms of arithmetic.
 void advise_huge_pages(const at::Tensor& t) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   constexpr size_t kMinBytes = size_t(16) << 20;
   const size_t bytes = static_cast<size_t>(t.numel()) * t.element_size();
-  if (bytes < kMinBytes) return;
+  if (bytes < kMinBytes || !huge_page_hint_is_safe()) return;
   const auto a = reinterpret_cast<uintptr_t>(t.data_ptr());
   const uintptr_t page = 4096, lo = (a + page - 1) & ~(page - 1), hi = (a + bytes) & ~(page - 1);
   if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);  // a hint: failure is fine
