@@ -5,7 +5,8 @@
 //   NCDHW x, vectorised along W; tasks (n, c) plane x output-frame chunk:
 //     forward: the needed source rows of the plane are copied into padded, phase-split rows
 //              (stride along W becomes unit-stride loads), then register blocks (rows x vectors)
-//              sweep the outputs.
+//              sweep the outputs; 3x3 (stride 1 and 2), 1x1 and 7x7 kernels run instances with
+//              their extents and strides fixed at compile time, the rest a generic one.
 //     grad_x:  the same correlation of grad_y with the kernel reversed on every axis, grad_y read
 //              dilated by the stride (the transposed convolution).
 //     grad_w:  per channel, the N*To output frames are cut into shape-determined chunks
