@@ -42,6 +42,7 @@
 #include <sys/mman.h>
 #endif
 
+#include "common/cpu_buffer_cache.h"
 #include "common/cpu_isa.h"
 #include "depthwise_conv3d/depthwise_conv3d_math.h"
 
@@ -806,7 +807,7 @@ at::Tensor fwd_cpu(const at::Tensor& x, const at::Tensor& weight, const std::opt
   auto xc = x.to(ct).contiguous(fmt);
   auto wc = weight.to(ct).contiguous();
   at::Tensor bc = bias.has_value() ? bias->to(ct).contiguous() : at::Tensor();
-  auto y = at::empty({g.N, g.C, g.To, g.Ho, g.Wo}, xc.options().memory_format(fmt));
+  auto y = cpu_buffers::empty({g.N, g.C, g.To, g.Ho, g.Wo}, xc.options(), fmt);
   advise_huge_pages(y);
   if (y.numel() > 0) {
     AT_DISPATCH_FLOATING_TYPES(ct, kFwd, [&] {
@@ -837,7 +838,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bwd_cpu(const at::Tensor& grad_y,
   const bool any = x.numel() > 0 && gc.numel() > 0;
   const auto gx_opts = gc.options().memory_format(fmt);
   const auto gw_opts = wc.options().memory_format(at::MemoryFormat::Contiguous);
-  auto gx = (any && need_x) ? at::empty(x.sizes(), gx_opts) : at::zeros(x.sizes(), gx_opts);
+  auto gx = (any && need_x) ? cpu_buffers::empty(x.sizes(), gc.options(), fmt) : at::zeros(x.sizes(), gx_opts);
   if (any && need_x) advise_huge_pages(gx);
   auto gw = (any && need_weight) ? at::empty(weight.sizes(), gw_opts) : at::zeros(weight.sizes(), gw_opts);
   if (any) {
