@@ -31,16 +31,11 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <string>
 #include <vector>
-
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 #include "common/cpu_buffer_cache.h"
 #include "common/cpu_isa.h"
@@ -725,42 +720,6 @@ Geom grad_x_geom(const Geom& f) {
   return g;
 }
 
-// Whether a MADV_HUGEPAGE hint is free of stalls: under the kernel's THP defrag policies "always",
-// "madvise" and "defer+madvise" a page fault in an advised region compacts memory synchronously
-// whenever no 2 MB page is free. Measured on this project's VM ("madvise"): a 43 MB grad_x took
-// 6 ms with the hint when 2 MB pages were free and 30-60 ms when they were not (14 ms without
-// the hint), and RNL's 26 MB forward swung between 8 and 37 ms from call to call. Under "defer"
-// and "never" the fault takes a free 2 MB page or falls back to 4 KB pages at once.
-bool huge_page_hint_is_safe() {
-  static const bool safe = [] {
-    std::FILE* f = std::fopen("/sys/kernel/mm/transparent_hugepage/defrag", "r");
-    if (f == nullptr) return false;
-    char buf[128] = {0};
-    const size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
-    std::fclose(f);
-    const std::string policy(buf, n);
-    return policy.find("[defer]") != std::string::npos || policy.find("[never]") != std::string::npos;
-  }();
-  return safe;
-}
-
-// Asks Linux to back a large fresh output with 2 MB pages before the kernels first touch it, where
-// that cannot stall (above). A buffer over glibc's mmap threshold (32 MB at most) is mapped anew
-// by every call, and its first touch is then one page fault per 4 KB page: about 11-14 ms of X3D's
-// 43 MB stride-2 grad_x (N = 1, C = 54, 16 x 112^2) on this VM against about 3 ms of arithmetic.
-void advise_huge_pages(const at::Tensor& t) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr size_t kMinBytes = size_t(16) << 20;
-  const size_t bytes = static_cast<size_t>(t.numel()) * t.element_size();
-  if (bytes < kMinBytes || !huge_page_hint_is_safe()) return;
-  const auto a = reinterpret_cast<uintptr_t>(t.data_ptr());
-  const uintptr_t page = 4096, lo = (a + page - 1) & ~(page - 1), hi = (a + bytes) & ~(page - 1);
-  if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);  // a hint: failure is fine
-#else
-  (void)t;
-#endif
-}
-
 bool channels_last(const at::Tensor& x) {
   return x.is_contiguous(at::MemoryFormat::ChannelsLast3d) && !x.is_contiguous();
 }
@@ -808,7 +767,6 @@ at::Tensor fwd_cpu(const at::Tensor& x, const at::Tensor& weight, const std::opt
   auto wc = weight.to(ct).contiguous();
   at::Tensor bc = bias.has_value() ? bias->to(ct).contiguous() : at::Tensor();
   auto y = cpu_buffers::empty({g.N, g.C, g.To, g.Ho, g.Wo}, xc.options(), fmt);
-  advise_huge_pages(y);
   if (y.numel() > 0) {
     AT_DISPATCH_FLOATING_TYPES(ct, kFwd, [&] {
       run_conv<scalar_t>(cl, xc, wc.const_data_ptr<scalar_t>(), bc.defined() ? bc.const_data_ptr<scalar_t>() : nullptr,
@@ -839,7 +797,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bwd_cpu(const at::Tensor& grad_y,
   const auto gx_opts = gc.options().memory_format(fmt);
   const auto gw_opts = wc.options().memory_format(at::MemoryFormat::Contiguous);
   auto gx = (any && need_x) ? cpu_buffers::empty(x.sizes(), gc.options(), fmt) : at::zeros(x.sizes(), gx_opts);
-  if (any && need_x) advise_huge_pages(gx);
   auto gw = (any && need_weight) ? at::empty(weight.sizes(), gw_opts) : at::zeros(weight.sizes(), gw_opts);
   if (any) {
     AT_DISPATCH_FLOATING_TYPES(ct, kBwd, [&] {
