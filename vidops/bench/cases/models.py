@@ -259,8 +259,10 @@ def _targets(label: str, mode: str, device: torch.device) -> list:
             return [Target("speedup", 1.5, b, source=f"X3D on GPU: {label} training step >= 1.5x the reference impl "
                                                       f"in PyTorch's best layout") for b in ("reference", "reference_cl3d")
                     if mode == "fwd+bwd"]
-        return [Target("speedup", v, b, source=f"{label} {mode} >= {v}x the reference impl"
-                                                 f"{' in channels_last_3d' if b.endswith('cl3d') else ' (NCDHW)'}")
+        # each layout's target judges the vidops provider of that layout
+        return [Target("speedup", v, b, providers=f"vidops_{device.type}{'_cl3d' if b.endswith('cl3d') else ''}",
+                       source=f"{label} {mode} >= {v}x the reference impl"
+                              f"{' in channels_last_3d' if b.endswith('cl3d') else ' (NCDHW)'}")
                 for b, v in X3D_TARGETS.get((label, mode), ())]
     if device.type == "cuda":
         return [Target("speedup", 1.5, "reference", source="models on GPU: every model >= 1.5x the reference impl")]
