@@ -1,8 +1,9 @@
 """The CPU's channel-blocked channels_last kernels of depthwise_conv3d (AVX2 and AVX-512): channel
 counts with whole blocks, a half block and a partial block, output rows of whole 14- or 8-wide runs
 plus a shorter run, the kernel widths they are instantiated for (3, 5, 7; stride 1 and 2) and ones
-they are not (1, 2), small frames split into channel block groups, against the float64 reference,
-forward and both gradients (grad_x runs the same kernels). test_depthwise_conv3d_strided's
+they are not (1, 2), small frames split into channel block groups, the grad_x of stride 2 along W
+(compact grad_y rows, odd and even widths), against the float64 reference, forward and both
+gradients (grad_x runs the same kernels). test_depthwise_conv3d_strided's
 per-instruction-set test runs these cases in every ISA this CPU has."""
 import pytest
 import torch
@@ -23,6 +24,11 @@ BLOCKED_CASES = [
     (1, 20, 3, 5, 16, (3, 7, 7), (1, 1, 1), (1, 3, 3), False),  # kw = 7 (RNL's 3x7x7)
     (1, 17, 3, 6, 12, (1, 5, 5), (1, 1, 1), (0, 2, 2), True),  # kw = 5
     (1, 33, 2, 5, 9, (3, 3, 2), (1, 1, 1), (1, 1, 0), False),  # even kw: the plain kernels
+    # grad_x of stride 2 along W with padding 1: compact grad_y rows, pairs of outputs
+    (1, 21, 3, 7, 31, (3, 3, 3), (1, 2, 2), (1, 1, 1), False),  # odd W: runs 14 + 14 + 3; a half block
+    (1, 54, 3, 8, 13, (3, 3, 3), (2, 2, 2), (1, 1, 1), True),  # stride 2 in T too; X3D-M's C
+    (1, 8, 3, 5, 1, (3, 3, 3), (1, 2, 2), (1, 1, 1), True),  # a 1-pixel row
+    (1, 16, 3, 6, 11, (3, 3, 3), (1, 2, 2), (1, 1, 0), False),  # padding 0 along W: dilated rows
 ]
 
 

@@ -82,6 +82,11 @@ inline int64_t src_index(int64_t v, int dd, int64_t n) {
   return i < n ? i : -1;
 }
 
+// Whether g is the grad_x of a forward with kw = 3, stride 2 and padding 1 along W (grad_y read
+// dilated by 2): the blocked kernels then keep grad_y's rows compact (one zero column each side)
+// and skip the inserted zeros (depthwise_conv3d_cpu_blocked.inc, clbt2_rows).
+inline bool clb_transposed_s2(const Geom& g) { return g.kw == 3 && g.sw == 1 && g.dw == 2 && g.pw == 1; }
+
 // The channel blocks of a blocked channels_last row (depthwise_conv3d_cpu_blocked.inc): blocks of
 // L channels, the last one of L/2 lanes when it has at most L/2 channels (L >= 8); a row is the
 // blocks one after the other, each `cols` vectors; the kernel likewise with `taps` vectors a block.
@@ -500,7 +505,11 @@ template <typename S>
 void conv_cl_blocked(const Table<S>& tb, const S* x, const int64_t* sd, const S* k, const S* bias, S* y,
                      const Geom& g) {
   const int taps = g.taps();
-  const int64_t cols = (g.Wo - 1) * g.sw + g.kw;
+  // the source rows' virtual columns: padded and dilated, or compact for clb_transposed_s2
+  const bool t2 = clb_transposed_s2(g);
+  const int64_t cols = t2 ? g.W + 2 : (g.Wo - 1) * g.sw + g.kw;
+  const int cdw = t2 ? 1 : g.dw;
+  const int64_t cpw = t2 ? 1 : g.pw;
   const ClBlocks bl = ClBlocks::make(g.C, cols, taps, tb.lanes);
   std::vector<S> kB(static_cast<size_t>(bl.k_elems()), S(0));
   for (int b = 0; b < bl.blocks(); ++b)
@@ -535,7 +544,7 @@ void conv_cl_blocked(const Table<S>& tb, const S* x, const int64_t* sd, const S*
         int64_t f0, f1;
         source_range(t, t + 1, g.st, g.kt, g.pt, g.dt, g.T, f0, f1);
         win.fetch(f0, f1, [&](int64_t f, int64_t r, S* d) {
-          tb.clb_pad(sample + f * sd[1] + (r0 + r) * sd[2], sd, g.W, g.dw, g.pw, bl, static_cast<int>(b0),
+          tb.clb_pad(sample + f * sd[1] + (r0 + r) * sd[2], sd, g.W, cdw, cpw, bl, static_cast<int>(b0),
                      static_cast<int>(b1), d);
         }, ptrs.data());
         Rows<S> xp{nullptr, f0, r0, r1 - r0, rs, nullptr, ptrs.data()};
