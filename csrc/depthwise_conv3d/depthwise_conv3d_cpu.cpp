@@ -20,7 +20,8 @@
 //              group), each sweeping the output frames through a window of padded source frames.
 //     otherwise (kw 1 or even, the baseline ISA): the rows copied with W padding and C padded to
 //              whole vectors, the kernel transposed to (taps, C), tasks (n, output frame, row block);
-//     grad_w: chunks of (n, row block, t) units, the same padded rows.
+//     grad_w: chunks of (n, row block, t) units, rows of x and grad_y padded along W only (pixel
+//              stride C, one copy per row).
 // float16/bfloat16 inputs are computed in float32 (converted copies) and cast back. grad_bias is
 // the sum of grad_y over (N, To, Ho, Wo).
 #include <ATen/ATen.h>
@@ -148,7 +149,7 @@ struct Table {
   void (*wgrad)(const Geom&, const Rows<S>&, const Rows<S>&, int64_t, int64_t, S*);
   int (*block_width)(int64_t W);
   void (*cl_fwd)(const Geom&, const Rows<S>&, const S*, const S*, int64_t, int64_t, int64_t, int64_t, S*);
-  void (*cl_wgrad)(const Geom&, const Rows<S>&, const S*, int64_t, int64_t, int64_t, int64_t, S*);
+  void (*cl_wgrad)(const Geom&, const Rows<S>&, const S*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, S*);
   // the blocked channels_last forward (null: none for this ISA)
   bool (*clb_fwd)(const Geom&, const ClBlocks&, int, int, const Rows<S>&, const S*, const S*, int64_t, int64_t,
                   int64_t, S*);
@@ -608,7 +609,10 @@ void wgrad_cl(const S* gy, const int64_t* gd, const S* x, const int64_t* xd, S* 
   const int64_t cp = round_up(g.C, tb.lanes);
   const int taps = g.taps();
   const int64_t cols = (g.Wo - 1) * g.sw + g.kw;
-  const int64_t rs = cols * cp;
+  // Rows keep x's and grad_y's pixel stride C (one copy per row, not one per pixel), plus cp - C
+  // zeroed elements of slack for the last pixel's last channel vector (see cl_wgrad_row).
+  const int64_t slack = cp - g.C;
+  const int64_t rs = cols * g.C + slack, grs = g.Wo * g.C + slack;
   const int64_t hb = cl_block_rows(g, rs, sizeof(S));
   const int64_t blocks = (g.Ho + hb - 1) / hb;
   const int64_t units = g.N * blocks * g.To;
@@ -634,14 +638,17 @@ void wgrad_cl(const S* gy, const int64_t* gd, const S* x, const int64_t* xd, S* 
         source_range(t, t + 1, g.st, g.kt, g.pt, 1, g.T, f0, f1);
         const S* sample = x + n * xd[0];
         win.fetch(f0, f1, [&](int64_t f, int64_t r, S* d) {
-          pad_cl_row<S>(sample + f * xd[1] + (r0 + r) * xd[2], xd, g.W, g.C, 1, g.pw, cols, cp, d);
+          pad_cl_row<S>(sample + f * xd[1] + (r0 + r) * xd[2], xd, g.W, g.C, 1, g.pw, cols, g.C, d);
+          std::fill(d + cols * g.C, d + rs, S(0));
         }, ptrs.data());
-        grows.resize(static_cast<size_t>((h1 - h0) * g.Wo * cp));
-        for (int64_t h = h0; h < h1; ++h)
-          pad_cl_row<S>(gy + n * gd[0] + t * gd[1] + h * gd[2], gd, g.Wo, g.C, 1, 0, g.Wo, cp,
-                        grows.data() + (h - h0) * g.Wo * cp);
+        grows.resize(static_cast<size_t>((h1 - h0) * grs));
+        for (int64_t h = h0; h < h1; ++h) {
+          S* d = grows.data() + (h - h0) * grs;
+          pad_cl_row<S>(gy + n * gd[0] + t * gd[1] + h * gd[2], gd, g.Wo, g.C, 1, 0, g.Wo, g.C, d);
+          std::fill(d + g.Wo * g.C, d + grs, S(0));
+        }
         Rows<S> xp{nullptr, f0, r0, r1 - r0, rs, nullptr, ptrs.data()};
-        tb.cl_wgrad(g, xp, grows.data(), t, h0, h1, cp, pk);
+        tb.cl_wgrad(g, xp, grows.data(), grs, t, h0, h1, cp, g.C, pk);
       }
     }
   });
