@@ -48,6 +48,9 @@ def test_blocked_kernels_match_float64_reference(case, dtype):
 def test_ncdhw_short_rows_take_the_blocked_kernels():
     check_case("cpu", "cpu", (1, 48, 4, 7, 7, (3, 3, 3), (1, 1, 1), (1, 1, 1), True), torch.float32,
                torch.contiguous_format)
+    # stride 2: the grad_x through the compact grad_y rows, read from an NCDHW tensor
+    check_case("cpu", "cpu", (1, 40, 4, 9, 7, (3, 3, 3), (1, 2, 2), (1, 1, 1), True), torch.float32,
+               torch.contiguous_format)
 
 
 @pytest.mark.skipif(not HAS_CPU, reason="C++ CPU kernel not built")
