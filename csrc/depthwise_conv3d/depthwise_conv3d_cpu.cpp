@@ -149,7 +149,7 @@ struct Table {
   void (*wgrad)(const Geom&, const Rows<S>&, const Rows<S>&, int64_t, int64_t, S*);
   int (*block_width)(int64_t W);
   void (*cl_fwd)(const Geom&, const Rows<S>&, const S*, const S*, int64_t, int64_t, int64_t, int64_t, S*);
-  void (*cl_wgrad)(const Geom&, const Rows<S>&, const S*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, S*);
+  void (*cl_wgrad)(const Geom&, const Rows<S>&, const S*, int64_t, int64_t, int64_t, int64_t, int64_t, S*);
   // the blocked channels_last forward (null: none for this ISA)
   bool (*clb_fwd)(const Geom&, const ClBlocks&, int, int, const Rows<S>&, const S*, const S*, int64_t, int64_t,
                   int64_t, S*);
@@ -637,18 +637,19 @@ void wgrad_cl(const S* gy, const int64_t* gd, const S* x, const int64_t* xd, S* 
         }
         source_range(t, t + 1, g.st, g.kt, g.pt, 1, g.T, f0, f1);
         const S* sample = x + n * xd[0];
+        // a row of `cols` columns at pixel stride C, then the zeroed slack
+        auto row_with_slack = [&](const S* src, const int64_t* sd, int64_t W, int64_t pw, int64_t cols_, S* d) {
+          pad_cl_row<S>(src, sd, W, g.C, 1, pw, cols_, g.C, d);
+          std::fill(d + cols_ * g.C, d + cols_ * g.C + slack, S(0));
+        };
         win.fetch(f0, f1, [&](int64_t f, int64_t r, S* d) {
-          pad_cl_row<S>(sample + f * xd[1] + (r0 + r) * xd[2], xd, g.W, g.C, 1, g.pw, cols, g.C, d);
-          std::fill(d + cols * g.C, d + rs, S(0));
+          row_with_slack(sample + f * xd[1] + (r0 + r) * xd[2], xd, g.W, g.pw, cols, d);
         }, ptrs.data());
         grows.resize(static_cast<size_t>((h1 - h0) * grs));
-        for (int64_t h = h0; h < h1; ++h) {
-          S* d = grows.data() + (h - h0) * grs;
-          pad_cl_row<S>(gy + n * gd[0] + t * gd[1] + h * gd[2], gd, g.Wo, g.C, 1, 0, g.Wo, g.C, d);
-          std::fill(d + g.Wo * g.C, d + grs, S(0));
-        }
+        for (int64_t h = h0; h < h1; ++h)
+          row_with_slack(gy + n * gd[0] + t * gd[1] + h * gd[2], gd, g.Wo, 0, g.Wo, grows.data() + (h - h0) * grs);
         Rows<S> xp{nullptr, f0, r0, r1 - r0, rs, nullptr, ptrs.data()};
-        tb.cl_wgrad(g, xp, grows.data(), grs, t, h0, h1, cp, g.C, pk);
+        tb.cl_wgrad(g, xp, grows.data(), grs, t, h0, h1, cp, pk);
       }
     }
   });
