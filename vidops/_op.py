@@ -50,6 +50,13 @@ That is all. From the declaration the skeleton builds:
   the public call while autocast is on for the inputs' device) decides the dtypes, not the
   autocast of the PyTorch ops inside a backend.
 
+`eager={"cpu": _op.cpp_autograd("_<op>")}` gives a backend an eager call path: a C++ op with its
+autograd formula in C++ (`torch.ops.vidops._<op>_autograd`) that computes what the backend's
+forward and backward compute. `OP(...)` takes it, after the argument checks and the backend
+choice, for plain eager calls only (see `_plain_eager`: no torch.compile, tracing, torch function
+or dispatch mode, functorch transform, autocast or tensor subclass); everything else, and every
+direct call of `vidops::<op>`, goes through the custom op.
+
 Checks that read tensor data (e.g. "basis must be finite") belong in the backends' forward
 (inside the custom op), not in `check`: torch.compile traces `check`, and reading data there
 breaks the graph. `post=(outputs, *args) -> outputs` converts every backend's result (a dtype
@@ -128,6 +135,28 @@ def triton(module: str, supports=None) -> Impl:
         return get
 
     return Impl(_Lazy(find("forward")), _Lazy(find("backward")), supports=supports, module=module)
+
+
+def cpp_autograd(kernel: str) -> Callable:
+    """The eager call path `torch.ops.vidops.<kernel>_autograd` (forward and autograd in C++),
+    called with the op's own arguments; found on first use."""
+    return _Lazy(lambda: getattr(torch.ops.vidops, f"{kernel}_autograd").default)
+
+
+_PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
+
+
+def _plain_eager(args) -> bool:
+    """Whether this call can take an op's eager C++ path: plain tensors with data, run eagerly, with
+    nothing that has to see the op as `vidops::<op>` (torch.compile and torch.export trace with
+    fake or functional tensors, the TorchScript tracer records ops, FlopCounterMode and other
+    dispatch modes read op names, functorch transforms and autocast need the custom op's rules)."""
+    for t in args:
+        if isinstance(t, torch.Tensor) and (type(t) not in _PLAIN_TENSOR_TYPES or t.numel() == 0):
+            return False
+    return not (torch.compiler.is_compiling() or torch.jit.is_tracing()
+                or torch._C._is_torch_function_mode_enabled() or torch._C._len_torch_dispatch_stack()
+                or torch._C._functorch.peek_interpreter_stack() is not None)
 
 
 def _device_rule(op: str, name: str, impl: Impl):
@@ -307,6 +336,8 @@ class Op:
             the fakes must give the same (the derived backward fake does).
         backward_autograd: (setup_context, backward) registered as the autograd formula of the
             backward op itself, for ops whose gradient is differentiable again (double backward).
+        eager: backend name -> the eager call path of that backend (`cpp_autograd(...)`), taken by
+            plain eager calls (see the module docstring).
     """
 
     def __init__(self, name: str, schema: str, *, check: Callable, fake: Callable, backends: dict,
@@ -315,7 +346,9 @@ class Op:
                  differentiable: Optional[Sequence[str]] = None, needs_input_grad: bool = False,
                  backward: Optional[str] = None, save: Optional[Callable] = None,
                  grads_of: Optional[Sequence[str]] = None, backward_fake: Optional[Callable] = None,
-                 output_format: Optional[Callable] = None, backward_autograd: Optional[tuple] = None):
+                 output_format: Optional[Callable] = None, backward_autograd: Optional[tuple] = None,
+                 eager: Optional[dict] = None):
+        self.eager = dict(eager or {})
         self.name, self.check, self.fake, self.post, self.autocast = name, check, fake, post, autocast
         self.args, self.outputs = _parse(schema)
         self._index = {a.name: i for i, a in enumerate(self.args)}
@@ -374,6 +407,9 @@ class Op:
             args = tuple(self.autocast(args, device.type, torch.get_autocast_dtype(device.type)))
         self.check(*args)
         name = _dispatch.choose(self.name, device, backend, args)
+        eager = self.eager.get(name)
+        if eager is not None and not _autocast_on(device.type) and _plain_eager(args):
+            return eager(*args)
         return self.forward_op(*args, name)
 
     def backend(self, name: str):

@@ -196,6 +196,7 @@ OP = _op.Op(
     backward_fake=_backward_fake,
     output_format=memory_format,
     autocast=autocast_rule,
+    eager={"cpu": _op.cpp_autograd("_depthwise_conv3d")},
 )
 
 
