@@ -48,6 +48,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> call_bwd(const at::Tensor& grad_y
   return op.call(grad_y, x, weight, bias, stride, padding, need_x, need_weight, need_bias);
 }
 
+// Under create_graph the gradients must carry a graph node whose own backward is the custom op's
+// rule (it has none: differentiating through it raises), not silently none; the custom op
+// vidops::depthwise_conv3d_backward (registered from Python) gives exactly what the custom-op path gives.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> call_custom_op_bwd(const at::Tensor& grad_y, const at::Tensor& x,
+                                                                  const at::Tensor& weight,
+                                                                  const std::optional<at::Tensor>& bias,
+                                                                  c10::IntArrayRef stride, c10::IntArrayRef padding,
+                                                                  bool need_x, bool need_weight, bool need_bias) {
+  static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("vidops::depthwise_conv3d_backward", "");
+  std::vector<c10::IValue> stack{grad_y,      x,     weight,    bias,
+                                 stride.vec(), padding.vec(), need_x, need_weight,
+                                 need_bias,   x.is_cpu() ? c10::IValue(std::string("cpu")) : c10::IValue()};
+  op.callBoxed(&stack);
+  return {stack[0].toTensor(), stack[1].toTensor(), stack[2].toTensor()};
+}
+
 struct DepthwiseConv3dFunction : public torch::autograd::Function<DepthwiseConv3dFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
                             const std::optional<at::Tensor>& bias, c10::IntArrayRef stride,
@@ -73,7 +89,10 @@ struct DepthwiseConv3dFunction : public torch::autograd::Function<DepthwiseConv3
     const bool need_weight = ctx->needs_input_grad(1);
     const bool need_bias = has_bias && ctx->needs_input_grad(2);
     // grads[0] is defined: a Function materialises a missing output gradient as zeros.
-    auto [gx, gw, gb] = call_bwd(grads[0], x, weight, bias, stride, padding, need_x, need_weight, need_bias);
+    auto [gx, gw, gb] = at::GradMode::is_enabled()
+                            ? call_custom_op_bwd(grads[0], x, weight, bias, stride, padding, need_x, need_weight,
+                                                 need_bias)
+                            : call_bwd(grads[0], x, weight, bias, stride, padding, need_x, need_weight, need_bias);
     return {need_x ? gx : at::Tensor(), need_weight ? gw : at::Tensor(), need_bias ? gb : at::Tensor(),
             at::Tensor(), at::Tensor()};
   }
