@@ -70,7 +70,8 @@ class Target:
       "speedup"      median time of `baseline` / median time of the provider >= value;
       "copy_bw"      the provider's GB/s as a percentage of the measured copy bandwidth >= value;
       "tflops"       the provider's TFLOP/s (the case's `flops` / median time) >= value;
-      "peak_memory"  peak memory allocated by one call (bytes) <= value.
+      "peak_memory"  peak memory allocated by one call (bytes) <= value;
+      "layer_share"  `layer`'s part of the provider's per-layer breakdown (percent of the step) <= value.
     providers: fnmatch pattern of the providers the target applies to (default: every vidops backend).
     source: where the target comes from (the goal and its reason), for the JSON record.
     """
@@ -79,6 +80,7 @@ class Target:
     baseline: str = "reference"
     providers: str = "vidops_*"
     source: str = ""
+    layer: str = ""
 
     def applies_to(self, provider: str) -> bool:
         return fnmatch.fnmatchcase(provider, self.providers)
@@ -92,6 +94,8 @@ class Target:
             return f"mem<={self.value / 2**20:.3g}MiB"
         if self.kind == "tflops":
             return f">={self.value:g} TFLOP/s"
+        if self.kind == "layer_share":
+            return f"{self.layer}<={self.value:g}% of the step"
         return f"{self.kind} {self.value:g}"
 
 

@@ -49,12 +49,19 @@ def target_detail(rec: dict) -> str:
             val = "n/a"
         elif t["kind"] == "speedup":
             val = f"{m:.2f}x"
-        elif t["kind"] == "copy_bw":
+        elif t["kind"] in ("copy_bw", "layer_share"):
             val = f"{m:.1f}%"
         else:
             val = f"{m / 2**20:.3g}MiB"
         parts.append(f"{t['describe']}: {val} {_met(t['met'])}")
     return "; ".join(parts)
+
+
+def breakdown_text(breakdown: dict) -> str:
+    """'depthwise conv 61.2 ms (13.9%), rest of the network 380 ms (86.1%)'"""
+    total = sum(breakdown.values())
+    return ", ".join(f"{k} {v:.3g} ms" + (f" ({100 * v / total:.1f}%)" if total > 0 else "")
+                     for k, v in breakdown.items())
 
 
 def table(result: dict) -> str:
@@ -113,6 +120,8 @@ def table(result: dict) -> str:
             target_detail(r),
         )
         lines.append("  " + " ".join(cells).rstrip())
+        if r.get("breakdown"):
+            lines.append("  " + " " * 21 + "layers: " + breakdown_text(r["breakdown"]))
     lines.append("")
     lines.append("speedup: reference (authors' formulation, eager) median / provider median (models: providers "
                  "timed in alternation, the median of the per-round ratios). GB/s: minimum "
