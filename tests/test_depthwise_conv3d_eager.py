@@ -1,11 +1,13 @@
 """The eager CPU call path of vidops.depthwise_conv3d (vidops::_depthwise_conv3d_autograd, forward and
 autograd in C++): taken by plain eager calls, equal bit for bit to the custom op on the cpu backend,
 only the gradients autograd asks for, gradcheck, and every caller that must see the custom op
-(torch.compile, TorchScript tracing, dispatch modes, autocast, functorch, create_graph) still does."""
+(torch.compile, TorchScript tracing, dispatch modes, autocast, empty inputs, create_graph) still does;
+saved inputs, checkpointing and inference mode behave as with any autograd op."""
 import sys
 
 import pytest
 import torch
+import torch.utils.checkpoint
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import vidops
@@ -170,3 +172,23 @@ def test_no_eager_path_when_the_op_declares_none():
         assert EAGER_NODE not in vidops.depthwise_conv3d(x, w).grad_fn.name()
     finally:
         op.eager = saved
+
+
+def test_saved_inputs_are_guarded_and_checkpointing_recomputes_the_same():
+    x, w, _ = _inputs("cl3d", torch.float32, False)
+    w.requires_grad_(True)
+    a = x.clone().requires_grad_(True) * 1
+    y = vidops.depthwise_conv3d(a, w)
+    assert EAGER_NODE in y.grad_fn.name()
+    a.add_(1)   # x saved for the weight gradient was modified in place: autograd must refuse
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+    xi = x.clone().requires_grad_(True)
+    torch.utils.checkpoint.checkpoint(lambda t: vidops.depthwise_conv3d(t, w).relu(), xi,
+                                      use_reentrant=False).sum().backward()
+    g = xi.grad.clone()
+    xi.grad = None
+    vidops.depthwise_conv3d(xi, w).relu().sum().backward()
+    assert torch.equal(g, xi.grad)
+    with torch.inference_mode():
+        assert not vidops.depthwise_conv3d(x, w).requires_grad
