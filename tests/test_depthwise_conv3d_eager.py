@@ -192,3 +192,17 @@ def test_saved_inputs_are_guarded_and_checkpointing_recomputes_the_same():
     assert torch.equal(g, xi.grad)
     with torch.inference_mode():
         assert not vidops.depthwise_conv3d(x, w).requires_grad
+
+
+def test_an_unneeded_grad_x_takes_no_memory_and_the_custom_op_still_returns_zeros():
+    x, w, _ = _inputs("cl3d", torch.float32, False)
+    y = vidops.depthwise_conv3d(x, w)
+    gy = torch.randn_like(y)
+    gx, gw, _ = torch.ops.vidops._depthwise_conv3d_bwd(gy, x, w, None, [1, 1, 1], [1, 1, 1], False, True, False)
+    assert gx.shape == x.shape and set(gx.stride()) == {0} and not gx.any()
+    gx_op, gw_op, _ = _op().backward_op(gy, x, w, None, [1, 1, 1], [1, 1, 1], False, True, False, "cpu")
+    assert torch.equal(gx_op, torch.zeros_like(x)) and gx_op.is_contiguous(memory_format=CL)
+    assert torch.equal(gw_op, gw)
+    (we,) = _leaves(w)
+    vidops.depthwise_conv3d(x, we).backward(gy)   # x needs no gradient: only the weight's
+    assert torch.equal(we.grad, gw)

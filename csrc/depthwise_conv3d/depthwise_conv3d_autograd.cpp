@@ -9,10 +9,10 @@
 // and ONNX see. In eager mode on the CPU every call of it crosses Python several times (the custom
 // op, its autograd function, the backend call, the same again for the backward), and inside a
 // network, where each layer's data has just evicted the interpreter from the caches, that costs
-// 0.1-0.4 ms a call: as much as the kernel at X3D's 7^2 and 14^2 layers. vidops/ops/depthwise_conv3d.py
-// takes this path for plain eager CPU calls after its argument checks; it computes the same
-// numbers as the custom op's cpu backend (the same kernels), and only the gradients that autograd
-// asks for.
+// 0.1-0.4 ms a call: as much as the kernel at X3D's 7^2 and 14^2 layers. The op declared in
+// vidops/ops/depthwise_conv3d.py (`eager=` of vidops/_op.py's Op) takes this path for plain eager
+// CPU calls after its argument checks and backend choice; it computes the same numbers as the
+// custom op's cpu backend (the same kernels), and only the gradients that autograd asks for.
 #include <torch/autograd.h>
 #include <torch/library.h>
 

@@ -813,7 +813,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bwd_cpu(const at::Tensor& grad_y,
   const bool any = x.numel() > 0 && gc.numel() > 0;
   const auto gx_opts = gc.options().memory_format(fmt);
   const auto gw_opts = wc.options().memory_format(at::MemoryFormat::Contiguous);
-  auto gx = (any && need_x) ? cpu_buffers::empty(x.sizes(), gc.options(), fmt) : at::zeros(x.sizes(), gx_opts);
+  // grad_x when nobody needs it: one zero seen through zero strides (x's shape, no memory: the
+  // autograd path drops it, the custom op's backward copies it into the zeros it returns)
+  auto gx = !need_x ? at::zeros({}, x.options()).expand(x.sizes())
+                    : any ? cpu_buffers::empty(x.sizes(), gc.options(), fmt) : at::zeros(x.sizes(), gx_opts);
   auto gw = (any && need_weight) ? at::empty(weight.sizes(), gw_opts) : at::zeros(weight.sizes(), gw_opts);
   if (any) {
     AT_DISPATCH_FLOATING_TYPES(ct, kBwd, [&] {
@@ -847,7 +850,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bwd_cpu(const at::Tensor& grad_y,
     gb = gc.sum({0, 2, 3, 4}).to(bias->scalar_type());
   else
     gb = at::zeros({g.C}, bias->options());
-  return {gx.to(x.scalar_type()), gw.to(weight.scalar_type()), gb};
+  return {need_x ? gx.to(x.scalar_type()) : gx, gw.to(weight.scalar_type()), gb};
 }
 
 }  // namespace
