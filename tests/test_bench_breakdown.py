@@ -1,4 +1,6 @@
 """vidops.bench.breakdown: the per-layer timing of a model step must not change the step it times."""
+import time
+
 import torch
 import torch.nn as nn
 
@@ -35,7 +37,7 @@ def test_depthwise_layers_keep_their_gradient_layout_and_get_their_time():
         assert ms["depthwise conv"] > 0 and ms["total"] >= ms["depthwise conv"]
 
 
-def test_backward_of_a_depthwise_layer_is_counted_once_per_call():
+def test_backward_of_a_depthwise_layer_is_counted_once_per_call(monkeypatch):
     conv = nn.Conv3d(4, 4, 3, 1, 1, groups=4)
     calls = []
     m = nn.Sequential(conv, nn.ReLU())
@@ -46,14 +48,9 @@ def test_backward_of_a_depthwise_layer_is_counted_once_per_call():
         y.grad_fn.register_prehook(lambda g: calls.append("relu"))
         y.sum().backward()
 
-    import time
-    real = time.perf_counter
     ticks = iter(range(10_000))
-    try:
-        time.perf_counter = lambda: float(next(ticks))
-        ms = layer_breakdown(m, step)
-    finally:
-        time.perf_counter = real
+    monkeypatch.setattr(time, "perf_counter", lambda: float(next(ticks)))
+    ms = layer_breakdown(m, step)
     # forward: one open/close pair; backward: one open/close pair on the conv's node (a clock
     # that ticks once a reading: 1 tick each)
     assert ms["depthwise conv"] == 2e3 and calls == ["relu"]

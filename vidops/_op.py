@@ -146,7 +146,7 @@ def cpp_autograd(kernel: str) -> Callable:
 _PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
 
 
-def _plain_eager(args) -> bool:
+def _plain_eager(args, device_type: str) -> bool:
     """Whether this call can take an op's eager C++ path: plain tensors with data, run eagerly, with
     nothing that has to see the op as `vidops::<op>` (torch.compile and torch.export trace with
     fake or functional tensors, the TorchScript tracer records ops, FlopCounterMode and other
@@ -154,7 +154,7 @@ def _plain_eager(args) -> bool:
     for t in args:
         if isinstance(t, torch.Tensor) and (type(t) not in _PLAIN_TENSOR_TYPES or t.numel() == 0):
             return False
-    return not (torch.compiler.is_compiling() or torch.jit.is_tracing()
+    return not (_autocast_on(device_type) or torch.compiler.is_compiling() or torch.jit.is_tracing()
                 or torch._C._is_torch_function_mode_enabled() or torch._C._len_torch_dispatch_stack()
                 or torch._C._functorch.peek_interpreter_stack() is not None)
 
@@ -408,7 +408,7 @@ class Op:
         self.check(*args)
         name = _dispatch.choose(self.name, device, backend, args)
         eager = self.eager.get(name)
-        if eager is not None and not _autocast_on(device.type) and _plain_eager(args):
+        if eager is not None and _plain_eager(args, device.type):
             return eager(*args)
         return self.forward_op(*args, name)
 

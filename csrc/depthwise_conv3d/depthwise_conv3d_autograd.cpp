@@ -68,11 +68,9 @@ struct DepthwiseConv3dFunction : public torch::autograd::Function<DepthwiseConv3
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
                             const std::optional<at::Tensor>& bias, c10::IntArrayRef stride,
                             c10::IntArrayRef padding) {
-    const bool has_bias = bias.has_value() && bias->defined();
-    ctx->save_for_backward({x, weight, has_bias ? *bias : at::Tensor()});
+    ctx->save_for_backward({x, weight, bias.value_or(at::Tensor())});  // undefined: no bias
     ctx->saved_data["stride"] = stride.vec();
     ctx->saved_data["padding"] = padding.vec();
-    ctx->saved_data["has_bias"] = has_bias;
     return call_fwd(x, weight, bias, stride, padding);
   }
 
@@ -80,7 +78,7 @@ struct DepthwiseConv3dFunction : public torch::autograd::Function<DepthwiseConv3
     const auto saved = ctx->get_saved_variables();
     const at::Tensor& x = saved[0];
     const at::Tensor& weight = saved[1];
-    const bool has_bias = ctx->saved_data["has_bias"].toBool();
+    const bool has_bias = saved[2].defined();
     const std::optional<at::Tensor> bias = has_bias ? std::optional<at::Tensor>(saved[2]) : std::nullopt;
     const auto stride = ctx->saved_data["stride"].toIntVector();
     const auto padding = ctx->saved_data["padding"].toIntVector();

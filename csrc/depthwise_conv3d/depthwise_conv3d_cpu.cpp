@@ -850,7 +850,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bwd_cpu(const at::Tensor& grad_y,
     gb = gc.sum({0, 2, 3, 4}).to(bias->scalar_type());
   else
     gb = at::zeros({g.C}, bias->options());
-  return {need_x ? gx.to(x.scalar_type()) : gx, gw.to(weight.scalar_type()), gb};
+  return {gx.to(x.scalar_type()), gw.to(weight.scalar_type()), gb};
 }
 
 }  // namespace

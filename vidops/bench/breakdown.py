@@ -2,8 +2,9 @@
 
 `layer_breakdown(model, step)` runs `step()` (a forward, or a forward + backward + optimizer step)
 once with timing hooks on the layers `layer_kind` recognises, and returns milliseconds per kind:
-each layer's forward (forward pre/post hooks) and backward, its own time only (time spent in a recognised sub-layer, or in a wrapped network such as the conv inside a
-temporal shift, is not counted twice), and "rest" for everything else in the step. On CUDA the hooks
+each layer's forward (forward pre/post hooks) and backward, its own time only (time spent in a
+recognised sub-layer, or in a wrapped network such as the conv inside a temporal shift, is not
+counted twice), and "rest" for everything else in the step. On CUDA the hooks
 synchronise, so a breakdown run is slower than a timed one; its shares, not its total, are the point.
 
 A layer whose backward is one autograd node (a convolution: `SINGLE_NODE_KINDS`) is timed by hooks
@@ -87,16 +88,9 @@ def layer_breakdown(model: nn.Module, step: Callable[[], object], device=None,
         node = getattr(output, "grad_fn", None) if isinstance(output, torch.Tensor) else None
         if node is None:
             return None
-        k = module._vidops_kind
-
-        def pre(grad_outputs):
-            _sync(device)
-            stacks["bwd"].append([k, time.perf_counter(), 0.0])
-
-        def post(grad_inputs, grad_outputs):
-            closer("bwd")(module)
-
-        handles.extend([node.register_prehook(pre), node.register_hook(post)])
+        start, stop = opener("bwd"), closer("bwd")
+        handles.extend([node.register_prehook(lambda grad_outputs: start(module)),
+                        node.register_hook(lambda grad_inputs, grad_outputs: stop(module))])
         return None
 
     hooked = []

@@ -99,6 +99,14 @@ class Target:
         return f"{self.kind} {self.value:g}"
 
 
+def layer_share(breakdown, layer: str):
+    """`layer`'s percent of a per-layer breakdown {layer: ms} (None without one)."""
+    if not breakdown or layer not in breakdown:
+        return None
+    total = sum(breakdown.values())
+    return 100.0 * breakdown[layer] / total if total > 0 else None
+
+
 @dataclass
 class CaseOptions:
     """What the harness asks of a case module (all optional for the module to honour)."""

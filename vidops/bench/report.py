@@ -19,6 +19,8 @@ import shutil
 import textwrap
 from typing import Optional
 
+from .registry import layer_share
+
 RECORD_COLUMNS = [
     "op", "case", "mode", "dtype", "provider", "median_ms", "p20_ms", "p80_ms", "reps",
     "speedup", "gbps", "pct_copy_bw", "tflops", "peak_mem_bytes", "rel_err", "ref_rel_err", "err_bound", "check",
@@ -59,9 +61,11 @@ def target_detail(rec: dict) -> str:
 
 def breakdown_text(breakdown: dict) -> str:
     """'depthwise conv 61.2 ms (13.9%), rest of the network 380 ms (86.1%)'"""
-    total = sum(breakdown.values())
-    return ", ".join(f"{k} {v:.3g} ms" + (f" ({100 * v / total:.1f}%)" if total > 0 else "")
-                     for k, v in breakdown.items())
+    parts = []
+    for k, v in breakdown.items():
+        share = layer_share(breakdown, k)
+        parts.append(f"{k} {v:.3g} ms" + ("" if share is None else f" ({share:.1f}%)"))
+    return ", ".join(parts)
 
 
 def table(result: dict) -> str:

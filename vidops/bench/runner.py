@@ -310,14 +310,6 @@ def _speedups(records: list) -> None:
             r["speedup"] = r.get("paired_speedup") or ref["median_ms"] / r["median_ms"]
 
 
-def layer_share(breakdown, layer: str):
-    """`layer`'s percent of a per-layer breakdown {layer: ms} (None without one)."""
-    if not breakdown or layer not in breakdown:
-        return None
-    total = sum(breakdown.values())
-    return 100.0 * breakdown[layer] / total if total > 0 else None
-
-
 def _targets(case: Case, records: list) -> None:
     by_name = {r["provider"]: r for r in records}
     for r in records:
@@ -340,7 +332,7 @@ def _targets(case: Case, records: list) -> None:
                 elif t.kind == "peak_memory":
                     measured = r.get("peak_mem_bytes")
                 elif t.kind == "layer_share":
-                    measured = layer_share(r.get("breakdown"), t.layer)
+                    measured = registry.layer_share(r.get("breakdown"), t.layer)
             if measured is None:
                 met = None
             elif t.kind in ("peak_memory", "layer_share"):
