@@ -29,6 +29,10 @@ BLOCKED_CASES = [
     (1, 54, 3, 8, 13, (3, 3, 3), (2, 2, 2), (1, 1, 1), True),  # stride 2 in T too; X3D-M's C
     (1, 8, 3, 5, 1, (3, 3, 3), (1, 2, 2), (1, 1, 1), True),  # a 1-pixel row
     (1, 16, 3, 6, 11, (3, 3, 3), (1, 2, 2), (1, 1, 0), False),  # padding 0 along W: dilated rows
+    # the forward at stride 2 along W reads full channel blocks in place (the partial one copied)
+    (2, 48, 3, 5, 59, (3, 3, 3), (1, 2, 2), (1, 1, 1), True),  # whole blocks; runs 14 + 14 + 2, odd W
+    (2, 40, 2, 4, 30, (3, 3, 3), (1, 2, 2), (1, 1, 0), False),  # no W padding; 2 blocks + a half block
+    (1, 16, 2, 3, 3, (3, 3, 3), (1, 2, 2), (1, 1, 1), True),  # one run with padding on both sides
 ]
 
 
