@@ -240,6 +240,22 @@ def reasons(op: str, device: torch.device, inputs=None) -> dict:
     return {name: _reason(op, name, device, inputs) for name in BACKENDS}
 
 
+def default_is(op: str, backend: str) -> bool:
+    """Whether `choose` would pick `backend` for a CPU call of `op` with no backend requested
+    anywhere and no input rule: the op's first CPU preference, which can run here. The caller's
+    own fast path checks the call's inputs."""
+    stack = _stack()
+    if len(stack) != 1 or stack[0][0] is not None or stack[0][1]:
+        return False
+    if os.environ.get(f"VIDOPS_BACKEND_{op.upper()}") or os.environ.get("VIDOPS_BACKEND"):
+        return False
+    entry = _OPS[op]
+    pref = entry.preference.get("cpu", ())
+    b = entry.backends.get(backend)
+    return (bool(pref) and pref[0] == backend and b is not None and b.supports is None
+            and not _device_reason(op, backend, "cpu"))
+
+
 def choose(op: str, device: torch.device, explicit: Optional[str] = None, inputs=None) -> str:
     """The backend that runs this call (see the module docstring); `inputs` are the op's
     arguments, for the backends' input rules (None: the device-level rules only)."""
