@@ -806,14 +806,16 @@ std::array<int64_t, 5> cl_strides(const at::Tensor& t) {
   return {t.stride(0), t.stride(2), t.stride(3), t.stride(4), t.stride(1)};
 }
 
-// out = the correlation of src (both in `cl`'s layout; out allocated by the caller).
+// out = the correlation of src (both in `cl`'s layout; out allocated by the caller); src_cl: src
+// already in channels_last_3d, or undefined (made here where an NCDHW problem needs it).
 template <typename S>
-void run_conv(bool cl, const at::Tensor& src, const S* k, const S* bias, at::Tensor& out, const Geom& g) {
+void run_conv(bool cl, const at::Tensor& src, const S* k, const S* bias, at::Tensor& out, const Geom& g,
+              const at::Tensor& src_cl = at::Tensor()) {
   if (cl) {
     const auto sd = cl_strides(src);
     cpu_impl::conv_cl<S>(src.const_data_ptr<S>(), sd.data(), k, bias, out.mutable_data_ptr<S>(), g);
   } else if (ncdhw_via_cl(g)) {
-    const auto srccl = src.contiguous(at::MemoryFormat::ChannelsLast3d);
+    const auto srccl = src_cl.defined() ? src_cl : src.contiguous(at::MemoryFormat::ChannelsLast3d);
     const auto sd = cl_strides(srccl);
     auto tmp = at::empty(out.sizes(), out.options().memory_format(at::MemoryFormat::ChannelsLast3d));
     cpu_impl::conv_cl<S>(srccl.const_data_ptr<S>(), sd.data(), k, bias, tmp.mutable_data_ptr<S>(), g);
@@ -867,6 +869,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bwd_cpu(const at::Tensor& grad_y,
   auto gx = !need_x ? at::zeros({}, x.options()).expand(x.sizes())
                     : any ? cpu_buffers::empty(x.sizes(), gc.options(), fmt) : at::zeros(x.sizes(), gx_opts);
   auto gw = (any && need_weight) ? at::empty(weight.sizes(), gw_opts) : at::zeros(weight.sizes(), gw_opts);
+  const Geom gxg = grad_x_geom(g);
+  // An NCDHW grad_y that grad_x and the weight gradient both read transposed is transposed once.
+  at::Tensor gcl;
+  if (any && (cl || (need_weight && ncdhw_via_cl(g)) || (need_x && ncdhw_via_cl(gxg))))
+    gcl = gc.contiguous(at::MemoryFormat::ChannelsLast3d);
   if (any) {
     AT_DISPATCH_FLOATING_TYPES(ct, kBwd, [&] {
       if (need_x) {
@@ -875,12 +882,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bwd_cpu(const at::Tensor& grad_y,
         const scalar_t* k = wc.const_data_ptr<scalar_t>();
         for (int64_t c = 0; c < g.C; ++c)
           for (int i = 0; i < taps; ++i) flipped[c * taps + flipped_flat_tap(i, taps)] = k[c * taps + i];
-        run_conv<scalar_t>(cl, gc, flipped.data(), nullptr, gx, grad_x_geom(g));
+        run_conv<scalar_t>(cl, gc, flipped.data(), nullptr, gx, gxg, gcl);
       }
       if (need_weight) {
         auto xc = x.to(ct).contiguous(fmt);
         if (cl || ncdhw_via_cl(g)) {
-          const auto gcl = gc.contiguous(at::MemoryFormat::ChannelsLast3d);
           const auto xcl = xc.contiguous(at::MemoryFormat::ChannelsLast3d);
           const auto gd = cl_strides(gcl), xd = cl_strides(xcl);
           cpu_impl::wgrad_cl<scalar_t>(gcl.const_data_ptr<scalar_t>(), gd.data(), xcl.const_data_ptr<scalar_t>(),
