@@ -559,7 +559,8 @@ void conv_cl_blocked(const Table<S>& tb, const S* x, const int64_t* sd, const S*
   // At stride 2 along W the copy moves 4x the output's size: there the full channel blocks of a
   // dense source are read in place (clbi_rows); only the last, partial block is copied (its
   // vectors would read past C, and past the tensor's end at its last pixel). Measured on X3D-M's
-  // stride-2 layers (2 threads, 48 MB written between calls): 1.2-1.6x faster than copying them.
+  // stride-2 layers (2 threads, 48 MB written between calls): 1.07-1.31x faster than the copy,
+  // 0.99-1.11x with x in cache.
   // At stride 1 the copy's compact rows win when x is in cache (C 108, 28^2: 0.35 vs 0.40 ms).
   const bool in_place = tb.clbi_fwd != nullptr && !t2 && sd[4] == 1 && sd[3] == g.C && clbi_runs(g);
   const int64_t in_place_blocks = in_place ? g.C / bl.L : 0;
