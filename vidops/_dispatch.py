@@ -244,10 +244,7 @@ def default_is(op: str, backend: str) -> bool:
     """Whether `choose` would pick `backend` for a CPU call of `op` with no backend requested
     anywhere and no input rule: the op's first CPU preference, which can run here. The caller's
     own fast path checks the call's inputs."""
-    stack = _stack()
-    if len(stack) != 1 or stack[0][0] is not None or stack[0][1]:
-        return False
-    if os.environ.get(f"VIDOPS_BACKEND_{op.upper()}") or os.environ.get("VIDOPS_BACKEND"):
+    if _requested(op, None)[0] is not None:
         return False
     entry = _OPS[op]
     pref = entry.preference.get("cpu", ())

@@ -96,17 +96,17 @@ inline bool clbi_runs(const Geom& g) {
   return g.kw == 3 && g.sw == 2 && g.dw == 1 && g.pw <= 1 && right_pad <= 1 && g.kt * g.kh <= 64;
 }
 
-// Prefetches channels [ca, cb) of the W pixels of a dense channels_last row (pixel stride C) into
-// L1, in address order.
+// Prefetches channels [ca, cb) of pixels [j0, j1) of a dense channels_last row (pixel stride C) into L1, in
+// address order.
 template <typename S>
-inline void prefetch_pixels(const S* row, int64_t W, int64_t C, int64_t ca, int64_t cb) {
-  constexpr int64_t kLine = 64 / static_cast<int64_t>(sizeof(S));
-  if (cb <= ca) return;
-  for (int64_t j = 0; j < W; ++j) {
-    const S* p = row + j * C;
-    for (int64_t c = ca; c < cb; c += kLine) __builtin_prefetch(p + c);
-    __builtin_prefetch(p + cb - 1);  // the range's last line where it does not start a line
+inline void clb_prefetch_pixels(const S* s, int64_t C, int64_t ca, int64_t cb, int64_t j0, int64_t j1) {
+  constexpr int64_t kLine = 64 / sizeof(S);
+  if (ca == 0 && cb == C) {
+    for (int64_t i = j0 * C; i < j1 * C; i += kLine) __builtin_prefetch(s + i);
+    return;
   }
+  for (int64_t j = j0; j < j1; ++j)
+    for (int64_t i = j * C + ca; i < j * C + cb; i += kLine) __builtin_prefetch(s + i);
 }
 
 // The channel blocks of a blocked channels_last row (depthwise_conv3d_cpu_blocked.inc): blocks of
@@ -175,8 +175,8 @@ struct Table {
   bool (*clb_fwd)(const Geom&, const ClBlocks&, int, int, const Rows<S>&, const S*, const S*, int64_t, int64_t,
                   int64_t, S*);
   void (*clb_pad)(const S*, const int64_t*, int64_t, int, int64_t, const ClBlocks&, int, int, S*);
-  // the blocked forward's full channel blocks read in place (null: none for this ISA)
-  bool (*clbi_fwd)(const Geom&, const ClBlocks&, int, int, const Rows<S>&, const S*, const S*, int64_t, int64_t,
+  // the blocked forward's full channel blocks read in place where clbi_runs (null: none for this ISA)
+  void (*clbi_fwd)(const Geom&, const ClBlocks&, int, int, const Rows<S>&, const S*, const S*, int64_t, int64_t,
                    int64_t, S*);
 };
 
@@ -191,9 +191,9 @@ Table<S> table_of(cpu_isa::Isa isa) {
 #ifdef VIDOPS_DWC_X86
   if (isa == cpu_isa::Isa::kAvx512)
     return VIDOPS_DWC_TABLE(avx512, "avx512", &avx512::clb_fwd_rows<S>, &avx512::clb_pad_row<S>,
-                            &avx512::clbi_fwd_rows<S>);
+                            (&avx512::clbi_rows<S, 3, 2>));
   if (isa == cpu_isa::Isa::kAvx2)
-    return VIDOPS_DWC_TABLE(avx2, "avx2", &avx2::clb_fwd_rows<S>, &avx2::clb_pad_row<S>, &avx2::clbi_fwd_rows<S>);
+    return VIDOPS_DWC_TABLE(avx2, "avx2", &avx2::clb_fwd_rows<S>, &avx2::clb_pad_row<S>, (&avx2::clbi_rows<S, 3, 2>));
 #endif
   (void)isa;
   return VIDOPS_DWC_TABLE(generic, "base", nullptr, nullptr, nullptr);
@@ -585,12 +585,11 @@ void conv_cl_blocked(const Table<S>& tb, const S* x, const int64_t* sd, const S*
           // before its copy): measured 5-15% faster than the whole rows (groups split the channels)
           if (f1 > f0)
             for (int64_t r = r0; r < r1; ++r)
-              prefetch_pixels(sample + (f1 - 1) * sd[1] + r * sd[2], g.W, g.C, bl.c0(static_cast<int>(b0)),
-                              bl.c0(static_cast<int>(bc)));
+              clb_prefetch_pixels(sample + (f1 - 1) * sd[1] + r * sd[2], g.C, bl.c0(static_cast<int>(b0)),
+                                  bl.c0(static_cast<int>(bc)), 0, g.W);
           Rows<S> xd{nullptr, f0, 0, g.H, sd[2], nullptr, frames.data()};
-          const bool ran = tb.clbi_fwd(g, bl, static_cast<int>(b0), static_cast<int>(bc), xd, kB.data(),
-                                       bias ? bp.data() : nullptr, t, h0, h1, yt);
-          TORCH_CHECK(ran, "vidops::depthwise_conv3d (cpu): no in-place kernel for kw=", g.kw, " sw=", g.sw);
+          tb.clbi_fwd(g, bl, static_cast<int>(b0), static_cast<int>(bc), xd, kB.data(), bias ? bp.data() : nullptr,
+                      t, h0, h1, yt);
         }
         if (b1 > bc) {
           win.fetch(f0, f1, [&](int64_t f, int64_t r, S* d) {

@@ -200,55 +200,37 @@ OP = _op.Op(
 )
 
 
-_PLAIN = (torch.Tensor, torch.nn.Parameter)
 _FAST_DTYPES = (torch.float32, torch.float64)
-
-
-def _fast_triple(v, low: int):
-    """An int or 3 ints >= low as a list, else None (the full path judges it)."""
-    if type(v) is int:
-        return [v, v, v] if v >= low else None
-    if type(v) in (tuple, list) and len(v) == 3:
-        a, b, c = v
-        if type(a) is int and type(b) is int and type(c) is int and a >= low and b >= low and c >= low:
-            return [a, b, c]
-    return None
 
 
 def _cpu_eager_call(x, weight, bias, stride, padding):
     """The common eager CPU call, straight to the C++ eager path; None sends the call down the op's
-    full path (argument coercion and checks, backend choice, the custom op).
+    full path (argument coercion and checks, backend choice, the custom op). stride and padding
+    come resolved, the weight as (C, kt, kh, kw) where it was nn.Conv3d's.
 
     Inside a network each public call's Python runs with cold caches (the layers' data evicted the
     interpreter): the full path cost 0.1-0.2 ms a call there, as much as the kernel at X3D's small
     frames. This takes only calls that the full path would accept and send to the same kernel:
-    plain float32/float64 CPU tensors with data, a depthwise weight of x's dtype, a (C,) bias, int
-    strides and paddings that leave an output, no backend requested (argument, use_backend or
-    environment), and nothing that must see the custom op (see vidops._op's _plain_eager)."""
-    if type(x) is not torch.Tensor or type(weight) not in _PLAIN or (bias is not None and type(bias) not in _PLAIN):
+    plain float32/float64 CPU tensors with data, a depthwise weight of x's dtype, a (C,) bias, a
+    padding that leaves an output, no backend requested (argument, use_backend or environment),
+    and nothing that must see the custom op (vidops._op's _plain_eager)."""
+    plain = _op._PLAIN_TENSOR_TYPES
+    if type(x) not in plain or type(weight) not in plain or (bias is not None and type(bias) not in plain):
         return None
     dt = x.dtype
     if (dt not in _FAST_DTYPES or weight.dtype is not dt or x.device.type != "cpu" or weight.device.type != "cpu"
-            or x.layout is not torch.strided or weight.layout is not torch.strided or x.dim() != 5):
-        return None
-    if weight.dim() == 5 and weight.shape[1] == 1:
-        weight = weight.squeeze(1)
-    C = x.shape[1]
-    if weight.dim() != 4 or weight.shape[0] != C or x.numel() == 0 or weight.numel() == 0:
+            or x.layout is not torch.strided or weight.layout is not torch.strided or x.dim() != 5
+            or weight.dim() != 4 or weight.shape[0] != x.shape[1]):
         return None
     if bias is not None and (bias.dtype is not dt or bias.device.type != "cpu" or bias.layout is not torch.strided
-                             or bias.dim() != 1 or bias.shape[0] != C or C == 0):
+                             or bias.dim() != 1 or bias.shape[0] != x.shape[1]):
         return None
-    ks = weight.shape[1:]
-    s = _fast_triple(stride, 1)
-    p = ([(k - 1) // 2 for k in ks] if padding == "same" and ks[0] % 2 and ks[1] % 2 and ks[2] % 2
-         else None if isinstance(padding, str) else _fast_triple(padding, 0))
-    if s is None or p is None or any(L + 2 * q < k for L, q, k in zip(x.shape[2:], p, ks)):
+    if any(L + 2 * q < k for L, q, k in zip(x.shape[2:], padding, weight.shape[1:])):
         return None
     eager = OP.eager.get("cpu")
     if eager is None or not (_dispatch.default_is(OP_NAME, "cpu") and _op._plain_eager((x, weight, bias), "cpu")):
         return None
-    return eager(x, weight, bias, s, p)
+    return eager(x, weight, bias, stride, padding)
 
 
 def depthwise_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, stride=1,
@@ -278,10 +260,6 @@ def depthwise_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
     Returns: (N, C, To, Ho, Wo) in x's dtype, a fresh tensor in x's layout (channels_last_3d for a
     channels_last_3d x, else contiguous); grad_x has x's layout likewise.
     """
-    if backend is None or backend == "cpu":
-        y = _cpu_eager_call(x, weight, bias, stride, padding)
-        if y is not None:
-            return y
     weight = _as_weight(weight)
     stride = resolve_stride(stride)
     if isinstance(weight, torch.Tensor) and weight.dim() == 4:
@@ -290,4 +268,8 @@ def depthwise_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
         padding = resolve_padding(padding, (1, 1, 1))
     else:
         padding = [0, 0, 0]  # the weight's own error comes first
+    if backend is None or backend == "cpu":
+        y = _cpu_eager_call(x, weight, bias, stride, padding)
+        if y is not None:
+            return y
     return OP(x, weight, bias, stride, padding, backend=backend)
