@@ -19,7 +19,7 @@ CL = torch.channels_last_3d
 BLOCKED_CASES = [
     (1, 37, 4, 9, 30, (3, 3, 3), (1, 2, 2), (1, 1, 1), True),  # 2 blocks + 5 channels; runs 14 + 1
     (1, 54, 3, 6, 33, (3, 3, 3), (1, 1, 1), (1, 1, 1), False),  # X3D-M's C: 3 blocks + 6 of 8 lanes
-    (1, 24, 7, 5, 20, (5, 1, 1), (1, 1, 1), (2, 0, 0), True),  # the X3D stem's 5x1x1: plain kernels
+    (1, 24, 7, 5, 20, (5, 1, 1), (1, 1, 1), (2, 0, 0), True),  # the X3D stem's 5x1x1: the temporal kernel
     (2, 40, 3, 4, 7, (3, 3, 3), (1, 2, 2), (1, 1, 1), True),  # small frames: channel block groups
     (1, 20, 3, 5, 16, (3, 7, 7), (1, 1, 1), (1, 3, 3), False),  # kw = 7 (RNL's 3x7x7)
     (1, 17, 3, 6, 12, (1, 5, 5), (1, 1, 1), (0, 2, 2), True),  # kw = 5

@@ -293,6 +293,7 @@ sys.path.insert(0, sys.argv[1])
 from test_depthwise_conv3d_strided import CASES, check_case
 from test_depthwise_conv3d_cpu_blocked import BLOCKED_CASES
 from test_depthwise_conv3d_cpu_fixed import FIXED_CASES
+from test_depthwise_conv3d_cpu_temporal import TEMPORAL_CASES
 print(torch.ops.vidops._depthwise_conv3d_cpu_isa())
 for case in CASES[:4] + [(1, 11, 3, 6, 9, (3, 3, 3), (1, 2, 2), (1, 1, 1), True)]:
     for dtype in (torch.float32, torch.float64):
@@ -303,6 +304,9 @@ for case in BLOCKED_CASES:  # the channel-blocked channels_last kernels (AVX2 an
         check_case("cpu", "cpu", case, dtype, torch.channels_last_3d)
 for case in FIXED_CASES:  # the NCDHW kernels with compile-time kernel extents and strides
     check_case("cpu", "cpu", case, torch.float32, torch.contiguous_format)
+for case in TEMPORAL_CASES[:3]:  # the temporal-only rows, in both layouts
+    for layout in (torch.contiguous_format, torch.channels_last_3d):
+        check_case("cpu", "cpu", case, torch.float32, layout)
 """
 
 

@@ -22,6 +22,9 @@
 //              whole vectors, the kernel transposed to (taps, C), tasks (n, output frame, row block);
 //     grad_w: chunks of (n, row block, t) units, rows of x and grad_y padded along W only (pixel
 //              stride C, one copy per row).
+//   kt x 1 x 1 kernels at unit stride along H and W with no H/W padding (X3D's stem), either
+//   layout: forward and grad_x read the source frames in place, an output row being a weighted sum
+//   of whole source rows (depthwise_conv3d_cpu_temporal.inc; conv_temporal).
 // float16/bfloat16 inputs are computed in float32 (converted copies) and cast back. grad_bias is
 // the sum of grad_y over (N, To, Ho, Wo).
 #include <ATen/ATen.h>
@@ -34,6 +37,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <numeric>
 #include <optional>
 #include <string>
 #include <vector>
@@ -137,6 +141,7 @@ struct ClBlocks {
 namespace generic {
 #define VIDOPS_DWC_VEC_BYTES 16
 #include "depthwise_conv3d/depthwise_conv3d_cpu_kernels.inc"
+#include "depthwise_conv3d/depthwise_conv3d_cpu_temporal.inc"
 #undef VIDOPS_DWC_VEC_BYTES
 }  // namespace generic
 
@@ -148,6 +153,7 @@ namespace avx2 {
 #define VIDOPS_DWC_VEC_BYTES 32
 #include "depthwise_conv3d/depthwise_conv3d_cpu_kernels.inc"
 #include "depthwise_conv3d/depthwise_conv3d_cpu_blocked.inc"
+#include "depthwise_conv3d/depthwise_conv3d_cpu_temporal.inc"
 #undef VIDOPS_DWC_VEC_BYTES
 }  // namespace avx2
 #pragma GCC pop_options
@@ -157,6 +163,7 @@ namespace avx512 {
 #define VIDOPS_DWC_VEC_BYTES 64
 #include "depthwise_conv3d/depthwise_conv3d_cpu_kernels.inc"
 #include "depthwise_conv3d/depthwise_conv3d_cpu_blocked.inc"
+#include "depthwise_conv3d/depthwise_conv3d_cpu_temporal.inc"
 #undef VIDOPS_DWC_VEC_BYTES
 }  // namespace avx512
 #pragma GCC pop_options
@@ -178,12 +185,16 @@ struct Table {
   // the blocked forward's full channel blocks read in place where clbi_runs (null: none for this ISA)
   void (*clbi_fwd)(const Geom&, const ClBlocks&, int, int, const Rows<S>&, const S*, const S*, int64_t, int64_t,
                    int64_t, S*);
+  // temporal_row: weight tables (channels_last_3d) and scalar weights (NCDHW)
+  void (*tmp_table)(S*, const S* const*, const S* const*, int, const S*, int64_t);
+  void (*tmp_scalar)(S*, const S* const*, const S* const*, int, const S*, int64_t);
 };
 
 #define VIDOPS_DWC_TABLE(NS, NAME, CLB_FWD, CLB_PAD, CLBI_FWD)                                    \
   Table<S> {                                                                                        \
     NAME, NS::V<S>::L, &NS::fwd_frames<S>, &NS::wgrad_frames<S>, &NS::fwd_block_width<S>,           \
-        &NS::cl_fwd_rows<S>, &NS::cl_wgrad_frame<S>, CLB_FWD, CLB_PAD, CLBI_FWD                     \
+        &NS::cl_fwd_rows<S>, &NS::cl_wgrad_frame<S>, CLB_FWD, CLB_PAD, CLBI_FWD,                    \
+        &NS::temporal_row<S, true>, &NS::temporal_row<S, false>                                     \
   }
 
 template <typename S>
@@ -517,8 +528,9 @@ std::vector<S> padded_bias(const S* bias, int64_t C, int64_t n) {
 }
 
 // Whether the blocked channels_last forward has a micro-kernel for g (kw, sw, tap rows). kw = 1
-// (X3D's 5x1x1 stem) stays on the plain kernels: with no W taps to share there is nothing for the
-// blocked copy to pay for, and the plain rows are one memcpy each (measured 1.26x vs 0.98x oneDNN).
+// stays on the plain kernels: with no W taps to share there is nothing for the blocked copy to pay
+// for, and the plain rows are one memcpy each (X3D's 5x1x1 stem, before conv_temporal took it:
+// 1.26x oneDNN against 0.98x blocked).
 inline bool blocked_kernel_for(const Geom& g) {
   const bool unit = g.sw == 1 && (g.kw == 3 || g.kw == 5 || g.kw == 7);
   return g.kt * g.kh <= 64 && (unit || (g.sw == 2 && g.kw == 3));
@@ -644,6 +656,67 @@ void conv_cl(const S* x, const int64_t* sd, const S* k, const S* bias, S* y, con
         Rows<S> xp{nullptr, f0, r0, r1 - r0, rs, nullptr, ptrs.data()};
         tb.cl_fwd(g, xp, kT.data(), bias ? bp.data() : nullptr, t, h0, h1, cp,
                   y + (n * g.To + t) * g.Ho * g.Wo * g.C);
+      }
+    }
+  });
+}
+
+// Whether g convolves along T only (kernel kt x 1 x 1, unit stride, no padding or dilation along H
+// and W): every output frame is a per-pixel weighted sum of source frames (conv_temporal).
+inline bool temporal_only(const Geom& g) {
+  return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.ph == 0 && g.pw == 0;
+}
+
+// Elements of a temporal_row call: about 16 KB a source row, so that the kt rows an output row
+// reads stay in L2 while the task sweeps the output frames (each source row is read kt times).
+constexpr int64_t kTemporalRow = 4096;
+
+// y = the correlation of a temporal_only g, x and y dense in the layout `cl` says (channels_last_3d
+// or NCDHW); k (C, kt), bias (C) or null. Source rows are read in place. Tasks: (n, frame chunk) in
+// channels_last_3d, chunks a whole number of weight patterns (C elements); (n, c, frame chunk) in
+// NCDHW. A task sweeps the output frames in order, so consecutive ones share their source rows.
+template <typename S>
+void conv_temporal(bool cl, const S* x, const S* k, const S* bias, S* y, const Geom& g) {
+  const Table<S> tb = table<S>();
+  const int64_t P = g.H * g.W;  // pixels of a frame (Ho = H, Wo = W)
+  const int64_t F = cl ? P * g.C : P;  // elements of a task's frame: all channels, or one
+  const int64_t planes = cl ? g.N : g.N * g.C;
+  // channels_last_3d: a row of Q elements starts at a pixel, so pattern element j is channel j % C
+  int64_t Q = kTemporalRow;
+  std::vector<S> wtab, btab;
+  if (cl) {
+    int64_t base = std::lcm<int64_t>(g.C, tb.lanes);  // aligned rows when the frame is
+    if (base > 2 * kTemporalRow) base = g.C;
+    Q = base * std::max<int64_t>(1, kTemporalRow / base);
+    wtab.resize(static_cast<size_t>(g.kt * Q));
+    for (int i = 0; i < g.kt; ++i)
+      for (int64_t j = 0; j < Q; ++j) wtab[i * Q + j] = k[(j % g.C) * g.kt + i];
+    if (bias) {
+      btab.resize(static_cast<size_t>(Q));
+      for (int64_t j = 0; j < Q; ++j) btab[j] = bias[j % g.C];
+    }
+  }
+  const int64_t chunks = (F + Q - 1) / Q;
+  const auto row = tb.tmp_table, srow = tb.tmp_scalar;
+  at::parallel_for(0, planes * chunks, grain_for(g.To * Q * g.kt), [&](int64_t begin, int64_t end) {
+    std::vector<const S*> xs(static_cast<size_t>(g.kt)), ws(static_cast<size_t>(g.kt));
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t plane = task / chunks, q0 = (task % chunks) * Q, n = std::min(Q, F - q0);
+      const S* xp = x + plane * g.T * F + q0;
+      S* yp = y + plane * g.To * F + q0;
+      const int64_t c = cl ? 0 : plane % g.C;
+      for (int64_t t = 0; t < g.To; ++t) {
+        int m = 0;
+        for (int i = 0; i < g.kt; ++i) {
+          const int64_t f = src_index(t * g.st + i - g.pt, g.dt, g.T);
+          if (f < 0) continue;
+          xs[m] = xp + f * F;
+          ws[m++] = cl ? wtab.data() + i * Q : k + c * g.kt + i;
+        }
+        if (cl)
+          row(yp + t * F, xs.data(), ws.data(), m, bias ? btab.data() : nullptr, n);
+        else
+          srow(yp + t * F, xs.data(), ws.data(), m, bias ? bias + c : nullptr, n);
       }
     }
   });
@@ -811,7 +884,10 @@ std::array<int64_t, 5> cl_strides(const at::Tensor& t) {
 template <typename S>
 void run_conv(bool cl, const at::Tensor& src, const S* k, const S* bias, at::Tensor& out, const Geom& g,
               const at::Tensor& src_cl = at::Tensor()) {
-  if (cl) {
+  const auto fmt = cl ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::Contiguous;
+  if (cpu_impl::temporal_only(g) && src.is_contiguous(fmt) && out.is_contiguous(fmt)) {
+    cpu_impl::conv_temporal<S>(cl, src.const_data_ptr<S>(), k, bias, out.mutable_data_ptr<S>(), g);
+  } else if (cl) {
     const auto sd = cl_strides(src);
     cpu_impl::conv_cl<S>(src.const_data_ptr<S>(), sd.data(), k, bias, out.mutable_data_ptr<S>(), g);
   } else if (ncdhw_via_cl(g)) {
