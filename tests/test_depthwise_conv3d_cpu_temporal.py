@@ -60,3 +60,25 @@ def test_non_dense_input_and_neighbours_of_the_temporal_case(layout):
                  (1, 8, 4, 5, 6, (3, 1, 2), (1, 1, 1), (1, 0, 0), False),
                  (1, 8, 4, 5, 6, (3, 1, 1), (1, 2, 1), (1, 0, 0), True)]:
         check_case("cpu", "cpu", case, torch.float32, layout)
+
+
+@pytest.mark.skipif(not HAS_CPU, reason="C++ CPU kernel not built")
+@pytest.mark.parametrize("layout", [torch.contiguous_format, CL], ids=["ncdhw", "cl3d"])
+def test_temporal_gradients_are_bitwise_reproducible_for_any_thread_count(layout):
+    # rows of several chunks: the weight gradient's partials come from several tasks
+    x = torch.randn(2, 24, 6, 17, 19).to(memory_format=layout)
+    w = torch.randn(24, 5, 1, 1)
+    b = torch.randn(24)
+    y = vidops.depthwise_conv3d(x, w, b, 1, (2, 0, 0))
+    g = torch.randn(y.shape).to(memory_format=layout)
+    bop = torch.ops.vidops._depthwise_conv3d_bwd
+    threads = torch.get_num_threads()
+    got = []
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            got.append(bop(g, x, w, b, [1, 1, 1], [2, 0, 0], True, True, True))
+    finally:
+        torch.set_num_threads(threads)
+    for r in got[1:]:
+        assert all(torch.equal(a, c) for a, c in zip(r, got[0]))

@@ -185,16 +185,17 @@ struct Table {
   // the blocked forward's full channel blocks read in place where clbi_runs (null: none for this ISA)
   void (*clbi_fwd)(const Geom&, const ClBlocks&, int, int, const Rows<S>&, const S*, const S*, int64_t, int64_t,
                    int64_t, S*);
-  // temporal_row: weight tables (channels_last_3d) and scalar weights (NCDHW)
-  void (*tmp_table)(S*, const S* const*, const S* const*, int, const S*, int64_t);
-  void (*tmp_scalar)(S*, const S* const*, const S* const*, int, const S*, int64_t);
+  // the temporal-only rows (depthwise_conv3d_cpu_temporal.inc)
+  void (*tmp_row)(S*, const S* const*, const S* const*, int, const S*, int64_t);
+  void (*tmp_row_cl)(S*, const S* const*, const S* const*, int, const S*, int64_t, int64_t);
+  void (*tmp_wgrad)(S*, const S*, const S* const*, const int*, int, int64_t, int64_t);
 };
 
 #define VIDOPS_DWC_TABLE(NS, NAME, CLB_FWD, CLB_PAD, CLBI_FWD)                                    \
   Table<S> {                                                                                        \
     NAME, NS::V<S>::L, &NS::fwd_frames<S>, &NS::wgrad_frames<S>, &NS::fwd_block_width<S>,           \
         &NS::cl_fwd_rows<S>, &NS::cl_wgrad_frame<S>, CLB_FWD, CLB_PAD, CLBI_FWD,                    \
-        &NS::temporal_row<S, true>, &NS::temporal_row<S, false>                                     \
+        &NS::temporal_row<S>, &NS::temporal_row_cl<S>, &NS::temporal_wgrad_row<S>                   \
   }
 
 template <typename S>
@@ -670,56 +671,125 @@ inline bool temporal_only(const Geom& g) {
 // Elements of a temporal_row call: about 16 KB a source row, so that the kt rows an output row
 // reads stay in L2 while the task sweeps the output frames (each source row is read kt times).
 constexpr int64_t kTemporalRow = 4096;
+// Elements a tap of the channels_last_3d weight tables (about 1 KB: all kt of them stay in L1).
+constexpr int64_t kTemporalTable = 256;
+
+// How the temporal kernels cut the frames of a temporal_only g (x and y dense in one layout):
+// tasks (n, frame chunk) in channels_last_3d, (n, c, frame chunk) in NCDHW, chunks of Q elements,
+// a whole number of weight patterns of Lp elements: lcm(C, lanes) in channels_last_3d (whole
+// vectors; C where that passes 2 * kTemporalRow: forward only), one vector in NCDHW (one channel).
+struct TemporalSplit {
+  int64_t F, planes, Lp, Q, chunks;
+  bool whole_vectors;
+  static TemporalSplit make(bool cl, const Geom& g, int lanes) {
+    TemporalSplit s{};
+    s.F = cl ? g.H * g.W * g.C : g.H * g.W;
+    s.planes = cl ? g.N : g.N * g.C;
+    s.Lp = cl ? std::lcm<int64_t>(g.C, lanes) : lanes;
+    s.whole_vectors = s.Lp <= 2 * kTemporalRow;
+    if (!s.whole_vectors) s.Lp = g.C;
+    s.Q = s.Lp * std::max<int64_t>(1, kTemporalRow / s.Lp);
+    s.chunks = (s.F + s.Q - 1) / s.Q;
+    return s;
+  }
+};
+
+// The source frame that output frame t reads at tap i, or -1 (zero padding).
+inline int64_t temporal_source(const Geom& g, int64_t t, int i) { return src_index(t * g.st + i - g.pt, g.dt, g.T); }
 
 // y = the correlation of a temporal_only g, x and y dense in the layout `cl` says (channels_last_3d
-// or NCDHW); k (C, kt), bias (C) or null. Source rows are read in place. Tasks: (n, frame chunk) in
-// channels_last_3d, chunks a whole number of weight patterns (C elements); (n, c, frame chunk) in
-// NCDHW. A task sweeps the output frames in order, so consecutive ones share their source rows.
+// or NCDHW); k (C, kt), bias (C) or null. Source rows are read in place; a task sweeps the output
+// frames in order, so consecutive ones share their source rows.
 template <typename S>
 void conv_temporal(bool cl, const S* x, const S* k, const S* bias, S* y, const Geom& g) {
   const Table<S> tb = table<S>();
-  const int64_t P = g.H * g.W;  // pixels of a frame (Ho = H, Wo = W)
-  const int64_t F = cl ? P * g.C : P;  // elements of a task's frame: all channels, or one
-  const int64_t planes = cl ? g.N : g.N * g.C;
-  // channels_last_3d: a row of Q elements starts at a pixel, so pattern element j is channel j % C
-  int64_t Q = kTemporalRow;
+  const TemporalSplit sp = TemporalSplit::make(cl, g, tb.lanes);
+  const int64_t Q = sp.Q, F = sp.F;
+  // channels_last_3d: a row starts at a pixel, so table element j is channel j % C; tables of
+  // whole patterns, a multiple of 4 vectors where that stays under kTemporalTable elements a tap
+  const int64_t unit = std::lcm<int64_t>(sp.Lp, 4 * tb.lanes);
+  const int64_t Lt = cl ? std::min(Q, unit <= kTemporalTable ? unit * std::max<int64_t>(1, kTemporalTable / unit) : sp.Lp) : 0;
   std::vector<S> wtab, btab;
   if (cl) {
-    int64_t base = std::lcm<int64_t>(g.C, tb.lanes);  // aligned rows when the frame is
-    if (base > 2 * kTemporalRow) base = g.C;
-    Q = base * std::max<int64_t>(1, kTemporalRow / base);
-    wtab.resize(static_cast<size_t>(g.kt * Q));
+    wtab.resize(static_cast<size_t>(g.kt * Lt));
     for (int i = 0; i < g.kt; ++i)
-      for (int64_t j = 0; j < Q; ++j) wtab[i * Q + j] = k[(j % g.C) * g.kt + i];
-    if (bias) {
-      btab.resize(static_cast<size_t>(Q));
-      for (int64_t j = 0; j < Q; ++j) btab[j] = bias[j % g.C];
-    }
+      for (int64_t j = 0; j < Lt; ++j) wtab[i * Lt + j] = k[(j % g.C) * g.kt + i];
+    if (bias) btab.resize(static_cast<size_t>(Lt));
+    for (int64_t j = 0; j < Lt && bias; ++j) btab[j] = bias[j % g.C];
   }
-  const int64_t chunks = (F + Q - 1) / Q;
-  const auto row = tb.tmp_table, srow = tb.tmp_scalar;
-  at::parallel_for(0, planes * chunks, grain_for(g.To * Q * g.kt), [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, sp.planes * sp.chunks, grain_for(g.To * Q * g.kt), [&](int64_t begin, int64_t end) {
     std::vector<const S*> xs(static_cast<size_t>(g.kt)), ws(static_cast<size_t>(g.kt));
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t plane = task / chunks, q0 = (task % chunks) * Q, n = std::min(Q, F - q0);
+      const int64_t plane = task / sp.chunks, q0 = (task % sp.chunks) * Q, n = std::min(Q, F - q0);
       const S* xp = x + plane * g.T * F + q0;
       S* yp = y + plane * g.To * F + q0;
       const int64_t c = cl ? 0 : plane % g.C;
       for (int64_t t = 0; t < g.To; ++t) {
         int m = 0;
         for (int i = 0; i < g.kt; ++i) {
-          const int64_t f = src_index(t * g.st + i - g.pt, g.dt, g.T);
+          const int64_t f = temporal_source(g, t, i);
           if (f < 0) continue;
           xs[m] = xp + f * F;
-          ws[m++] = cl ? wtab.data() + i * Q : k + c * g.kt + i;
+          ws[m++] = cl ? wtab.data() + i * Lt : k + c * g.kt + i;
         }
         if (cl)
-          row(yp + t * F, xs.data(), ws.data(), m, bias ? btab.data() : nullptr, n);
+          tb.tmp_row_cl(yp + t * F, xs.data(), ws.data(), m, bias ? btab.data() : nullptr, Lt, n);
         else
-          srow(yp + t * F, xs.data(), ws.data(), m, bias ? bias + c : nullptr, n);
+          tb.tmp_row(yp + t * F, xs.data(), ws.data(), m, bias ? bias + c : nullptr, n);
       }
     }
   });
+}
+
+// Whether wgrad_temporal takes g (its weight patterns are whole vectors).
+template <typename S>
+bool wgrad_temporal_fits(bool cl, const Geom& g) {
+  return temporal_only(g) && TemporalSplit::make(cl, g, table<S>().lanes).whole_vectors;
+}
+
+// gk (C, kt) = sum over n, t and the pixels of grad_y * x at the tap's source frame, for a
+// wgrad_temporal_fits g (gy, x dense in the layout `cl` says). Each task sums its chunk into Lp
+// positions a tap; the partials are added in task order: the same bits for any thread count.
+template <typename S>
+void wgrad_temporal(bool cl, const S* gy, const S* x, S* gk, const Geom& g) {
+  const Table<S> tb = table<S>();
+  const TemporalSplit sp = TemporalSplit::make(cl, g, tb.lanes);
+  const int64_t Q = sp.Q, F = sp.F, Lp = sp.Lp, tasks = sp.planes * sp.chunks;
+  std::vector<S> partial(static_cast<size_t>(tasks * g.kt * Lp), S(0));
+  at::parallel_for(0, tasks, grain_for(g.To * Q * g.kt), [&](int64_t begin, int64_t end) {
+    std::vector<const S*> xs(static_cast<size_t>(g.kt));
+    std::vector<int> tap(static_cast<size_t>(g.kt));
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t plane = task / sp.chunks, q0 = (task % sp.chunks) * Q, n = std::min(Q, F - q0);
+      const S* xp = x + plane * g.T * F + q0;
+      const S* gp = gy + plane * g.To * F + q0;
+      for (int64_t t = 0; t < g.To; ++t) {
+        int m = 0;
+        for (int i = 0; i < g.kt; ++i) {
+          const int64_t f = temporal_source(g, t, i);
+          if (f < 0) continue;
+          xs[m] = xp + f * F;
+          tap[m++] = i;
+        }
+        tb.tmp_wgrad(partial.data() + task * g.kt * Lp, gp + t * F, xs.data(), tap.data(), m, Lp, n);
+      }
+    }
+  });
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int i = 0; i < g.kt; ++i) {
+      S s = 0;
+      if (cl) {
+        for (int64_t task = 0; task < tasks; ++task)
+          for (int64_t j = c; j < Lp; j += g.C) s += partial[(task * g.kt + i) * Lp + j];
+      } else {
+        for (int64_t n = 0; n < g.N; ++n)
+          for (int64_t ch = 0; ch < sp.chunks; ++ch) {
+            const S* p = partial.data() + (((n * g.C + c) * sp.chunks + ch) * g.kt + i) * Lp;
+            for (int64_t l = 0; l < Lp; ++l) s += p[l];
+          }
+      }
+      gk[c * g.kt + i] = s;
+    }
 }
 
 // gk (C, taps) of grad_y and x (strides gd, xd, see pad_cl_row); deterministic chunked reduction
@@ -962,7 +1032,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bwd_cpu(const at::Tensor& grad_y,
       }
       if (need_weight) {
         auto xc = x.to(ct).contiguous(fmt);
-        if (cl || ncdhw_via_cl(g)) {
+        const at::Tensor& gsrc = cl ? gcl : gc;
+        if (cpu_impl::wgrad_temporal_fits<scalar_t>(cl, g) && gsrc.is_contiguous(fmt) && xc.is_contiguous(fmt)) {
+          cpu_impl::wgrad_temporal<scalar_t>(cl, gsrc.const_data_ptr<scalar_t>(), xc.const_data_ptr<scalar_t>(),
+                                             gw.mutable_data_ptr<scalar_t>(), g);
+        } else if (cl || ncdhw_via_cl(g)) {
           const auto xcl = xc.contiguous(at::MemoryFormat::ChannelsLast3d);
           const auto gd = cl_strides(gcl), xd = cl_strides(xcl);
           cpu_impl::wgrad_cl<scalar_t>(gcl.const_data_ptr<scalar_t>(), gd.data(), xcl.const_data_ptr<scalar_t>(),
