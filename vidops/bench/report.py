@@ -127,8 +127,9 @@ def table(result: dict) -> str:
         if r.get("breakdown"):
             lines.append("  " + " " * 21 + "layers: " + breakdown_text(r["breakdown"]))
     lines.append("")
-    lines.append("speedup: reference (authors' formulation, eager) median / provider median (models: providers "
-                 "timed in alternation, the median of the per-round ratios). GB/s: minimum "
+    lines.append("speedup: reference (authors' formulation, eager) median / provider median (models and X3D "
+                 "layers: providers timed in alternation, the median of the per-round ratios, against the "
+                 "reference and in the targets against any other provider). GB/s: minimum "
                  "traffic / median; %copy: of the copy bandwidth above. peak MiB: allocated by one call "
                  f"beyond its inputs ({_memory_method(result)}). rel err: relative L2 error vs the reference run in "
                  "float64 (outputs and input gradients); ref err: the same-dtype reference's own error vs that "

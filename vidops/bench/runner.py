@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import math
+import random
 import sys
 import time
 import traceback
@@ -245,9 +246,9 @@ INTERLEAVED_BUDGET_S = 60.0
 
 
 def _time_interleaved(case: Case, cfg: RunConfig, pending: list, inputs: dict, copy_gbps, log) -> None:
-    """Times the providers one call each per round, the same number of rounds for all (the
-    policy's count for the slowest first call, at least INTERLEAVED_ROUNDS where they fit in
-    INTERLEAVED_BUDGET_S), then finishes each record as run_case does."""
+    """Times the providers one call each per round, in a shuffled order, the same number of rounds
+    for all (the policy's count for the slowest first call, at least INTERLEAVED_ROUNDS where they
+    fit in INTERLEAVED_BUDGET_S), then finishes each record as run_case does."""
     est = max(rec["first_call_ms"] for _, rec, _ in pending) * 1e-3
     per_round = sum(rec["first_call_ms"] for _, rec, _ in pending) * 1e-3
     # at least INTERLEAVED_ROUNDS rounds while they fit in INTERLEAVED_BUDGET_S: the ratio of two
@@ -260,17 +261,22 @@ def _time_interleaved(case: Case, cfg: RunConfig, pending: list, inputs: dict, c
         for _, _, step in pending:
             step.reset()
             step()
+    # a new order each round (seeded): a call pays for what the one before it left behind (cache
+    # contents, memory the allocator returned to the system), so no provider always follows the same one
+    order = random.Random(0)
     with timing.gc_paused():
         for _ in range(rounds):
-            for name, _, step in pending:
+            for name, _, step in order.sample(pending, len(pending)):
                 samples[name].times_ms.append(timing.time_once(step, step.reset, cfg.device))
-    ref = samples.get("reference")
     for name, rec, step in pending:
         try:
             t = samples[name]
-            if ref is not None:
-                ratios = sorted(a / b for a, b in zip(ref.times_ms, t.times_ms))
-                rec["paired_speedup"] = timing.Timing(ratios).median
+            # against every other provider: the median of the per-round ratios (other / this)
+            rec["paired_speedups"] = {
+                other: timing.Timing([a / b for a, b in zip(o.times_ms, t.times_ms)]).median
+                for other, o in samples.items() if other != name}
+            if "reference" in rec["paired_speedups"]:
+                rec["paired_speedup"] = rec["paired_speedups"]["reference"]
             rec["interleaved_rounds"] = rounds
             _finish(case, cfg, name, rec, step, t, inputs, copy_gbps, log)
         except Exception as exc:
@@ -323,6 +329,8 @@ def _targets(case: Case, records: list) -> None:
                     b = by_name.get(t.baseline)
                     if t.baseline == "reference" and "speedup" in r:
                         measured = r["speedup"]  # paired for interleaved cases (_speedups)
+                    elif t.baseline in r.get("paired_speedups", {}):
+                        measured = r["paired_speedups"][t.baseline]
                     elif b is not None and "median_ms" in b:
                         measured = b["median_ms"] / r["median_ms"]
                 elif t.kind == "copy_bw":
