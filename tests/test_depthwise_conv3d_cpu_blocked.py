@@ -33,6 +33,9 @@ BLOCKED_CASES = [
     (2, 48, 3, 5, 59, (3, 3, 3), (1, 2, 2), (1, 1, 1), True),  # whole blocks; runs 14 + 14 + 2, odd W
     (2, 40, 2, 4, 30, (3, 3, 3), (1, 2, 2), (1, 1, 0), False),  # no W padding; 2 blocks + a half block
     (1, 16, 2, 3, 3, (3, 3, 3), (1, 2, 2), (1, 1, 1), True),  # one run with padding on both sides
+    # in place with the output frames innermost (a block's source rows fit L1; W = 59 above does not)
+    (2, 32, 5, 7, 20, (3, 3, 3), (1, 2, 2), (1, 1, 1), True),  # whole blocks only, T = 5
+    (1, 40, 6, 6, 9, (2, 3, 3), (2, 2, 2), (0, 1, 1), False),  # even kt, stride 2 in T, a half block
 ]
 
 
