@@ -712,8 +712,19 @@ struct TemporalSplit {
   }
 };
 
-// The source frame that output frame t reads at tap i, or -1 (zero padding).
-inline int64_t temporal_source(const Geom& g, int64_t t, int i) { return src_index(t * g.st + i - g.pt, g.dt, g.T); }
+// The taps of output frame t that meet a source frame (the others meet the zero padding): for
+// j < the returned count, tap[j] and xs[j], the row at xp in that tap's source frame (F elements a frame).
+template <typename S>
+inline int temporal_taps(const Geom& g, int64_t t, const S* xp, int64_t F, const S** xs, int* tap) {
+  int m = 0;
+  for (int i = 0; i < g.kt; ++i) {
+    const int64_t f = src_index(t * g.st + i - g.pt, g.dt, g.T);
+    if (f < 0) continue;
+    xs[m] = xp + f * F;
+    tap[m++] = i;
+  }
+  return m;
+}
 
 // y = the correlation of a temporal_only g, x and y dense in the layout `cl` says (channels_last_3d
 // or NCDHW); k (C, kt), bias (C) or null. Source rows are read in place; a task sweeps the output
@@ -737,19 +748,15 @@ void conv_temporal(bool cl, const S* x, const S* k, const S* bias, S* y, const G
   }
   at::parallel_for(0, sp.planes * sp.chunks, grain_for(g.To * Q * g.kt), [&](int64_t begin, int64_t end) {
     std::vector<const S*> xs(static_cast<size_t>(g.kt)), ws(static_cast<size_t>(g.kt));
+    std::vector<int> tap(static_cast<size_t>(g.kt));
     for (int64_t task = begin; task < end; ++task) {
       const int64_t plane = task / sp.chunks, q0 = (task % sp.chunks) * Q, n = std::min(Q, F - q0);
       const S* xp = x + plane * g.T * F + q0;
       S* yp = y + plane * g.To * F + q0;
       const int64_t c = cl ? 0 : plane % g.C;
       for (int64_t t = 0; t < g.To; ++t) {
-        int m = 0;
-        for (int i = 0; i < g.kt; ++i) {
-          const int64_t f = temporal_source(g, t, i);
-          if (f < 0) continue;
-          xs[m] = xp + f * F;
-          ws[m++] = cl ? wtab.data() + i * Lt : k + c * g.kt + i;
-        }
+        const int m = temporal_taps<S>(g, t, xp, F, xs.data(), tap.data());
+        for (int j = 0; j < m; ++j) ws[j] = cl ? wtab.data() + tap[j] * Lt : k + c * g.kt + tap[j];
         if (cl)
           tb.tmp_row_cl(yp + t * F, xs.data(), ws.data(), m, bias ? btab.data() : nullptr, Lt, n);
         else
@@ -782,13 +789,7 @@ void wgrad_temporal(bool cl, const S* gy, const S* x, S* gk, const Geom& g) {
       const S* xp = x + plane * g.T * F + q0;
       const S* gp = gy + plane * g.To * F + q0;
       for (int64_t t = 0; t < g.To; ++t) {
-        int m = 0;
-        for (int i = 0; i < g.kt; ++i) {
-          const int64_t f = temporal_source(g, t, i);
-          if (f < 0) continue;
-          xs[m] = xp + f * F;
-          tap[m++] = i;
-        }
+        const int m = temporal_taps<S>(g, t, xp, F, xs.data(), tap.data());
         tb.tmp_wgrad(partial.data() + task * g.kt * Lp, gp + t * F, xs.data(), tap.data(), m, Lp, n);
       }
     }
