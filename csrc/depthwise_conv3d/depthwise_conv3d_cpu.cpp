@@ -187,6 +187,7 @@ struct Table {
   // the blocked forward's full channel blocks read in place where clbi_runs (null: none for this ISA)
   void (*clbi_fwd)(const Geom&, const ClBlocks&, int, int, const Rows<S>&, const S*, const S*, int64_t, int64_t,
                    int64_t, S*);
+  // the same for every output frame of a sample, the frames innermost (clbi_frames)
   void (*clbi_all)(const Geom&, const ClBlocks&, int, int, const Rows<S>&, const S*, const S*, int64_t, int64_t, S*);
   // the temporal-only rows (depthwise_conv3d_cpu_temporal.inc)
   void (*tmp_row)(S*, const S* const*, const S* const*, int, const S*, int64_t);
@@ -712,8 +713,9 @@ struct TemporalSplit {
   }
 };
 
-// The taps of output frame t that meet a source frame (the others meet the zero padding): for
-// j < the returned count, tap[j] and xs[j], the row at xp in that tap's source frame (F elements a frame).
+// The taps of output frame t that meet a source frame (the others meet the zero padding): for j <
+// the returned count, tap[j] and xs[j], the row at xp in that tap's source frame (F elements a
+// frame).
 template <typename S>
 inline int temporal_taps(const Geom& g, int64_t t, const S* xp, int64_t F, const S** xs, int* tap) {
   int m = 0;
@@ -737,7 +739,8 @@ void conv_temporal(bool cl, const S* x, const S* k, const S* bias, S* y, const G
   // channels_last_3d: a row starts at a pixel, so table element j is channel j % C; tables of
   // whole patterns, a multiple of 4 vectors where that stays under kTemporalTable elements a tap
   const int64_t unit = std::lcm<int64_t>(sp.Lp, 4 * tb.lanes);
-  const int64_t Lt = cl ? std::min(Q, unit <= kTemporalTable ? unit * std::max<int64_t>(1, kTemporalTable / unit) : sp.Lp) : 0;
+  const int64_t whole = unit <= kTemporalTable ? unit * std::max<int64_t>(1, kTemporalTable / unit) : sp.Lp;
+  const int64_t Lt = cl ? std::min(Q, whole) : 0;
   std::vector<S> wtab, btab;
   if (cl) {
     wtab.resize(static_cast<size_t>(g.kt * Lt));
