@@ -964,7 +964,8 @@ at::ScalarType compute_type(at::ScalarType t) {
 // are short, vectors along W are mostly padding, vectors along C are full.
 // Measured on X3D-M's layers (2 cores, AVX-512): it pays at 7-pixel rows only, where the NCDHW
 // kernels' 16-lane vectors are more than half padding.
-bool ncdhw_via_cl(const Geom& g) { return g.C >= 8 && g.Wo <= 8; }
+// The temporal-only kernels read NCDHW in place: never via channels_last (nor grad_y transposed for them).
+bool ncdhw_via_cl(const Geom& g) { return g.C >= 8 && g.Wo <= 8 && !cpu_impl::temporal_only(g); }
 
 // (sN, sT, sH, sW, sC) element strides of a 5-D (N, C, T, H, W) tensor.
 std::array<int64_t, 5> cl_strides(const at::Tensor& t) {
