@@ -36,6 +36,10 @@ BLOCKED_CASES = [
     # in place with the output frames innermost (a block's source rows fit L1; W = 59 above does not)
     (2, 32, 5, 7, 20, (3, 3, 3), (1, 2, 2), (1, 1, 1), True),  # whole blocks only, T = 5
     (1, 40, 6, 6, 9, (2, 3, 3), (2, 2, 2), (0, 1, 1), False),  # even kt, stride 2 in T, a half block
+    # stride 1 along W in place at small frames (a block's source rows within 8 KB of L1)
+    (2, 40, 5, 6, 14, (3, 3, 3), (1, 1, 1), (1, 1, 1), True),  # W = 14: 2 blocks + a half block
+    (1, 32, 4, 5, 7, (3, 3, 3), (2, 1, 1), (1, 1, 0), False),  # no W padding; stride 2 in T only
+    (1, 16, 3, 3, 15, (1, 3, 3), (1, 1, 1), (0, 1, 1), True),  # one run of 14 and one of 1; kt = 1
 ]
 
 

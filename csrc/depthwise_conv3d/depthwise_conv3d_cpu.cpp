@@ -102,6 +102,17 @@ inline bool clbi_runs(const Geom& g) {
   return g.kw == 3 && g.sw == 2 && g.dw == 1 && g.pw <= 1 && right_pad <= 1 && g.kt * g.kh <= 64;
 }
 
+// Whether the blocked forward reads g's source in place at stride 1 along W, the output frames
+// innermost (clbi_frames): kw = 3, at most one padding column each side, and small frames, where a
+// block's kt * kh source rows (lines of 64 B) take at most 8 KB of L1. At larger frames the copy's
+// compact rows win. Measured (AVX-512, 2 threads, x in cache, alternating rounds): C 216 14^2
+// 1.21-1.25x, C 432 7^2 1.13-1.18x the copy; C 108 28^2 (16 KB) 0.95x, C 54 56^2 0.95x.
+inline bool clbi_unit_runs(const Geom& g) {
+  const int64_t right_pad = (g.Wo - 1) * g.sw + g.kw - 1 - g.pw - (g.W - 1);
+  return g.kw == 3 && g.sw == 1 && g.dw == 1 && g.pw <= 1 && right_pad <= 1 && g.kt * g.kh <= 64 &&
+         g.kt * g.kh * g.W * 64 <= (8 << 10);
+}
+
 // Prefetches channels [ca, cb) of pixels [j0, j1) of a dense channels_last row (pixel stride C) into L1, in
 // address order.
 template <typename S>
@@ -189,16 +200,19 @@ struct Table {
                    int64_t, S*);
   // the same for every output frame of a sample, the frames innermost (clbi_frames)
   void (*clbi_all)(const Geom&, const ClBlocks&, int, int, const Rows<S>&, const S*, const S*, int64_t, int64_t, S*);
+  // clbi_all at stride 1 along W, where clbi_unit_runs (null: none for this ISA)
+  void (*clbi_all_s1)(const Geom&, const ClBlocks&, int, int, const Rows<S>&, const S*, const S*, int64_t, int64_t,
+                      S*);
   // the temporal-only rows (depthwise_conv3d_cpu_temporal.inc)
   void (*tmp_row)(S*, const S* const*, const S* const*, int, const S*, int64_t);
   void (*tmp_row_cl)(S*, const S* const*, const S* const*, int, const S*, int64_t, int64_t);
   void (*tmp_wgrad)(S*, const S*, const S* const*, const int*, int, int64_t, int64_t);
 };
 
-#define VIDOPS_DWC_TABLE(NS, NAME, CLB_FWD, CLB_PAD, CLBI_FWD, CLBI_ALL)                          \
+#define VIDOPS_DWC_TABLE(NS, NAME, CLB_FWD, CLB_PAD, CLBI_FWD, CLBI_ALL, CLBI_ALL_S1)             \
   Table<S> {                                                                                        \
     NAME, NS::V<S>::L, &NS::fwd_frames<S>, &NS::wgrad_frames<S>, &NS::fwd_block_width<S>,           \
-        &NS::cl_fwd_rows<S>, &NS::cl_wgrad_frame<S>, CLB_FWD, CLB_PAD, CLBI_FWD, CLBI_ALL,          \
+        &NS::cl_fwd_rows<S>, &NS::cl_wgrad_frame<S>, CLB_FWD, CLB_PAD, CLBI_FWD, CLBI_ALL, CLBI_ALL_S1, \
         &NS::temporal_row<S>, &NS::temporal_row_cl<S>, &NS::temporal_wgrad_row<S>                   \
   }
 
@@ -207,13 +221,15 @@ Table<S> table_of(cpu_isa::Isa isa) {
 #ifdef VIDOPS_DWC_X86
   if (isa == cpu_isa::Isa::kAvx512)
     return VIDOPS_DWC_TABLE(avx512, "avx512", &avx512::clb_fwd_rows<S>, &avx512::clb_pad_row<S>,
-                            (&avx512::clbi_rows<S, 3, 2>), (&avx512::clbi_frames<S, 3, 2>));
+                            (&avx512::clbi_rows<S, 3, 2>), (&avx512::clbi_frames<S, 3, 2>),
+                            (&avx512::clbi_frames<S, 3, 1>));
+  // AVX2: no in-place stride-1 forward (measured with AVX-512 only)
   if (isa == cpu_isa::Isa::kAvx2)
     return VIDOPS_DWC_TABLE(avx2, "avx2", &avx2::clb_fwd_rows<S>, &avx2::clb_pad_row<S>, (&avx2::clbi_rows<S, 3, 2>),
-                            (&avx2::clbi_frames<S, 3, 2>));
+                            (&avx2::clbi_frames<S, 3, 2>), nullptr);
 #endif
   (void)isa;
-  return VIDOPS_DWC_TABLE(generic, "base", nullptr, nullptr, nullptr, nullptr);
+  return VIDOPS_DWC_TABLE(generic, "base", nullptr, nullptr, nullptr, nullptr, nullptr);
 }
 
 // The kernels of the CPU's widest ISA (common/cpu_isa.h: detected once, VIDOPS_CPU_ISA caps it).
@@ -579,15 +595,18 @@ void conv_cl_blocked(const Table<S>& tb, const S* x, const int64_t* sd, const S*
   // vectors would read past C, and past the tensor's end at its last pixel). Measured on X3D-M's
   // stride-2 layers (2 threads, 48 MB written between calls): 1.07-1.31x faster than the copy,
   // 0.99-1.11x with x in cache.
-  // At stride 1 the copy's compact rows win when x is in cache (C 108, 28^2: 0.35 vs 0.40 ms).
-  const bool in_place = tb.clbi_fwd != nullptr && !t2 && sd[4] == 1 && sd[3] == g.C && clbi_runs(g);
+  // At stride 1 the copy's compact rows win when x is in cache (C 108, 28^2: 0.35 vs 0.40 ms),
+  // except at small frames (clbi_unit_runs).
+  const bool dense = !t2 && sd[4] == 1 && sd[3] == g.C;
+  const bool in_place_s1 = dense && tb.clbi_all_s1 != nullptr && clbi_unit_runs(g);
+  const bool in_place = in_place_s1 || (dense && tb.clbi_fwd != nullptr && clbi_runs(g));
   const int64_t in_place_blocks = in_place ? g.C / bl.L : 0;
   // In place, a task runs each output row of a block through all the output frames (clbi_frames)
   // where the block's kt * kh source rows stay in L1 (their lines of 64 B: within 24 KB), and the
   // frames outermost otherwise. Measured (2 threads, x in cache, 41 alternating rounds): C 216
   // 28^2 -> 14^2 1.18x, C 432 14^2 -> 7^2 1.15x the frames outermost; C 108 56^2 -> 28^2 0.98x
   // (rows past L1; the frames-outermost order also prefetches the newest frame's rows).
-  const bool frames_inner = in_place && g.kt * g.kh * g.W * 64 <= (24 << 10);
+  const bool frames_inner = in_place && g.kt * g.kh * g.W * 64 <= (24 << 10);  // always where in_place_s1
   at::parallel_for(0, units * groups, grain_for(work), [&](int64_t begin, int64_t end) {
     FrameWindow<S> win;
     std::vector<const S*> ptrs(static_cast<size_t>(g.kt)), frames(static_cast<size_t>(g.kt));
@@ -604,8 +623,9 @@ void conv_cl_blocked(const Table<S>& tb, const S* x, const int64_t* sd, const S*
         std::vector<const S*> fr(static_cast<size_t>(g.T));
         for (int64_t f = 0; f < g.T; ++f) fr[f] = sample + f * sd[1];
         Rows<S> xd{nullptr, 0, 0, g.H, sd[2], nullptr, fr.data()};
-        tb.clbi_all(g, bl, static_cast<int>(b0), static_cast<int>(bc), xd, kB.data(), bias ? bp.data() : nullptr,
-                    h0, h1, y + n * g.To * g.Ho * g.Wo * g.C);
+        (in_place_s1 ? tb.clbi_all_s1 : tb.clbi_all)(g, bl, static_cast<int>(b0), static_cast<int>(bc), xd, kB.data(),
+                                                      bias ? bp.data() : nullptr, h0, h1,
+                                                      y + n * g.To * g.Ho * g.Wo * g.C);
       }
       for (int64_t t = 0; t < g.To; ++t) {
         int64_t f0, f1;
