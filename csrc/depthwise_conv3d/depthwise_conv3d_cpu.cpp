@@ -94,23 +94,23 @@ inline int64_t src_index(int64_t v, int dd, int64_t n) {
 // and skip the inserted zeros (depthwise_conv3d_cpu_blocked.inc, clbt2_rows).
 inline bool clb_transposed_s2(const Geom& g) { return g.kw == 3 && g.sw == 1 && g.dw == 2 && g.pw == 1; }
 
-// Whether the blocked forward reads g's source in place (depthwise_conv3d_cpu_blocked.inc,
-// clbi_rows): kw = 3 at stride 2 along W (X3D's stride-2 layers) with at most one padding column
-// each side of a row, no dilation along W.
-inline bool clbi_runs(const Geom& g) {
+// Rows the in-place blocked kernels (depthwise_conv3d_cpu_blocked.inc, clbi_rows) take: kw = 3 with
+// at most one padding column each side of a row, no dilation along W. clbi_runs: the blocked
+// forward reads g's source in place at stride 2 along W (X3D's stride-2 layers).
+inline bool clbi_row_fits(const Geom& g) {
   const int64_t right_pad = (g.Wo - 1) * g.sw + g.kw - 1 - g.pw - (g.W - 1);
-  return g.kw == 3 && g.sw == 2 && g.dw == 1 && g.pw <= 1 && right_pad <= 1 && g.kt * g.kh <= 64;
+  return g.kw == 3 && g.dw == 1 && g.pw <= 1 && right_pad <= 1 && g.kt * g.kh <= 64;
 }
+inline bool clbi_runs(const Geom& g) { return g.sw == 2 && clbi_row_fits(g); }
 
 // Whether the blocked forward reads g's source in place at stride 1 along W, the output frames
-// innermost (clbi_frames): kw = 3, at most one padding column each side, and small frames, where a
-// block's kt * kh source rows (lines of 64 B) take at most 8 KB of L1. At larger frames the copy's
-// compact rows win. Measured (AVX-512, 2 threads, x in cache, alternating rounds): C 216 14^2
-// 1.21-1.25x, C 432 7^2 1.13-1.18x the copy; C 108 28^2 (16 KB) 0.95x, C 54 56^2 0.95x.
+// innermost (clbi_frames): the rows clbi_row_fits takes, at small frames, where a block's kt * kh
+// source rows (lines of 64 B) take at most 8 KB of L1. At larger frames the copy's compact rows
+// win. Measured (AVX-512, 2 threads, x in cache, alternating rounds against the copy; forward 41
+// rounds, grad_x 21): C 216 14^2 forward 1.15x, grad_x 1.09x; C 432 7^2 0.97x / 1.05x; in place at
+// C 108 28^2 (16 KB) and C 54 56^2: 0.95x.
 inline bool clbi_unit_runs(const Geom& g) {
-  const int64_t right_pad = (g.Wo - 1) * g.sw + g.kw - 1 - g.pw - (g.W - 1);
-  return g.kw == 3 && g.sw == 1 && g.dw == 1 && g.pw <= 1 && right_pad <= 1 && g.kt * g.kh <= 64 &&
-         g.kt * g.kh * g.W * 64 <= (8 << 10);
+  return g.sw == 1 && clbi_row_fits(g) && g.kt * g.kh * g.W * 64 <= (8 << 10);
 }
 
 // Prefetches channels [ca, cb) of pixels [j0, j1) of a dense channels_last row (pixel stride C) into L1, in
